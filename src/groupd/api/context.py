@@ -1,0 +1,38 @@
+"""Everything a request needs, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from groupd.api.protection import MaintenanceGate, RateLimiter
+from groupd.clock import Clock, system_clock
+from groupd.services.accounts import VerifiedPasswordCache
+from groupd.settings import Settings
+from groupd.store.db import Database
+from groupd.worker import Worker
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    worker: Worker
+    clock: Clock
+    password_cache: VerifiedPasswordCache
+    maintenance: MaintenanceGate
+    rate_limiter: RateLimiter
+
+    @classmethod
+    def create(
+        cls, settings: Settings, *, db: Database | None = None, clock: Clock = system_clock
+    ) -> AppContext:
+        database = db or Database.from_settings(settings)
+        return cls(
+            settings=settings,
+            db=database,
+            worker=Worker(database, settings, clock=clock),
+            clock=clock,
+            password_cache=VerifiedPasswordCache(settings.basic_auth_cache_seconds),
+            maintenance=MaintenanceGate(settings),
+            rate_limiter=RateLimiter(settings),
+        )

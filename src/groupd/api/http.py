@@ -1,0 +1,373 @@
+"""The thin layer between Starlette and the services.
+
+An ``Endpoint`` declares a route: its surface (which API it belongs to, and so how it
+authenticates and renders errors), the least role it needs, its body and answer types
+(for decoding and for the OpenAPI document), and a handler. Plain handlers run in one
+worker-thread hop together with authentication and their unit of work, which commits
+when the handler returns. Async handlers (a delete that waits for its operation) get an
+authenticated request and run their own units of work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from groupd.errors import (
+    AuthenticationFailed,
+    GroupdError,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from groupd.services import accounts
+from groupd.services.common import Actor
+from groupd.store.db import UnitOfWork
+
+if TYPE_CHECKING:
+    from groupd.api.context import AppContext
+
+log = logging.getLogger("groupd.api")
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def encode(payload: Any) -> bytes:
+    return _encoder.encode(payload)
+
+
+def json_response(
+    payload: Any,
+    status: int = 200,
+    *,
+    headers: dict[str, str] | None = None,
+    media_type: str = "application/json",
+) -> Response:
+    return Response(encode(payload), status_code=status, headers=headers, media_type=media_type)
+
+
+class Surface(Protocol):
+    """One API face: how it finds the caller, and how it says what went wrong."""
+
+    name: str
+
+    def authenticate(self, req: ApiRequest) -> accounts.AccountView: ...
+
+    def render_error(self, error: GroupdError, req: ApiRequest) -> Response: ...
+
+    def render_internal_error(self, req: ApiRequest) -> Response: ...
+
+
+@dataclass
+class QueryParam:
+    name: str
+    type: str = "string"  # OpenAPI scalar type
+    description: str = ""
+    required: bool = False
+    enum: list[str] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[ApiRequest], Any]
+    surface: Surface
+    role: str | None = "viewer"  # None: no credentials needed
+    write: bool = False
+    summary: str = ""
+    body: Any = None
+    response: Any = None
+    status: int = 200
+    query: list[QueryParam] = field(default_factory=list)
+    is_async: bool = False
+    tags: list[str] = field(default_factory=list)
+    headers: list[QueryParam] = field(default_factory=list)
+    document: bool = True
+    json_body: bool = True
+    errors: tuple[int, ...] = (400, 401, 403, 404)
+    raw_query: bool = False
+
+
+class ApiRequest:
+    """What a handler sees: the HTTP request, the caller, and its unit of work."""
+
+    def __init__(self, request: Request, endpoint: Endpoint, ctx: AppContext, body: bytes) -> None:
+        self.request = request
+        self.endpoint = endpoint
+        self.ctx = ctx
+        self.body = body
+        self.headers: Headers = request.headers
+        self.path_params: dict[str, str] = request.path_params
+        self.request_id: str = request.scope.get("state", {}).get("request_id", "")
+        client = request.client
+        self.client_ip = client.host if client else "unknown"
+        self.account: accounts.AccountView | None = None
+        self.actor_source: str | None = None
+        self._uow: UnitOfWork | None = None
+        self._query: dict[str, list[str]] | None = None
+        self.now: datetime = ctx.clock()
+
+    # the caller -----------------------------------------------------------------------
+    @property
+    def actor(self) -> Actor:
+        if self.account is None:
+            raise AuthenticationFailed("credentials are required")
+        return accounts.account_actor(
+            self.account, request_id=self.request_id, source=self.actor_source
+        )
+
+    @property
+    def uow(self) -> UnitOfWork:
+        assert self._uow is not None, "a unit of work exists only inside a handler's hop"
+        return self._uow
+
+    # query parameters ----------------------------------------------------------------
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            raw = self.request.scope.get("query_string", b"").decode("latin-1")
+            if self.endpoint.raw_query:
+                raw = raw.replace(";", "&")
+            try:
+                pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=False,
+                                  errors="strict", max_num_fields=200)
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput("the query string is malformed") from None
+            parsed: dict[str, list[str]] = {}
+            for key, value in pairs:
+                parsed.setdefault(key.strip(), []).append(value.strip())
+            self._query = parsed
+        return self._query
+
+    def query_str(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        if not values:
+            return default
+        if len(values) > 1:
+            raise InvalidInput(f"query parameter '{name}' is given more than once", field=name)
+        return values[0]
+
+    def query_bool(self, name: str, default: bool) -> bool:
+        value = self.query_str(name)
+        if value is None or value == "":
+            return default
+        lowered = value.lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise InvalidInput(f"query parameter '{name}' must be true or false", field=name)
+
+    def query_int(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None,
+        clamp: bool = False,
+    ) -> int:
+        value = self.query_str(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidInput(f"query parameter '{name}' must be an integer", field=name) from None
+        if minimum is not None and number < minimum:
+            raise InvalidInput(f"query parameter '{name}' must be at least {minimum}", field=name)
+        if maximum is not None and number > maximum:
+            if clamp:
+                return maximum
+            raise InvalidInput(f"query parameter '{name}' must be at most {maximum}", field=name)
+        return number
+
+    def query_float(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self.query_str(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidInput(f"query parameter '{name}' must be a number", field=name) from None
+        if not minimum <= number <= maximum:
+            raise InvalidInput(
+                f"query parameter '{name}' must be between {minimum:g} and {maximum:g}",
+                field=name,
+            )
+        return number
+
+    # bodies --------------------------------------------------------------------------
+    def decode(self, kind: type[T]) -> T:
+        """The JSON body decoded into ``kind``; 415 for another media type, 400 if bad."""
+        content_type = self.headers.get("content-type", "")
+        media = content_type.split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"the body must be application/json, not '{media or 'none'}'"
+            )
+        if not self.body.strip():
+            raise InvalidInput("a JSON body is required")
+        check_json_depth(self.body, self.ctx.settings.max_json_depth)
+        decoder = _decoders.get(kind)
+        if decoder is None:
+            decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+        try:
+            return decoder.decode(self.body)  # type: ignore[no-any-return]
+        except msgspec.ValidationError as error:
+            raise InvalidInput(f"invalid body: {error}") from None
+        except msgspec.DecodeError as error:
+            raise InvalidInput(f"the body is not valid JSON: {error}") from None
+
+    def form(self) -> dict[str, str]:
+        """A form-encoded body (``application/x-www-form-urlencoded``), or 415."""
+        media = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            raise UnsupportedMediaType(
+                f"the body must be application/x-www-form-urlencoded, not '{media or 'none'}'"
+            )
+        try:
+            pairs = parse_qsl(self.body.decode("utf-8"), keep_blank_values=True,
+                              max_num_fields=50)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput("the form body is malformed") from None
+        form: dict[str, str] = {}
+        for key, value in pairs:
+            if key in form:
+                raise InvalidInput(f"form field '{key}' is given more than once", field=key)
+            form[key] = value
+        return form
+
+    # units of work for async handlers ------------------------------------------------
+    async def transact(self, work: Callable[[UnitOfWork], T], *, write: bool = True) -> T:
+        """Run ``work`` in a fresh unit of work on a worker thread; commit if it returns."""
+
+        def run() -> T:
+            with self.ctx.db.unit_of_work(write=write) as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+
+        return await run_in_threadpool(run)
+
+
+def check_json_depth(body: bytes, limit: int) -> None:
+    """Refuse JSON nested deeper than ``limit`` before any parser recurses into it."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                raise InvalidInput(f"the JSON body is nested deeper than {limit} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+def parse_basic(header_value: str) -> tuple[str, str]:
+    """``username, password`` from the value after ``Basic``."""
+    try:
+        decoded = base64.b64decode(header_value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthenticationFailed("the Basic credentials are not valid base64") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise AuthenticationFailed("the Basic credentials are malformed")
+    return username, password
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        except ValueError:
+            raise InvalidInput("Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
+    """A Starlette route that runs ``endpoint`` with its surface's rules."""
+    surface = endpoint.surface
+    settings = ctx.settings
+
+    def prepare(req: ApiRequest, uow: UnitOfWork) -> None:
+        ctx.maintenance.check(uow)
+        ctx.rate_limiter.check(surface.name, req)
+        if endpoint.role is not None:
+            req._uow = uow
+            try:
+                req.account = surface.authenticate(req)
+            except AuthenticationFailed:
+                # Keep what the attempt counted (failed logins, lock-out) and refuse.
+                uow.commit()
+                raise
+            req.actor.require(endpoint.role)
+
+    def run_sync(req: ApiRequest) -> Response:
+        with ctx.db.unit_of_work(write=endpoint.write) as uow:
+            prepare(req, uow)
+            req._uow = uow
+            response = endpoint.handler(req)
+            uow.commit()
+            return response  # type: ignore[no-any-return]
+
+    def authenticate_only(req: ApiRequest) -> None:
+        with ctx.db.unit_of_work(write=True) as uow:
+            prepare(req, uow)
+            uow.commit()
+        req._uow = None
+
+    async def asgi_endpoint(request: Request) -> Response:
+        req: ApiRequest | None = None
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            req = ApiRequest(request, endpoint, ctx, body)
+            if endpoint.is_async:
+                await run_in_threadpool(authenticate_only, req)
+                handler: Callable[[ApiRequest], Awaitable[Response]] = endpoint.handler
+                return await handler(req)
+            return await run_in_threadpool(run_sync, req)
+        except GroupdError as error:
+            if req is None:
+                req = ApiRequest(request, endpoint, ctx, b"")
+            return surface.render_error(error, req)
+        except Exception:
+            log.exception("unhandled error in %s %s", endpoint.method, endpoint.path)
+            if req is None:
+                req = ApiRequest(request, endpoint, ctx, b"")
+            return surface.render_internal_error(req)
+
+    return Route(endpoint.path, asgi_endpoint, methods=[endpoint.method], name=None)

@@ -1,0 +1,86 @@
+"""Deleting groups, and the operations that carry long deletes."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
+from groupd.api.native import render
+from groupd.api.native import schemas as s
+from groupd.api.native.common import if_match
+from groupd.api.native.surface import NATIVE
+from groupd.api.waiting import wait_for_operation
+from groupd.services import deletion
+from groupd.store.db import UnitOfWork
+
+
+async def delete_group(req: ApiRequest) -> Response:
+    settings = req.ctx.settings
+    release = req.query_bool("releaseConsumedUnits", False)
+    dry_run = req.query_bool("dryRun", False)
+    wait = req.query_float(
+        "wait", settings.delete_wait_seconds, minimum=0, maximum=settings.delete_max_wait_seconds
+    )
+    expected_version = if_match(req)
+    actor = req.actor
+    group_id = req.path_params["id"]
+
+    def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
+        return deletion.request_delete(
+            uow, actor=actor, group_id=group_id, release_units=release, dry_run=dry_run,
+            if_match=expected_version, now=req.ctx.clock(),
+        )
+
+    plan = await req.transact(phase_one, write=not dry_run)
+    if plan.dry_run:
+        return json_response(
+            s.DeletePreview(
+                dry_run=True,
+                group=s.TargetOut(id=str(plan.group_uuid), name=plan.group_name),
+                impact=plan.impact.as_dict(),
+            )
+        )
+    assert plan.operation_uuid is not None
+    req.ctx.worker.notify()
+    view = await wait_for_operation(
+        req.ctx, actor=actor, operation_uuid=plan.operation_uuid, budget_seconds=wait
+    )
+    body = render.operation(view)
+    if view.done:
+        return json_response(body, 200)
+    return json_response(
+        body,
+        202,
+        headers={
+            "Location": f"/api/v1/operations/{view.uuid}",
+            "response-id": str(view.uuid),
+        },
+    )
+
+
+def get_operation(req: ApiRequest) -> Response:
+    view = deletion.get_operation(
+        req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
+    )
+    return json_response(render.operation(view))
+
+
+def endpoints() -> list[Endpoint]:
+    return [
+        Endpoint(
+            "DELETE", "/api/v1/groups/{id}", delete_group, NATIVE, role="editor", write=True,
+            summary="Delete a group and its subtree (guarded, previewable, durable)",
+            response=s.OperationOut, status=200, is_async=True, tags=["groups"],
+            query=[
+                QueryParam("releaseConsumedUnits", "boolean",
+                           "return the units of every deleted object's activations"),
+                QueryParam("dryRun", "boolean", "only report the impact and blockers"),
+                QueryParam("wait", "number", "seconds to wait for the end before 202"),
+            ],
+            headers=[QueryParam("If-Match", "string", "ETag the group must still have")],
+            errors=(400, 401, 403, 404, 409, 412), json_body=False,
+        ),
+        Endpoint("GET", "/api/v1/operations/{id}", get_operation, NATIVE,
+                 summary="State, progress and result of an operation",
+                 response=s.OperationOut, tags=["operations"]),
+    ]

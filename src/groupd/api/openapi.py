@@ -1,0 +1,127 @@
+"""The OpenAPI 3.1 document, built from the endpoint declarations and msgspec types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from groupd import __version__
+from groupd.api.http import Endpoint
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "code", "detail", "requestId"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string"},
+        "detail": {"type": "string"},
+        "requestId": {"type": "string"},
+    },
+}
+REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 400: "Bad request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not found", 406: "Not acceptable",
+    409: "Conflict", 412: "Precondition failed", 413: "Payload too large",
+    415: "Unsupported media type", 429: "Too many requests", 503: "Maintenance",
+}
+
+
+def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
+    documented = [e for e in endpoints if e.document]
+    types = {t for e in documented for t in (e.body, e.response) if t is not None}
+    ordered = sorted(types, key=lambda t: t.__name__)
+    schemas, components = msgspec.json.schema_components(
+        ordered, ref_template="#/components/schemas/{name}"
+    )
+    ref_of = dict(zip(ordered, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in documented:
+        operation: dict[str, Any] = {
+            "summary": endpoint.summary,
+            "operationId": _operation_id(endpoint),
+            "tags": endpoint.tags or [endpoint.surface.name],
+            "parameters": _parameters(endpoint),
+            "responses": _responses(endpoint, ref_of),
+        }
+        if endpoint.role is None:
+            operation["security"] = []
+        if endpoint.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref_of[endpoint.body]}},
+            }
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    components["Problem"] = PROBLEM_SCHEMA
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "groupd",
+            "version": __version__,
+            "description": "Group directory: groups, objects, licences and safe deletes.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+        },
+        "security": [{"bearer": []}, {"basic": []}],
+    }
+
+
+def _operation_id(endpoint: Endpoint) -> str:
+    words = re.sub(r"[{}:]", " ", endpoint.path).replace("/", " ").split()
+    return endpoint.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for name in re.findall(r"{(\w+)}", endpoint.path):
+        params.append({"name": name, "in": "path", "required": True,
+                       "schema": {"type": "string"}})
+    for where, items in (("query", endpoint.query), ("header", endpoint.headers)):
+        for item in items:
+            schema: dict[str, Any] = {"type": item.type}
+            if item.enum:
+                schema["enum"] = item.enum
+            if item.minimum is not None:
+                schema["minimum"] = item.minimum
+            if item.maximum is not None:
+                schema["maximum"] = item.maximum
+            params.append({"name": item.name, "in": where, "required": item.required,
+                           "description": item.description, "schema": schema})
+    return params
+
+
+def _responses(endpoint: Endpoint, ref_of: dict[Any, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    success: dict[str, Any] = {"description": REASONS.get(endpoint.status, "OK")}
+    if endpoint.response is not None and endpoint.status != 204:
+        success["content"] = {"application/json": {"schema": ref_of[endpoint.response]}}
+    responses[str(endpoint.status)] = success
+    if endpoint.is_async:
+        responses["202"] = {
+            "description": "Accepted; still running (see Location)",
+            "content": {"application/json": {"schema": ref_of[endpoint.response]}},
+        }
+    if endpoint.method == "PUT" and endpoint.status == 201:
+        responses["204"] = {"description": "Already so"}
+    codes = set(endpoint.errors) | {400, 429, 503}
+    if endpoint.role is not None:
+        codes |= {401, 403}
+    if endpoint.body is not None or endpoint.json_body is False:
+        codes |= {413, 415}
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": REASONS.get(code, "Error"),
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        }
+    return responses

@@ -1,0 +1,307 @@
+"""The ``groupd`` command: serve, run workers, administer, and delete through the API."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from groupd.clock import system_clock
+from groupd.errors import GroupdError
+from groupd.settings import get_settings
+from groupd.store.db import Database, transaction
+
+app = typer.Typer(help="groupd: a group directory with safe, durable, fast deletes.",
+                  no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+groups_app = typer.Typer(help="Groups, through a running server's API.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(account_app, name="account")
+app.add_typer(token_app, name="token")
+app.add_typer(groups_app, name="groups")
+err = Console(stderr=True)
+out = Console()
+
+
+def _database() -> Database:
+    return Database.from_settings(get_settings())
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[int, typer.Option(help="server processes (use PostgreSQL for >1)")] = 1,
+) -> None:
+    """Migrate, seed an empty database, and serve every API on one port."""
+    import uvicorn
+
+    from groupd.bootstrap import prepare_database
+    from groupd.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    db = _database()
+    seeded = prepare_database(db)
+    db.dispose()
+    if seeded is not None:
+        err.print("[bold]groupd initialised[/bold]: tenant 'default' with an admin account.")
+        err.print(f"  username: {seeded.username}")
+        err.print(f"  password: {seeded.password}")
+        err.print(f"  API token: {seeded.token}")
+        err.print("These are shown once; store them now.")
+    if workers > 1 and db.is_sqlite:
+        err.print("[yellow]note:[/yellow] several processes on SQLite share one write lock; "
+                  "use PostgreSQL for --workers > 1")
+    uvicorn.run(
+        "groupd.api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a phase-2 worker on its own, until interrupted."""
+    from groupd.logs import configure_logging
+    from groupd.worker import Worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    runner = Worker(_database(), settings)
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.start()
+    err.print(f"worker {runner.id} running")
+    while not stopping:
+        time.sleep(0.2)
+    runner.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from groupd.store.migrate import upgrade
+
+    upgrade(_database().engine)
+    err.print("schema is up to date")
+
+
+@tenant_app.command("create")
+def tenant_create(name: str) -> None:
+    """Create a tenant with its built-in groups."""
+    from groupd.services import accounts
+
+    try:
+        with transaction(_database()) as uow:
+            tenant = accounts.create_tenant(uow, name=name, now=system_clock())
+    except GroupdError as error:
+        _fail(error.detail)
+    out.print(str(tenant.uuid))
+
+
+@account_app.command("create")
+def account_create(
+    tenant: Annotated[str, typer.Option(help="tenant name")],
+    username: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="admin, editor or viewer")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="read the password from stdin")] = False,
+) -> None:
+    """Create an account; the password comes from stdin (never from the command line)."""
+    from groupd.services import accounts
+
+    if not password_stdin:
+        _fail("pass --password-stdin and the password on standard input")
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        with transaction(_database()) as uow:
+            found = accounts.get_tenant(uow, name=tenant)
+            account = accounts.create_account(
+                uow, tenant_id=found.id, username=username, role=role, password=password,
+                now=system_clock(),
+            )
+    except GroupdError as error:
+        _fail(error.detail)
+    out.print(str(account.uuid))
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise typer.BadParameter(f"'{text}' is not a duration like 3600, 90m, 12h or 30d")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+@token_app.command("create")
+def token_create(
+    tenant: Annotated[str, typer.Option(help="tenant name")],
+    username: Annotated[str, typer.Option()],
+    ttl: Annotated[str, typer.Option(help="lifetime: 3600, 90m, 12h, 30d")] = "30d",
+) -> None:
+    """Create an API token and print it, alone, on stdout."""
+    from groupd.services import accounts
+
+    seconds = parse_duration(ttl)
+    try:
+        with transaction(_database()) as uow:
+            found = accounts.get_tenant(uow, name=tenant)
+            account = accounts.get_account(uow, username=username)
+            if account.tenant_id != found.id:
+                _fail(f"account '{username}' is not in tenant '{tenant}'")
+            token = accounts.issue_credential(
+                uow, account=account, kind="api", ttl_seconds=seconds, now=system_clock(),
+                label="cli",
+            )
+    except GroupdError as error:
+        _fail(error.detail)
+    print(token.secret)
+
+
+@app.command()
+def maintenance(
+    state: Annotated[str, typer.Argument(help="on or off")],
+    message: Annotated[str, typer.Option(help="what callers are told")] = "",
+) -> None:
+    """Switch maintenance mode for every process (each sees it within a second)."""
+    from groupd.services import system
+
+    if state not in ("on", "off"):
+        _fail("state is 'on' or 'off'")
+    with transaction(_database()) as uow:
+        system.set_maintenance(uow, enabled=state == "on", message=message, now=system_clock())
+    err.print(f"maintenance {state}")
+
+
+def _client(url: str | None, token: str | None) -> Any:
+    from groupd.client import GroupdClient
+
+    base = url or os.environ.get("GROUPD_URL") or "http://127.0.0.1:8000"
+    secret = token or os.environ.get("GROUPD_TOKEN")
+    if not secret:
+        _fail("a token is needed: --token or GROUPD_TOKEN")
+    return GroupdClient(base, secret or "")
+
+
+@groups_app.command("delete")
+def groups_delete(
+    group_id: Annotated[str, typer.Argument(metavar="ID")],
+    release_units: Annotated[bool, typer.Option("--release-units",
+                                                help="return consumed units")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only show the impact")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="return once accepted")] = False,
+    url: Annotated[str | None, typer.Option(help="server URL (or GROUPD_URL)")] = None,
+    token: Annotated[str | None, typer.Option(help="API token (or GROUPD_TOKEN)")] = None,
+) -> None:
+    """Delete a group's subtree, showing progress until the operation ends."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        status, body = client.delete_group(
+            group_id, release_units=release_units, dry_run=dry_run, wait=0 if not dry_run else 0
+        )
+        if dry_run:
+            _print_impact(body)
+            return
+        operation_id = body["id"]
+        err.print(f"delete accepted: operation {operation_id}")
+        if no_wait:
+            out.print(operation_id)
+            return
+        body = _follow(client, operation_id, body)
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+    result = body.get("result") or {}
+    if body["state"] != "succeeded":
+        _fail(f"operation ended {body['state']}: {result}")
+    deleted = (result.get("body") or {}).get("deleted", {})
+    out.print(f"deleted: {deleted}")
+
+
+def _follow(client: Any, operation_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+        while True:
+            for key in ("groups", "devices", "users", "memberships", "activations"):
+                counter = (body.get("progress") or {}).get(key)
+                if not counter:
+                    continue
+                if key not in tasks:
+                    tasks[key] = progress.add_task(key, total=max(counter["total"], 1))
+                progress.update(tasks[key], completed=counter["done"])
+            if body["state"] in ("succeeded", "failed"):
+                return body
+            time.sleep(0.5)
+            body = client.get_operation(operation_id)
+
+
+def _print_impact(body: dict[str, Any]) -> None:
+    impact = body["impact"]
+    table = Table(title=f"Deleting '{body['group']['name']}' would remove")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for kind, count in impact["groups"].items():
+        table.add_row(f"groups ({kind})", f"{count:,}")
+    table.add_row("devices", f"{impact['objects']['devices']:,}")
+    table.add_row("users", f"{impact['objects']['users']:,}")
+    table.add_row("memberships", f"{impact['memberships']:,}")
+    table.add_row("activations", f"{impact['activations']:,}")
+    for item in impact["units"]["byLicence"]:
+        verb = "released" if item["action"] == "release" else "kept consumed"
+        table.add_row(f"units of {item['product']} ({item['unitKind']}) {verb}",
+                      f"{item['units']:,}")
+    out.print(table)
+    if impact["blockers"]:
+        blockers = Table(title="Blocked by")
+        blockers.add_column("rule")
+        blockers.add_column("group")
+        blockers.add_column("detail")
+        for blocker in impact["blockers"]:
+            detail = blocker.get("linkedEntityType") or blocker.get("activeMembers") or ""
+            blockers.add_row(blocker["rule"], blocker["groupName"], str(detail))
+        out.print(blockers)
+
+
+def main() -> None:
+    app()

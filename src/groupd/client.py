@@ -1,0 +1,57 @@
+"""A small HTTP client of the native API (the CLI's remote commands use it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.body = body
+
+
+class GroupdClient:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body)
+        return body
+
+    def delete_group(
+        self, group_id: str, *, release_units: bool, dry_run: bool, wait: float
+    ) -> tuple[int, dict[str, Any]]:
+        response = self.http.delete(
+            f"/api/v1/groups/{group_id}",
+            params={
+                "releaseConsumedUnits": str(release_units).lower(),
+                "dryRun": str(dry_run).lower(),
+                "wait": str(wait),
+            },
+        )
+        return response.status_code, self._json(response)
+
+    def get_operation(self, operation_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/api/v1/operations/{operation_id}"))  # type: ignore[no-any-return]
+
+    def get_group(self, group_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/api/v1/groups/{group_id}"))  # type: ignore[no-any-return]

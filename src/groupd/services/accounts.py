@@ -1,0 +1,405 @@
+"""Tenants, accounts and credentials: passwords, tokens, sessions and lock-out."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from groupd.errors import AccountLocked, AuthenticationFailed, Conflict, InvalidInput, NotFound
+from groupd.services import groups
+from groupd.services.common import Actor, allocate_ids, system_actor
+from groupd.store.db import UnitOfWork
+from groupd.store.models import ROLES, Account, Credential, Group, Tenant
+from groupd.store.tree import child_path
+from groupd.values import clean_name
+
+_hasher = PasswordHasher()
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+TOKEN_PREFIX = {"access": "gda", "refresh": "gdr", "api": "gdk", "session": "gds", "service": "gdt"}
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TenantView:
+    id: int
+    uuid: uuid.UUID
+    name: str
+
+
+def create_tenant(uow: UnitOfWork, *, name: str, now: datetime) -> TenantView:
+    """A tenant with its protected built-ins: root "All", "Lost & found", the "Admin" group."""
+    name = clean_name(name, field="tenant")
+    tenant = Tenant(uuid=uuid.uuid4(), name=name, created_at=now)
+    uow.session.add(tenant)
+    try:
+        with uow.session.begin_nested():
+            uow.session.flush()
+    except IntegrityError:
+        raise Conflict(f"a tenant named '{name}' already exists", code="name_taken") from None
+    actor = system_actor(tenant.id)
+    root = _create_root(uow, tenant_id=tenant.id, now=now)
+    groups.create_group(
+        uow,
+        actor=actor,
+        spec=groups.GroupSpec(
+            name=groups.LOST_AND_FOUND_NAME, parent_uuid=root, kind="static", protected=True
+        ),
+        now=now,
+    )
+    groups.create_group(
+        uow,
+        actor=actor,
+        spec=groups.GroupSpec(name=groups.ADMIN_GROUP_NAME, kind="user", protected=True),
+        now=now,
+    )
+    return TenantView(tenant.id, tenant.uuid, tenant.name)
+
+
+def _create_root(uow: UnitOfWork, *, tenant_id: int, now: datetime) -> uuid.UUID:
+    # The one static group without a parent; created here only, never through the API.
+    (group_id,) = allocate_ids(uow.session, "groups", 1)
+    root_uuid = uuid.uuid4()
+    uow.session.add(
+        Group(
+            id=group_id,
+            uuid=root_uuid,
+            tenant_id=tenant_id,
+            parent_id=None,
+            path=child_path(None, group_id),
+            depth=0,
+            kind="static",
+            name=groups.ROOT_NAME,
+            description="Every device and user of the tenant",
+            protected=True,
+            state="live",
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    uow.session.flush()
+    return root_uuid
+
+
+def get_tenant(uow: UnitOfWork, *, name: str) -> TenantView:
+    tenant = uow.session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
+    if tenant is None:
+        raise NotFound(f"no tenant '{name}'")
+    return TenantView(tenant.id, tenant.uuid, tenant.name)
+
+
+def list_tenants(uow: UnitOfWork) -> list[TenantView]:
+    rows = uow.session.execute(select(Tenant).order_by(Tenant.id)).scalars()
+    return [TenantView(t.id, t.uuid, t.name) for t in rows]
+
+
+def _check_password_rules(password: str) -> None:
+    if not (PASSWORD_MIN <= len(password) <= PASSWORD_MAX):
+        raise InvalidInput(
+            f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters", field="password"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    id: int
+    uuid: uuid.UUID
+    tenant_id: int
+    username: str
+    role: str
+    active: bool
+
+
+def _account_view(account: Account) -> AccountView:
+    return AccountView(
+        account.id, account.uuid, account.tenant_id, account.username, account.role, account.active
+    )
+
+
+def create_account(
+    uow: UnitOfWork, *, tenant_id: int, username: str, role: str, password: str, now: datetime
+) -> AccountView:
+    """A new principal of the tenant; usernames are unique across the installation."""
+    username = clean_name(username, field="username")
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    _check_password_rules(password)
+    account = Account(
+        uuid=uuid.uuid4(),
+        tenant_id=tenant_id,
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        active=True,
+        failed_logins=0,
+        created_at=now,
+    )
+    uow.session.add(account)
+    try:
+        with uow.session.begin_nested():
+            uow.session.flush()
+    except IntegrityError:
+        raise Conflict(f"the username '{username}' is taken", code="username_taken") from None
+    return _account_view(account)
+
+
+def get_account(uow: UnitOfWork, *, username: str) -> AccountView:
+    account = uow.session.execute(
+        select(Account).where(Account.username == username)
+    ).scalar_one_or_none()
+    if account is None:
+        raise NotFound(f"no account '{username}'")
+    return _account_view(account)
+
+
+def list_accounts(uow: UnitOfWork, *, actor: Actor) -> list[AccountView]:
+    rows = uow.session.execute(
+        select(Account).where(Account.tenant_id == actor.tenant_id).order_by(Account.id)
+    ).scalars()
+    return [_account_view(a) for a in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    """The result of a password check. A failure still has state to commit (the count)."""
+
+    account: AccountView | None
+    error: AuthenticationFailed | None
+    attempts_left: int
+
+
+def check_password(
+    uow: UnitOfWork,
+    *,
+    username: str,
+    password: str,
+    now: datetime,
+    max_failures: int,
+    lockout_seconds: int,
+) -> LoginOutcome:
+    """Verify a password, counting failures and locking the account after too many.
+
+    Every login path (token grant, Basic, AppViewX login, ESET token) goes through here,
+    so the throttle is shared. The caller commits even when the outcome is a failure.
+    """
+    account = uow.session.execute(
+        select(Account).where(Account.username == username).with_for_update()
+    ).scalar_one_or_none()
+    if account is None or not account.active:
+        _hasher_cost_equaliser(password)
+        return LoginOutcome(None, AuthenticationFailed("invalid credentials"), max_failures)
+    if account.locked_until is not None and account.locked_until > now:
+        wait = int((account.locked_until - now).total_seconds()) + 1
+        return LoginOutcome(
+            None,
+            AccountLocked(f"too many failed logins; try again in {wait} s", retry_after=wait),
+            0,
+        )
+    if _verify(account.password_hash, password):
+        account.failed_logins = 0
+        account.locked_until = None
+        return LoginOutcome(_account_view(account), None, max_failures)
+    account.failed_logins += 1
+    left = max(max_failures - account.failed_logins, 0)
+    if account.failed_logins >= max_failures:
+        account.locked_until = now + timedelta(seconds=lockout_seconds)
+        account.failed_logins = 0
+        return LoginOutcome(
+            None,
+            AccountLocked(
+                f"too many failed logins; locked for {lockout_seconds} s",
+                retry_after=lockout_seconds,
+            ),
+            0,
+        )
+    return LoginOutcome(None, AuthenticationFailed("invalid credentials"), left)
+
+
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def _hasher_cost_equaliser(password: str) -> None:
+    # An unknown username costs as much as a wrong password: no username probing by timing.
+    _verify(_DUMMY_HASH, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    secret: str
+    kind: str
+    expires_at: datetime
+    expires_in: int
+
+
+def issue_credential(
+    uow: UnitOfWork,
+    *,
+    account: AccountView,
+    kind: str,
+    ttl_seconds: int,
+    now: datetime,
+    idle_timeout_seconds: int | None = None,
+    label: str | None = None,
+) -> IssuedToken:
+    """A new random secret of ``kind`` for the account; only its hash is stored."""
+    secret = f"{TOKEN_PREFIX[kind]}_{secrets.token_urlsafe(32)}"
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    uow.session.add(
+        Credential(
+            tenant_id=account.tenant_id,
+            account_id=account.id,
+            kind=kind,
+            token_hash=hash_secret(secret),
+            label=label,
+            expires_at=expires_at,
+            idle_timeout_seconds=idle_timeout_seconds,
+            last_used_at=now,
+            created_at=now,
+        )
+    )
+    uow.session.flush()
+    return IssuedToken(secret, kind, expires_at, ttl_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: IssuedToken
+    refresh: IssuedToken
+
+
+def issue_token_pair(
+    uow: UnitOfWork, *, account: AccountView, now: datetime, access_ttl: int, refresh_ttl: int
+) -> TokenPair:
+    return TokenPair(
+        issue_credential(uow, account=account, kind="access", ttl_seconds=access_ttl, now=now),
+        issue_credential(uow, account=account, kind="refresh", ttl_seconds=refresh_ttl, now=now),
+    )
+
+
+def refresh_tokens(
+    uow: UnitOfWork, *, refresh_token: str, now: datetime, access_ttl: int, refresh_ttl: int
+) -> TokenPair:
+    """Trade a refresh token for a new pair; the old refresh token is spent (rotation)."""
+    credential = uow.session.execute(
+        select(Credential)
+        .where(Credential.token_hash == hash_secret(refresh_token), Credential.kind == "refresh")
+        .with_for_update()
+    ).scalar_one_or_none()
+    if credential is None or credential.revoked_at is not None or credential.expires_at <= now:
+        raise AuthenticationFailed("the refresh token is invalid or expired")
+    account = uow.session.get(Account, credential.account_id)
+    if account is None or not account.active:
+        raise AuthenticationFailed("the account is disabled")
+    credential.revoked_at = now
+    return issue_token_pair(
+        uow, account=_account_view(account), now=now, access_ttl=access_ttl,
+        refresh_ttl=refresh_ttl,
+    )
+
+
+def resolve_token(
+    uow: UnitOfWork, *, secret: str, kinds: tuple[str, ...], now: datetime
+) -> AccountView:
+    """The account behind a bearer secret of one of ``kinds``, or AuthenticationFailed.
+
+    Sessions slide: each use moves their idle deadline.
+    """
+    row = uow.session.execute(
+        select(Credential, Account)
+        .join(Account, Account.id == Credential.account_id)
+        .where(Credential.token_hash == hash_secret(secret))
+    ).one_or_none()
+    if row is None:
+        raise AuthenticationFailed("the token is not valid")
+    credential, account = row
+    if credential.kind not in kinds:
+        raise AuthenticationFailed("this kind of token is not accepted here")
+    if credential.revoked_at is not None:
+        raise AuthenticationFailed("the token was revoked")
+    if credential.expires_at <= now:
+        raise AuthenticationFailed("the token has expired")
+    if credential.idle_timeout_seconds is not None:
+        idle_deadline = credential.last_used_at + timedelta(seconds=credential.idle_timeout_seconds)
+        if idle_deadline <= now:
+            raise AuthenticationFailed("the session has expired")
+        uow.session.execute(
+            update(Credential).where(Credential.id == credential.id).values(last_used_at=now)
+        )
+    if not account.active:
+        raise AuthenticationFailed("the account is disabled")
+    return _account_view(account)
+
+
+def revoke_token(uow: UnitOfWork, *, secret: str, now: datetime) -> None:
+    uow.session.execute(
+        update(Credential)
+        .where(Credential.token_hash == hash_secret(secret), Credential.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def account_actor(
+    account: AccountView, *, request_id: str = "", source: str | None = None
+) -> Actor:
+    return Actor(
+        tenant_id=account.tenant_id,
+        account_id=account.id,
+        username=account.username,
+        role=account.role,
+        request_id=request_id,
+        source=source,
+    )
+
+
+class VerifiedPasswordCache:
+    """Remembers recently verified Basic credentials (by hash) so that argon2, which is
+    slow on purpose, runs once per client per ``ttl`` instead of on every request."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self._entries: dict[str, tuple[float, AccountView]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, username: str, password: str) -> AccountView | None:
+        if self.ttl <= 0:
+            return None
+        key = hash_secret(f"{username}\x00{password}")
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, username: str, password: str, account: AccountView) -> None:
+        if self.ttl <= 0:
+            return
+        key = hash_secret(f"{username}\x00{password}")
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, account)

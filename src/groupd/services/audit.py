@@ -1,0 +1,99 @@
+"""The audit trail: append-only events, written in the transaction of what they record."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from groupd.services.common import Actor, check_limit, decode_cursor, encode_cursor, parse_uuid_field
+from groupd.services.groups import Page
+from groupd.store.db import UnitOfWork
+from groupd.store.models import AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class AuditView:
+    id: int
+    actor: str
+    action: str
+    target_type: str
+    target_uuid: uuid.UUID | None
+    target_name: str | None
+    request_id: str | None
+    source: str | None
+    outcome: str
+    counts: dict[str, Any]
+    detail: str | None
+    at: datetime
+
+
+def record_event(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_uuid: uuid.UUID | None,
+    target_name: str | None,
+    outcome: str,
+    now: datetime,
+    counts: dict[str, Any] | None = None,
+    detail: str | None = None,
+    tenant_id: int | None = None,
+) -> None:
+    """Append one event; it commits or rolls back with the change it describes."""
+    uow.session.execute(
+        insert(AuditEvent).values(
+            tenant_id=tenant_id if tenant_id is not None else actor.tenant_id,
+            actor=actor.username,
+            action=action,
+            target_type=target_type,
+            target_uuid=target_uuid,
+            target_name=target_name,
+            request_id=actor.request_id or None,
+            source=actor.source,
+            outcome=outcome,
+            counts=counts or {},
+            detail=detail[:2000] if detail else None,
+            at=now,
+        )
+    )
+
+
+def list_events(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    target: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """The tenant's events, oldest first, filtered by target, action and time."""
+    check_limit(limit)
+    query = select(AuditEvent).where(
+        AuditEvent.tenant_id == actor.tenant_id, AuditEvent.id > decode_cursor(cursor)
+    )
+    if target is not None:
+        query = query.where(AuditEvent.target_uuid == parse_uuid_field(target, field="target"))
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    rows = uow.session.execute(query.order_by(AuditEvent.id).limit(limit + 1)).scalars().all()
+    items = [
+        AuditView(
+            e.id, e.actor, e.action, e.target_type, e.target_uuid, e.target_name, e.request_id,
+            e.source, e.outcome, e.counts or {}, e.detail, e.at,
+        )
+        for e in rows[:limit]
+    ]
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)

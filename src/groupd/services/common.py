@@ -1,0 +1,103 @@
+"""Values every service shares: who is acting, paging cursors, id allocation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from groupd.errors import InvalidInput, NotFound, PermissionDenied
+
+ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
+MAX_PAGE = 1000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated caller of a use case, and where the call came from."""
+
+    tenant_id: int
+    account_id: int | None
+    username: str
+    role: str
+    request_id: str = ""
+    source: str | None = None
+
+    def require(self, role: str) -> None:
+        """Raise PermissionDenied unless this actor's role is at least ``role``."""
+        if ROLE_RANK[self.role] < ROLE_RANK[role]:
+            raise PermissionDenied(f"the {self.role} role may not do this; {role} is needed")
+
+
+def system_actor(tenant_id: int, *, name: str = "system") -> Actor:
+    return Actor(tenant_id=tenant_id, account_id=None, username=name, role="admin")
+
+
+def parse_uuid(value: str, *, what: str = "id") -> uuid.UUID:
+    """A UUID from the API, or NotFound: a malformed id names nothing that exists."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound(f"no {what} '{value}'") from None
+
+
+def parse_uuid_field(value: str, *, field: str) -> uuid.UUID:
+    """A UUID in a request body or query: malformed is bad input (400), not a miss."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInput(f"{field} '{value}' is not a UUID", field=field) from None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"k{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, field: str = "cursor") -> int:
+    """The key after which a page starts (0 for the first page)."""
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("k"):
+            raise ValueError(raw)
+        value = int(raw[1:])
+        if value < 0:
+            raise ValueError(raw)
+        return value
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(f"{field} is not a cursor this server issued", field=field) from None
+
+
+def check_limit(limit: int, *, field: str = "limit") -> int:
+    if limit < 1 or limit > MAX_PAGE:
+        raise InvalidInput(f"{field} must be between 1 and {MAX_PAGE}", field=field)
+    return limit
+
+
+def allocate_ids(session: Session, table: str, count: int) -> list[int]:
+    """Reserve ``count`` primary keys of ``table`` before inserting, so paths and
+    references can be computed in one pass and written with one bulk insert.
+
+    PostgreSQL draws them from the table's sequence. SQLite has none, but a writer holds
+    the database lock from ``BEGIN IMMEDIATE``, so ``max(id)`` cannot move under us.
+    """
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+            {"table": table, "n": count},
+        )
+        return [int(row[0]) for row in rows]
+    start = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
+    return list(range(int(start) + 1, int(start) + 1 + count))

@@ -1,0 +1,704 @@
+"""Deleting a subtree: guards, impact, the two phases, and the operation record.
+
+Phase 1 (``request_delete``) is one short transaction: lock the root, mark every group of
+the subtree ``deleting`` (from then on no read shows them and nothing can be created
+under them), check the guards over that locked set, write the operation and the audit
+event. A refusal raises, and the caller's unit of work rolls all of it back.
+
+Phase 2 (``run_delete_chunk``, driven by the worker) removes rows in chunks of groups,
+deepest first, each chunk its own transaction that also records progress on the
+operation: a crash between chunks loses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from groupd.errors import DeleteRefused, InvalidInput, NotFound, PreconditionFailed
+from groupd.services import audit
+from groupd.services.common import Actor, parse_uuid, system_actor
+from groupd.services.groups import lock_live_group
+from groupd.store.db import UnitOfWork
+from groupd.store.models import (
+    Activation,
+    DirectoryObject,
+    Group,
+    Licence,
+    Membership,
+    Operation,
+)
+from groupd.store.tree import in_subtree
+
+BLOCKERS_SHOWN = 100
+DELETE_KIND = "delete_group"
+# ESET's "no linked entity" value; a group carrying it links nothing.
+UNSPECIFIED_ENTITY = "GROUP_ENTITY_TYPE_UNSPECIFIED"
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """One reason a delete is refused: the rule and the group that trips it."""
+
+    rule: str
+    group_uuid: uuid.UUID
+    group_name: str
+    linked_entity_type: str | None = None
+    active_members: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rule": self.rule,
+            "groupId": str(self.group_uuid),
+            "groupName": self.group_name,
+        }
+        if self.linked_entity_type is not None:
+            out["linkedEntityType"] = self.linked_entity_type
+        if self.active_members is not None:
+            out["activeMembers"] = self.active_members
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceImpact:
+    licence_uuid: uuid.UUID
+    product: str
+    unit_kind: str
+    activations: int
+    units: int
+
+
+@dataclass(slots=True)
+class Impact:
+    """What a delete takes: counted over the whole subtree with set-based queries."""
+
+    groups: dict[str, int] = field(default_factory=dict)
+    devices: int = 0
+    users: int = 0
+    memberships: int = 0
+    activations: int = 0
+    licences: list[LicenceImpact] = field(default_factory=list)
+    blockers: list[Blocker] = field(default_factory=list)
+    release_units: bool = False
+
+    @property
+    def group_total(self) -> int:
+        return sum(self.groups.values())
+
+    @property
+    def units(self) -> int:
+        return sum(item.units for item in self.licences)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "groups": {"total": self.group_total, **self.groups},
+            "objects": {"devices": self.devices, "users": self.users},
+            "memberships": self.memberships,
+            "activations": self.activations,
+            "releaseConsumedUnits": self.release_units,
+            "units": {
+                "released" if self.release_units else "keptConsumed": self.units,
+                "byLicence": [
+                    {
+                        "licenceId": str(item.licence_uuid),
+                        "product": item.product,
+                        "unitKind": item.unit_kind,
+                        "activations": item.activations,
+                        "units": item.units,
+                        "action": "release" if self.release_units else "keep",
+                    }
+                    for item in self.licences
+                ],
+            },
+            "blockers": [b.as_dict() for b in self.blockers],
+        }
+
+
+def _groups_filter(*, tenant_id: int, path: str | None, operation_id: int | None) -> Any:
+    """The subtree: a live path range (dry run) or the groups an operation marked."""
+    if operation_id is not None:
+        return and_(Group.operation_id == operation_id, Group.tenant_id == tenant_id)
+    assert path is not None
+    return and_(in_subtree(path, tenant_id=tenant_id), Group.state == "live")
+
+
+def measure_impact(
+    uow: UnitOfWork,
+    *,
+    tenant_id: int,
+    path: str | None = None,
+    operation_id: int | None = None,
+    release_units: bool,
+) -> Impact:
+    """Count what the subtree holds and find every blocker, in a few aggregate queries."""
+    session = uow.session
+    in_tree = _groups_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
+    impact = Impact(release_units=release_units)
+    for kind, count in session.execute(
+        select(Group.kind, func.count()).where(in_tree).group_by(Group.kind)
+    ):
+        impact.groups[kind] = int(count)
+    subtree_ids = select(Group.id).where(in_tree)
+    for kind, count in session.execute(
+        select(DirectoryObject.kind, func.count())
+        .where(DirectoryObject.home_group_id.in_(subtree_ids))
+        .group_by(DirectoryObject.kind)
+    ):
+        if kind == "device":
+            impact.devices = int(count)
+        else:
+            impact.users = int(count)
+    homed_objects = select(DirectoryObject.id).where(
+        DirectoryObject.home_group_id.in_(subtree_ids)
+    )
+    impact.memberships = int(
+        session.execute(
+            select(func.count())
+            .select_from(Membership)
+            .where(
+                or_(
+                    Membership.group_id.in_(subtree_ids),
+                    Membership.object_id.in_(homed_objects),
+                )
+            )
+        ).scalar_one()
+    )
+    for row in session.execute(
+        select(
+            Licence.uuid,
+            Licence.product,
+            Licence.unit_kind,
+            func.count(Activation.id),
+            func.coalesce(func.sum(Activation.units), 0),
+        )
+        .join(Licence, Licence.id == Activation.licence_id)
+        .where(Activation.object_id.in_(homed_objects))
+        .group_by(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
+        .order_by(Licence.product)
+    ):
+        impact.licences.append(LicenceImpact(row[0], row[1], row[2], int(row[3]), int(row[4])))
+    impact.activations = sum(item.activations for item in impact.licences)
+    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree)
+    return impact
+
+
+def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
+    """Every guard, as set-based queries over the subtree: protected groups, linked
+    entities, and user groups with active members."""
+    session = session_uow.session
+    blockers: list[Blocker] = []
+    for row in session.execute(
+        select(Group.uuid, Group.name)
+        .where(in_tree, Group.protected.is_(True))
+        .order_by(Group.depth, Group.id)
+        .limit(BLOCKERS_SHOWN)
+    ):
+        blockers.append(Blocker("protected_group", row.uuid, row.name))
+    for row in session.execute(
+        select(Group.uuid, Group.name, Group.linked_entity_type)
+        .where(
+            in_tree,
+            Group.linked_entity_type.is_not(None),
+            Group.linked_entity_type != UNSPECIFIED_ENTITY,
+        )
+        .order_by(Group.depth, Group.id)
+        .limit(BLOCKERS_SHOWN)
+    ):
+        blockers.append(
+            Blocker("linked_entity", row.uuid, row.name, linked_entity_type=row.linked_entity_type)
+        )
+    member_home = Group.__table__.alias("member_home")
+    active_query: Select[Any] = (
+        select(Group.uuid, Group.name, func.count())
+        .join(Membership, Membership.group_id == Group.id)
+        .join(DirectoryObject, DirectoryObject.id == Membership.object_id)
+        .join(member_home, member_home.c.id == DirectoryObject.home_group_id)
+        .where(
+            in_tree,
+            Group.kind == "user",
+            DirectoryObject.status == "active",
+            member_home.c.state == "live",
+        )
+        .group_by(Group.id, Group.uuid, Group.name)
+        .order_by(Group.id)
+        .limit(BLOCKERS_SHOWN)
+    )
+    for row in session.execute(active_query):
+        blockers.append(Blocker("active_members", row[0], row[1], active_members=int(row[2])))
+    return blockers
+
+
+def refusal(blockers: list[Blocker], group_name: str) -> DeleteRefused:
+    """The error for a refused delete: the first rule gives the code, all are listed."""
+    first = blockers[0].rule
+    if first == "protected_group":
+        names = ", ".join(f"'{b.group_name}'" for b in blockers if b.rule == first)
+        detail = f"the subtree holds built-in group(s) {names}, which are never deleted"
+    elif first == "linked_entity":
+        names = ", ".join(
+            f"'{b.group_name}' ({b.linked_entity_type})" for b in blockers if b.rule == first
+        )
+        detail = f"the subtree holds group(s) linked to an entity: {names}"
+    else:
+        names = ", ".join(
+            f"'{b.group_name}' ({b.active_members} active)" for b in blockers if b.rule == first
+        )
+        detail = f"the subtree holds user group(s) with active members: {names}"
+    return DeleteRefused(
+        f"cannot delete '{group_name}': {detail}",
+        code=first,
+        blockers=[b.as_dict() for b in blockers],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePlan:
+    """What ``request_delete`` decided: a dry-run impact, or an accepted operation."""
+
+    group_uuid: uuid.UUID
+    group_name: str
+    impact: Impact
+    operation_uuid: uuid.UUID | None
+    dry_run: bool
+
+
+def request_delete(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    release_units: bool,
+    dry_run: bool = False,
+    if_match: int | None = None,
+    now: datetime,
+) -> DeletePlan:
+    """Phase 1 of a delete, or its dry run.
+
+    Dry run: the impact and blockers, nothing changed. Otherwise: the subtree is marked
+    ``deleting`` and the operation accepted, or a DeleteRefused names every blocker and
+    the caller's rollback leaves everything as it was.
+    """
+    actor.require("editor")
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    root = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
+    if if_match is not None and if_match != root.version:
+        raise PreconditionFailed(f"group '{root.uuid}' is at version {root.version}, not {if_match}")
+    if dry_run:
+        impact = measure_impact(
+            uow, tenant_id=actor.tenant_id, path=root.path, release_units=release_units
+        )
+        return DeletePlan(root.uuid, root.name, impact, None, True)
+    session = uow.session
+    operation = Operation(
+        uuid=uuid.uuid4(),
+        tenant_id=actor.tenant_id,
+        kind=DELETE_KIND,
+        target_uuid=root.uuid,
+        target_name=root.name,
+        params={"releaseConsumedUnits": release_units, "path": root.path},
+        state="accepted",
+        progress={},
+        actor=actor.username,
+        request_id=actor.request_id or "",
+        source=actor.source,
+        attempts=0,
+        created_at=now,
+    )
+    session.add(operation)
+    session.flush()
+    _mark_subtree(uow, tenant_id=actor.tenant_id, path=root.path, operation_id=operation.id)
+    impact = measure_impact(
+        uow, tenant_id=actor.tenant_id, operation_id=operation.id, release_units=release_units
+    )
+    if impact.blockers:
+        raise refusal(impact.blockers, root.name)
+    operation.progress = initial_progress(impact)
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="group.delete.accepted",
+        target_type="group",
+        target_uuid=root.uuid,
+        target_name=root.name,
+        outcome="accepted",
+        counts=impact.as_dict(),
+        detail=f"operation {operation.uuid}",
+        now=now,
+    )
+    return DeletePlan(root.uuid, root.name, impact, operation.uuid, False)
+
+
+def _mark_subtree(uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: int) -> None:
+    mark = (
+        update(Group)
+        .where(in_subtree(path, tenant_id=tenant_id), Group.state == "live")
+        .values(state="deleting", operation_id=operation_id)
+        .execution_options(synchronize_session=False)
+    )
+    uow.session.execute(mark)
+    # Under READ COMMITTED a child inserted by a create that held its parent's lock while
+    # the first UPDATE waited is not in that statement's snapshot; the second statement
+    # sees it. Creates arriving later find their parent 'deleting' and get 404.
+    uow.session.execute(mark)
+
+
+def initial_progress(impact: Impact) -> dict[str, Any]:
+    def counter(total: int) -> dict[str, int]:
+        return {"done": 0, "total": total}
+
+    return {
+        "groups": counter(impact.group_total),
+        "devices": counter(impact.devices),
+        "users": counter(impact.users),
+        "memberships": counter(impact.memberships),
+        "activations": counter(impact.activations),
+        "unitsReleased": 0,
+        "unitsKeptConsumed": 0,
+        "chunks": 0,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    finished: bool
+    lost_lease: bool = False
+
+
+def run_delete_chunk(
+    uow: UnitOfWork,
+    *,
+    operation_id: int,
+    worker_id: str,
+    now: datetime,
+    lease_seconds: float,
+    chunk_groups: int,
+    chunk_objects: int,
+    result_ttl_seconds: int,
+) -> ChunkResult:
+    """One bounded step of phase 2, in the caller's transaction.
+
+    The step first renews this worker's lease; if another worker holds the operation now,
+    it does nothing. Then it takes the deepest ``chunk_groups`` groups still marked, and
+    removes their objects (at most ``chunk_objects`` in one step; a bigger chunk takes
+    several steps), then their memberships, then the groups. The last step finishes the
+    operation and writes the closing audit event.
+    """
+    session = uow.session
+    renewed = session.execute(
+        update(Operation)
+        .where(
+            Operation.id == operation_id,
+            Operation.claimed_by == worker_id,
+            Operation.state == "running",
+        )
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        return ChunkResult(finished=False, lost_lease=True)
+    operation = session.execute(select(Operation).where(Operation.id == operation_id)).scalar_one()
+    release = bool(operation.params.get("releaseConsumedUnits"))
+    progress = dict(operation.progress)
+    chunk = [
+        int(row[0])
+        for row in session.execute(
+            select(Group.id)
+            .where(Group.operation_id == operation_id)
+            .order_by(Group.depth.desc(), Group.id)
+            .limit(chunk_groups)
+        )
+    ]
+    if not chunk:
+        _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
+        return ChunkResult(finished=True)
+    in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
+    # Bound the step by objects too: a chunk of groups holding more than chunk_objects
+    # objects is emptied over several steps, keyed by object id (no OFFSET scans later).
+    boundary = session.execute(
+        select(DirectoryObject.id)
+        .where(in_chunk)
+        .order_by(DirectoryObject.id)
+        .offset(chunk_objects)
+        .limit(1)
+    ).scalar_one_or_none()
+    objects_filter = in_chunk if boundary is None else and_(in_chunk, DirectoryObject.id < boundary)
+    object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
+    _remove_objects(
+        uow, object_ids=object_ids, release=release, progress=progress, now=now
+    )
+    if boundary is None:
+        memberships = session.execute(
+            delete(Membership)
+            .where(Membership.group_id.in_(chunk))
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        _bump(progress, "memberships", memberships)
+        groups_removed = session.execute(
+            delete(Group)
+            .where(Group.id.in_(chunk), Group.operation_id == operation_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        _bump(progress, "groups", groups_removed)
+    progress["chunks"] = int(progress.get("chunks", 0)) + 1
+    session.execute(
+        update(Operation)
+        .where(Operation.id == operation_id)
+        .values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+    return ChunkResult(finished=False)
+
+
+def _bump(progress: dict[str, Any], key: str, count: int) -> None:
+    entry = dict(progress.get(key) or {"done": 0, "total": 0})
+    entry["done"] = int(entry["done"]) + int(count)
+    progress[key] = entry
+
+
+def _remove_objects(
+    uow: UnitOfWork, *, object_ids: Any, release: bool, progress: dict[str, Any], now: datetime
+) -> None:
+    """Activations (released or orphaned), memberships, then the objects themselves."""
+    session = uow.session
+    charged = session.execute(
+        select(Activation.licence_id, func.count(), func.sum(Activation.units))
+        .where(Activation.object_id.in_(object_ids))
+        .group_by(Activation.licence_id)
+        .order_by(Activation.licence_id)
+    ).all()
+    activations = sum(int(row[1]) for row in charged)
+    units = sum(int(row[2]) for row in charged)
+    if release:
+        if charged:
+            # Units go back in the same transaction that removes the activations.
+            for licence_id, _count, licence_units in charged:
+                session.execute(
+                    update(Licence)
+                    .where(Licence.id == licence_id)
+                    .values(used_units=Licence.used_units - int(licence_units))
+                    .execution_options(synchronize_session=False)
+                )
+            session.execute(
+                delete(Activation)
+                .where(Activation.object_id.in_(object_ids))
+                .execution_options(synchronize_session=False)
+            )
+        progress["unitsReleased"] = int(progress.get("unitsReleased", 0)) + units
+    else:
+        if charged:
+            session.execute(
+                update(Activation)
+                .where(Activation.object_id.in_(object_ids))
+                .values(object_id=None, orphaned_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        progress["unitsKeptConsumed"] = int(progress.get("unitsKeptConsumed", 0)) + units
+    _bump(progress, "activations", activations)
+    memberships = session.execute(
+        delete(Membership)
+        .where(Membership.object_id.in_(object_ids))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    _bump(progress, "memberships", memberships)
+    kinds = dict(
+        session.execute(
+            select(DirectoryObject.kind, func.count())
+            .where(DirectoryObject.id.in_(object_ids))
+            .group_by(DirectoryObject.kind)
+        ).all()
+    )
+    session.execute(
+        delete(DirectoryObject)
+        .where(DirectoryObject.id.in_(object_ids))
+        .execution_options(synchronize_session=False)
+    )
+    _bump(progress, "devices", int(kinds.get("device", 0)))
+    _bump(progress, "users", int(kinds.get("user", 0)))
+
+
+def _finish(
+    uow: UnitOfWork, *, operation: Operation, progress: dict[str, Any], now: datetime, ttl: int
+) -> None:
+    release = bool(operation.params.get("releaseConsumedUnits"))
+    result = {
+        "operationId": str(operation.uuid),
+        "groupId": str(operation.target_uuid),
+        "deleted": {
+            "groups": progress.get("groups", {}).get("done", 0),
+            "devices": progress.get("devices", {}).get("done", 0),
+            "users": progress.get("users", {}).get("done", 0),
+            "memberships": progress.get("memberships", {}).get("done", 0),
+            "activations": progress.get("activations", {}).get("done", 0),
+        },
+        "releaseConsumedUnits": release,
+        "unitsReleased": progress.get("unitsReleased", 0),
+        "unitsKeptConsumed": progress.get("unitsKeptConsumed", 0),
+    }
+    uow.session.execute(
+        update(Operation)
+        .where(Operation.id == operation.id)
+        .values(
+            state="succeeded",
+            progress=progress,
+            result_status=200,
+            result_body=result,
+            finished_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            claimed_by=None,
+            lease_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    actor = Actor(
+        tenant_id=operation.tenant_id,
+        account_id=None,
+        username=operation.actor,
+        role="admin",
+        request_id=operation.request_id,
+        source=operation.source,
+    )
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="group.delete.succeeded",
+        target_type="group",
+        target_uuid=operation.target_uuid,
+        target_name=operation.target_name,
+        outcome="succeeded",
+        counts=result,
+        detail=f"operation {operation.uuid}",
+        now=now,
+    )
+
+
+def fail_operation(uow: UnitOfWork, *, operation_id: int, error: str, now: datetime, ttl: int) -> None:
+    """Record that an operation cannot finish (a bug, never a client error).
+
+    Its groups stay marked: hidden, and kept for an operator to inspect and resume.
+    """
+    operation = uow.session.get(Operation, operation_id)
+    if operation is None:
+        return
+    operation.state = "failed"
+    operation.result_status = 500
+    operation.result_body = {"error": error[:1000]}
+    operation.finished_at = now
+    operation.expires_at = now + timedelta(seconds=ttl)
+    operation.claimed_by = None
+    operation.lease_until = None
+    audit.record_event(
+        uow,
+        actor=system_actor(operation.tenant_id, name=operation.actor),
+        action="group.delete.failed",
+        target_type="group",
+        target_uuid=operation.target_uuid,
+        target_name=operation.target_name,
+        outcome="failed",
+        detail=error,
+        now=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationView:
+    id: int
+    uuid: uuid.UUID
+    kind: str
+    state: str
+    target_uuid: uuid.UUID
+    target_name: str
+    params: dict[str, Any]
+    progress: dict[str, Any]
+    result_status: int | None
+    result_body: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+    first_pending_at: datetime | None
+    collected_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+
+def _operation_view(op: Operation) -> OperationView:
+    return OperationView(
+        op.id, op.uuid, op.kind, op.state, op.target_uuid, op.target_name, op.params or {},
+        op.progress or {}, op.result_status, op.result_body, op.created_at, op.started_at,
+        op.finished_at, op.expires_at, op.first_pending_at, op.collected_at,
+    )
+
+
+def get_operation(
+    uow: UnitOfWork, *, actor: Actor, operation_id: str | uuid.UUID, now: datetime
+) -> OperationView:
+    """An operation of the tenant; finished ones disappear once their result expires."""
+    key = (
+        operation_id
+        if isinstance(operation_id, uuid.UUID)
+        else parse_uuid(operation_id, what="operation")
+    )
+    op = uow.session.execute(
+        select(Operation).where(Operation.uuid == key, Operation.tenant_id == actor.tenant_id)
+    ).scalar_one_or_none()
+    if op is None or (op.expires_at is not None and op.expires_at <= now):
+        raise NotFound(f"no operation '{operation_id}'")
+    return _operation_view(op)
+
+
+def get_operation_by_key(uow: UnitOfWork, *, operation_id: int) -> OperationView:
+    op = uow.session.get(Operation, operation_id, populate_existing=True)
+    if op is None:
+        raise NotFound(f"no operation {operation_id}")
+    return _operation_view(op)
+
+
+def mark_pending(uow: UnitOfWork, *, operation_uuid: uuid.UUID, now: datetime) -> None:
+    """Remember when a client was first told to come back later (ESET's 202)."""
+    uow.session.execute(
+        update(Operation)
+        .where(Operation.uuid == operation_uuid, Operation.first_pending_at.is_(None))
+        .values(first_pending_at=now)
+    )
+
+
+def mark_collected(uow: UnitOfWork, *, operation_uuid: uuid.UUID, now: datetime) -> bool:
+    """Hand a finished result over once; False when it was already collected."""
+    result = uow.session.execute(
+        update(Operation)
+        .where(Operation.uuid == operation_uuid, Operation.collected_at.is_(None))
+        .values(collected_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge_expired_operations(uow: UnitOfWork, *, now: datetime) -> int:
+    """Forget finished operations whose result time is over."""
+    result = uow.session.execute(
+        delete(Operation).where(
+            Operation.state.in_(("succeeded", "failed")), Operation.expires_at <= now
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def check_flags(release_units: Any, dry_run: Any) -> None:
+    for name, value in (("releaseConsumedUnits", release_units), ("dryRun", dry_run)):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{name} must be true or false", field=name)
+

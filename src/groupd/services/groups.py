@@ -1,0 +1,556 @@
+"""Groups: the containment tree, user groups and typed policy groups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from groupd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from groupd.services.common import (
+    Actor,
+    allocate_ids,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    parse_uuid,
+)
+from groupd.store.db import UnitOfWork
+from groupd.store.models import GROUP_KINDS, Group
+from groupd.store.tree import child_path, in_subtree
+from groupd.values import clean_description, clean_name, parse_values
+
+ROOT_NAME = "All"
+LOST_AND_FOUND_NAME = "Lost & found"
+ADMIN_GROUP_NAME = "Admin"
+BATCH_MAX = 10_000
+LINKED_ENTITY_TYPE_MAX = 32
+Parent = aliased(Group)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedEntity:
+    type: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    """A live group as every API shows it."""
+
+    id: int
+    uuid: uuid.UUID
+    parent_uuid: uuid.UUID | None
+    kind: str
+    name: str
+    description: str
+    value_type: str | None
+    values: list[str] | None
+    agent_id: str | None
+    linked_entity: LinkedEntity | None
+    protected: bool
+    version: int
+    depth: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
+@dataclass(slots=True)
+class GroupSpec:
+    """What a caller gives to create a group."""
+
+    name: str
+    parent_uuid: uuid.UUID | None = None
+    kind: str = "static"
+    description: str | None = None
+    value_type: str | None = None
+    values: list[str] | None = None
+    agent_id: str | None = None
+    linked_entity: LinkedEntity | None = None
+    uuid: uuid.UUID | None = None
+    protected: bool = False
+
+
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class GroupChanges:
+    """A partial update: fields left UNSET are not touched; ``linked_entity=None`` clears."""
+
+    name: Any = _UNSET
+    description: Any = _UNSET
+    values: Any = _UNSET
+    add_values: list[str] = field(default_factory=list)
+    remove_values: list[str] = field(default_factory=list)
+    linked_entity: Any = _UNSET
+
+    @staticmethod
+    def unset() -> Any:
+        return _UNSET
+
+
+_VIEW_COLUMNS = (
+    Group.id,
+    Group.uuid,
+    Parent.uuid.label("parent_uuid"),
+    Group.kind,
+    Group.name,
+    Group.description,
+    Group.value_type,
+    Group.values,
+    Group.agent_id,
+    Group.linked_entity_type,
+    Group.linked_entity_ref,
+    Group.protected,
+    Group.version,
+    Group.depth,
+    Group.created_at,
+    Group.updated_at,
+)
+
+
+def _view(row: Row[Any]) -> GroupView:
+    linked = (
+        LinkedEntity(row.linked_entity_type, row.linked_entity_ref)
+        if row.linked_entity_type
+        else None
+    )
+    return GroupView(
+        id=row.id,
+        uuid=row.uuid,
+        parent_uuid=row.parent_uuid,
+        kind=row.kind,
+        name=row.name,
+        description=row.description,
+        value_type=row.value_type,
+        values=row.values,
+        agent_id=row.agent_id,
+        linked_entity=linked,
+        protected=row.protected,
+        version=row.version,
+        depth=row.depth,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _view_query() -> Any:
+    return select(*_VIEW_COLUMNS).outerjoin(Parent, Parent.id == Group.parent_id)
+
+
+def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: uuid.UUID) -> Group:
+    """The live group, row-locked for the rest of the transaction, or NotFound."""
+    group = uow.session.execute(
+        select(Group)
+        .where(Group.uuid == group_uuid, Group.tenant_id == tenant_id, Group.state == "live")
+        .with_for_update()
+    ).scalar_one_or_none()
+    if group is None:
+        raise NotFound(f"no group '{group_uuid}'")
+    return group
+
+
+def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupView:
+    row = uow.session.execute(_view_query().where(Group.id == group_id)).one_or_none()
+    if row is None or row.id is None:
+        raise NotFound(f"no group with key {group_id}")
+    return _view(row)
+
+
+def get_group(uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID) -> GroupView:
+    """One live group of the actor's tenant."""
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    row = uow.session.execute(
+        _view_query().where(
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no group '{group_id}'")
+    return _view(row)
+
+
+def get_group_by_name(uow: UnitOfWork, *, actor: Actor, kind: str, name: str) -> GroupView:
+    """A live user or policy group by its tenant-unique name."""
+    row = uow.session.execute(
+        _view_query().where(
+            Group.tenant_id == actor.tenant_id,
+            Group.kind == kind,
+            Group.name == name,
+            Group.state == "live",
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no {kind} group named '{name}'")
+    return _view(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def list_groups(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    parent_id: str | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    agent_id: str | None = None,
+    value_types: Sequence[str] | None = None,
+    name_contains: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Live groups of the tenant, filtered, in key order, one page at a time (keyset)."""
+    check_limit(limit)
+    after = decode_cursor(cursor)
+    query = _view_query().where(
+        Group.tenant_id == actor.tenant_id, Group.state == "live", Group.id > after
+    )
+    if parent_id is not None:
+        parent_key = parse_uuid(parent_id, what="parent group")
+        parent = uow.session.execute(
+            select(Group.id).where(
+                Group.uuid == parent_key,
+                Group.tenant_id == actor.tenant_id,
+                Group.state == "live",
+            )
+        ).scalar_one_or_none()
+        if parent is None:
+            raise NotFound(f"no group '{parent_id}'")
+        query = query.where(Group.parent_id == parent)
+    if kind is not None:
+        if kind not in GROUP_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(GROUP_KINDS)}", field="kind")
+        query = query.where(Group.kind == kind)
+    if name is not None:
+        query = query.where(Group.name == name)
+    if name_contains:
+        query = query.where(Group.name.contains(name_contains, autoescape=True))
+    if agent_id is not None:
+        query = query.where(Group.agent_id == agent_id)
+    if value_types:
+        query = query.where(Group.value_type.in_(list(value_types)))
+    rows = uow.session.execute(query.order_by(Group.id).limit(limit + 1)).all()
+    items = [_view(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    return Page(items, next_cursor)
+
+
+def _clean_spec(spec: GroupSpec) -> GroupSpec:
+    if spec.kind not in GROUP_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(GROUP_KINDS)}", field="kind")
+    spec.name = clean_name(spec.name)
+    spec.description = clean_description(spec.description)
+    if spec.kind == "policy":
+        if spec.parent_uuid is not None:
+            raise InvalidInput("policy groups have no parent", field="parentId")
+        if spec.value_type is None:
+            raise InvalidInput("a policy group needs a valueType", field="valueType")
+        spec.values = parse_values(spec.value_type, spec.values or [])
+    else:
+        if spec.value_type is not None or spec.values:
+            raise InvalidInput(
+                "only policy groups have a valueType and values", field="valueType"
+            )
+        if spec.parent_uuid is None and spec.kind == "static":
+            raise InvalidInput("a static group needs a parentId", field="parentId")
+    if spec.agent_id is not None:
+        spec.agent_id = clean_name(spec.agent_id, field="agentId")[:64]
+    if spec.linked_entity is not None:
+        spec.linked_entity = _clean_linked(spec.linked_entity)
+    return spec
+
+
+def _clean_linked(linked: LinkedEntity) -> LinkedEntity:
+    kind = clean_name(linked.type, field="linkedEntity.type")
+    if len(kind) > LINKED_ENTITY_TYPE_MAX:
+        raise InvalidInput("linkedEntity.type is too long", field="linkedEntity.type")
+    ref = clean_name(linked.ref, field="linkedEntity.ref") if linked.ref else None
+    return LinkedEntity(kind.upper(), ref)
+
+
+def _name_conflict(error: IntegrityError, names: Sequence[str]) -> Conflict:
+    message = str(error.orig).lower()
+    if "uuid" in message:
+        return Conflict("a group with that uuid already exists", code="uuid_taken")
+    shown = ", ".join(f"'{n}'" for n in names[:5])
+    return Conflict(f"a group named {shown} already exists there", code="name_taken")
+
+
+def create_group(uow: UnitOfWork, *, actor: Actor, spec: GroupSpec, now: datetime) -> GroupView:
+    """Create one group under a live parent of the same tenant and kind."""
+    return batch_create_groups(uow, actor=actor, specs=[spec], now=now)[0]
+
+
+def batch_create_groups(
+    uow: UnitOfWork, *, actor: Actor, specs: list[GroupSpec], now: datetime
+) -> list[GroupView]:
+    """Create up to 10,000 groups in one transaction with one bulk insert.
+
+    A spec may name as parent a group created earlier in the same batch. Existing parents
+    are locked, so nothing is created under a subtree that a delete has taken.
+    """
+    if not specs:
+        raise InvalidInput("the batch is empty", field="groups")
+    if len(specs) > BATCH_MAX:
+        raise InvalidInput(f"at most {BATCH_MAX} groups per batch", field="groups")
+    specs = [_clean_spec(spec) for spec in specs]
+    session = uow.session
+    ids = allocate_ids(session, "groups", len(specs))
+    uuids = [spec.uuid or uuid.uuid4() for spec in specs]
+    in_batch: dict[uuid.UUID, tuple[int, str, str, int]] = {}  # uuid -> id, path, kind, depth
+    outside = {s.parent_uuid for s in specs if s.parent_uuid is not None} - set(uuids)
+    existing: dict[uuid.UUID, tuple[int, str, str, int]] = {}
+    if outside:
+        rows = session.execute(
+            select(Group.uuid, Group.id, Group.path, Group.kind, Group.depth)
+            .where(
+                Group.uuid.in_(outside),
+                Group.tenant_id == actor.tenant_id,
+                Group.state == "live",
+            )
+            # A shared lock: concurrent creates under one parent proceed, a delete waits.
+            .with_for_update(read=True)
+        ).all()
+        existing = {row.uuid: (row.id, row.path, row.kind, row.depth) for row in rows}
+    if len(set(uuids)) != len(uuids):
+        raise InvalidInput("the batch names the same uuid twice", field="uuid")
+    rows_to_insert = []
+    for index, (spec, group_id, group_uuid) in enumerate(zip(specs, ids, uuids, strict=True)):
+        parent_id = None
+        path = child_path(None, group_id)
+        depth = 0
+        if spec.parent_uuid is not None:
+            parent = in_batch.get(spec.parent_uuid) or existing.get(spec.parent_uuid)
+            if parent is None:
+                where = f"groups[{index}].parentId" if len(specs) > 1 else "parentId"
+                raise NotFound(f"no group '{spec.parent_uuid}' (named by {where})")
+            parent_id, parent_path, parent_kind, parent_depth = parent
+            if parent_kind != spec.kind:
+                raise InvalidInput(
+                    f"a {spec.kind} group cannot live under a {parent_kind} group",
+                    field="parentId",
+                )
+            path = child_path(parent_path, group_id)
+            depth = parent_depth + 1
+        in_batch[group_uuid] = (group_id, path, spec.kind, depth)
+        linked = spec.linked_entity
+        rows_to_insert.append(
+            {
+                "id": group_id,
+                "uuid": group_uuid,
+                "tenant_id": actor.tenant_id,
+                "parent_id": parent_id,
+                "path": path,
+                "depth": depth,
+                "kind": spec.kind,
+                "name": spec.name,
+                "description": spec.description or "",
+                "value_type": spec.value_type,
+                "values": spec.values if spec.kind == "policy" else None,
+                "agent_id": spec.agent_id,
+                "linked_entity_type": linked.type if linked else None,
+                "linked_entity_ref": linked.ref if linked else None,
+                "protected": spec.protected,
+                "state": "live",
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    try:
+        with session.begin_nested():
+            session.execute(insert(Group), rows_to_insert)
+    except IntegrityError as error:
+        raise _name_conflict(error, [s.name for s in specs]) from None
+    if len(specs) == 1:
+        return [find_group_view(uow, tenant_id=actor.tenant_id, group_id=ids[0])]
+    parent_uuid_by_id = {v[0]: k for k, v in in_batch.items()}
+    parent_uuid_by_id.update({v[0]: k for k, v in existing.items()})
+    return [
+        GroupView(
+            id=row["id"],
+            uuid=row["uuid"],
+            parent_uuid=parent_uuid_by_id.get(row["parent_id"]) if row["parent_id"] else None,
+            kind=row["kind"],
+            name=row["name"],
+            description=row["description"],
+            value_type=row["value_type"],
+            values=row["values"],
+            agent_id=row["agent_id"],
+            linked_entity=spec.linked_entity,
+            protected=row["protected"],
+            version=1,
+            depth=row["depth"],
+            created_at=now,
+            updated_at=now,
+        )
+        for row, spec in zip(rows_to_insert, specs, strict=True)
+    ]
+
+
+def update_group(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    changes: GroupChanges,
+    if_match: int | None = None,
+    now: datetime,
+) -> GroupView:
+    """Change name, description, values or linked entity; bumps the version (ETag)."""
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
+    if if_match is not None and if_match != group.version:
+        raise PreconditionFailed(
+            f"group '{group.uuid}' is at version {group.version}, not {if_match}"
+        )
+    values: dict[str, Any] = {}
+    if changes.name is not _UNSET:
+        if group.protected:
+            raise Conflict(f"'{group.name}' is a built-in group and keeps its name",
+                           code="protected_group")
+        values["name"] = clean_name(changes.name)
+    if changes.description is not _UNSET:
+        values["description"] = clean_description(changes.description)
+    new_values = group.values
+    if changes.values is not _UNSET or changes.add_values or changes.remove_values:
+        if group.kind != "policy" or group.value_type is None:
+            raise InvalidInput("only policy groups have values", field="values")
+        base = group.values or []
+        if changes.values is not _UNSET:
+            base = parse_values(group.value_type, changes.values or [])
+        added = parse_values(group.value_type, changes.add_values)
+        # Removing a value that is not there is ignored; removals are compared normalised
+        # where they parse, verbatim where they do not.
+        removed = set()
+        for raw in changes.remove_values:
+            try:
+                removed.update(parse_values(group.value_type, [raw]))
+            except InvalidInput:
+                removed.add(raw)
+        merged = dict.fromkeys([*base, *added])
+        new_values = [v for v in merged if v not in removed]
+        values["values"] = new_values
+    if changes.linked_entity is not _UNSET:
+        linked = changes.linked_entity
+        if linked is None:
+            values["linked_entity_type"] = None
+            values["linked_entity_ref"] = None
+        else:
+            linked = _clean_linked(linked)
+            values["linked_entity_type"] = linked.type
+            values["linked_entity_ref"] = linked.ref
+    if values:
+        values["version"] = group.version + 1
+        values["updated_at"] = now
+        try:
+            with uow.session.begin_nested():
+                uow.session.execute(update(Group).where(Group.id == group.id).values(**values))
+        except IntegrityError:
+            raise Conflict(
+                f"a group named '{values.get('name')}' already exists there", code="name_taken"
+            ) from None
+    return find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+
+
+def move_group(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    new_parent_id: str | uuid.UUID,
+    if_match: int | None = None,
+    now: datetime,
+) -> GroupView:
+    """Move a subtree under a new parent: two set-based statements, whatever its size.
+
+    One UPDATE rewrites the path prefix and depth of every group of the subtree (an index
+    range scan); one sets the root's parent.
+    """
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    parent_key = (
+        new_parent_id
+        if isinstance(new_parent_id, uuid.UUID)
+        else parse_uuid(new_parent_id, what="group")
+    )
+    group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
+    if if_match is not None and if_match != group.version:
+        raise PreconditionFailed(
+            f"group '{group.uuid}' is at version {group.version}, not {if_match}"
+        )
+    if group.parent_id is None:
+        raise Conflict(f"'{group.name}' is a root and cannot move", code="protected_group")
+    if group.protected:
+        raise Conflict(f"'{group.name}' is a built-in group and stays where it is",
+                       code="protected_group")
+    parent = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=parent_key)
+    if parent.path.startswith(group.path):
+        raise Conflict("a group cannot move under itself or its own descendants",
+                       code="move_into_self")
+    if parent.kind != group.kind:
+        raise InvalidInput(
+            f"a {group.kind} group cannot live under a {parent.kind} group", field="parentId"
+        )
+    if parent.id == group.parent_id:
+        return find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+    old_prefix = group.path
+    new_prefix = child_path(parent.path, group.id)
+    depth_shift = parent.depth + 1 - group.depth
+    session = uow.session
+    try:
+        with session.begin_nested():
+            session.execute(
+                update(Group)
+                .where(in_subtree(old_prefix, tenant_id=actor.tenant_id))
+                .values(
+                    path=new_prefix + func.substr(Group.path, len(old_prefix) + 1),
+                    depth=Group.depth + depth_shift,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                update(Group)
+                .where(Group.id == group.id)
+                .values(parent_id=parent.id, version=Group.version + 1, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    except IntegrityError:
+        raise Conflict(
+            f"a group named '{group.name}' already exists under the new parent",
+            code="name_taken",
+        ) from None
+    return find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+
+
+def count_subtree(uow: UnitOfWork, *, tenant_id: int, path: str) -> int:
+    return int(
+        uow.session.execute(
+            select(func.count()).select_from(Group).where(in_subtree(path, tenant_id=tenant_id))
+        ).scalar_one()
+    )
+
+
+def root_group_id(uow: UnitOfWork, *, tenant_id: int) -> int:
+    return int(
+        uow.session.execute(
+            select(Group.id).where(
+                and_(Group.tenant_id == tenant_id, Group.parent_id.is_(None), Group.kind == "static")
+            )
+        ).scalar_one()
+    )

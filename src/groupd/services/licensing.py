@@ -1,0 +1,338 @@
+"""Licences (unit pools) and activations. ``used_units`` always equals the sum of the
+licence's activations: every change to one is made with the other, in one transaction,
+and the database CHECK keeps ``0 <= used <= total``."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from groupd.errors import Conflict, InsufficientUnits, InvalidInput, NotFound
+from groupd.services.common import (
+    Actor,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    parse_uuid,
+)
+from groupd.services.groups import Page
+from groupd.store.db import UnitOfWork
+from groupd.store.models import UNIT_KINDS, Activation, DirectoryObject, Group, Licence
+from groupd.values import clean_name
+
+if TYPE_CHECKING:
+    from groupd.services.objects import ActivationSpec
+
+UNITS_MAX = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceView:
+    id: int
+    uuid: uuid.UUID
+    product: str
+    unit_kind: str
+    total_units: int
+    used_units: int
+
+    @property
+    def free_units(self) -> int:
+        return self.total_units - self.used_units
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationView:
+    id: int
+    uuid: uuid.UUID
+    licence_uuid: uuid.UUID
+    object_uuid: uuid.UUID
+    object_name: str
+    units: int
+    orphaned: bool
+    created_at: datetime
+
+
+def _licence_view(licence: Licence) -> LicenceView:
+    return LicenceView(
+        licence.id,
+        licence.uuid,
+        licence.product,
+        licence.unit_kind,
+        licence.total_units,
+        licence.used_units,
+    )
+
+
+def create_licence(
+    uow: UnitOfWork, *, actor: Actor, product: str, unit_kind: str, total_units: int,
+    now: datetime,
+) -> LicenceView:
+    """A new unit pool; ``product`` is unique in the tenant (vendor APIs name pools)."""
+    product = clean_name(product, field="product")
+    if unit_kind not in UNIT_KINDS:
+        raise InvalidInput(f"unitKind must be one of {', '.join(UNIT_KINDS)}", field="unitKind")
+    if not 0 <= total_units <= UNITS_MAX:
+        raise InvalidInput(f"totalUnits must be between 0 and {UNITS_MAX}", field="totalUnits")
+    licence = Licence(
+        uuid=uuid.uuid4(),
+        tenant_id=actor.tenant_id,
+        product=product,
+        unit_kind=unit_kind,
+        total_units=total_units,
+        used_units=0,
+        created_at=now,
+    )
+    uow.session.add(licence)
+    try:
+        with uow.session.begin_nested():
+            uow.session.flush()
+    except IntegrityError:
+        raise Conflict(f"a licence for '{product}' already exists", code="name_taken") from None
+    return _licence_view(licence)
+
+
+def _find_licence(
+    uow: UnitOfWork, *, actor: Actor, licence_id: str | uuid.UUID, lock: bool = False
+) -> Licence:
+    key = licence_id if isinstance(licence_id, uuid.UUID) else parse_uuid(licence_id, what="licence")
+    query = select(Licence).where(Licence.uuid == key, Licence.tenant_id == actor.tenant_id)
+    if lock:
+        query = query.with_for_update()
+    licence = uow.session.execute(query).scalar_one_or_none()
+    if licence is None:
+        raise NotFound(f"no licence '{licence_id}'")
+    return licence
+
+
+def get_licence(uow: UnitOfWork, *, actor: Actor, licence_id: str | uuid.UUID) -> LicenceView:
+    """A licence with its used and total units."""
+    return _licence_view(_find_licence(uow, actor=actor, licence_id=licence_id))
+
+
+def get_licence_by_product(uow: UnitOfWork, *, actor: Actor, product: str) -> LicenceView:
+    licence = uow.session.execute(
+        select(Licence).where(Licence.tenant_id == actor.tenant_id, Licence.product == product)
+    ).scalar_one_or_none()
+    if licence is None:
+        raise NotFound(f"no licence for product '{product}'")
+    return _licence_view(licence)
+
+
+def list_licences(
+    uow: UnitOfWork, *, actor: Actor, limit: int = 50, cursor: str | None = None
+) -> Page:
+    check_limit(limit)
+    rows = uow.session.execute(
+        select(Licence)
+        .where(Licence.tenant_id == actor.tenant_id, Licence.id > decode_cursor(cursor))
+        .order_by(Licence.id)
+        .limit(limit + 1)
+    ).scalars().all()
+    items = [_licence_view(row) for row in rows[:limit]]
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+
+def activate_many(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    wanted: list[tuple[int, uuid.UUID, str, ActivationSpec]],
+    now: datetime,
+) -> list[ActivationView]:
+    """Charge licences for ``(object id, object uuid, object name, spec)`` in bulk.
+
+    Each licence is locked and charged once with the batch's total; a licence without
+    enough free units refuses the whole batch.
+    """
+    session = uow.session
+    by_uuid = {spec.licence_uuid for *_, spec in wanted if spec.licence_uuid is not None}
+    by_product = {spec.product for *_, spec in wanted if spec.licence_uuid is None}
+    if None in by_product:
+        raise InvalidInput("an activation names a licence or a product", field="licenceId")
+    conditions = []
+    if by_uuid:
+        conditions.append(Licence.uuid.in_(by_uuid))
+    if by_product:
+        conditions.append(Licence.product.in_(by_product))
+    from sqlalchemy import or_
+
+    licences = session.execute(
+        select(Licence)
+        .where(Licence.tenant_id == actor.tenant_id, or_(*conditions))
+        .order_by(Licence.id)
+        .with_for_update()
+    ).scalars().all()
+    uuid_map = {licence.uuid: licence for licence in licences}
+    product_map = {licence.product: licence for licence in licences}
+    demand: dict[int, int] = defaultdict(int)
+    rows: list[dict[str, Any]] = []
+    views: list[ActivationView] = []
+    seen: set[tuple[int, int]] = set()
+    for object_id, object_uuid, object_name, spec in wanted:
+        licence = (
+            uuid_map.get(spec.licence_uuid)
+            if spec.licence_uuid is not None
+            else product_map.get(spec.product or "")
+        )
+        if licence is None:
+            raise NotFound(f"no licence '{spec.licence_uuid or spec.product}'")
+        if (licence.id, object_id) in seen:
+            raise Conflict(
+                f"object '{object_uuid}' is already activated on '{licence.product}'",
+                code="already_activated",
+            )
+        seen.add((licence.id, object_id))
+        if not 1 <= spec.units <= UNITS_MAX:
+            raise InvalidInput("units must be a positive number", field="units")
+        demand[licence.id] += spec.units
+        activation_uuid = uuid.uuid4()
+        rows.append(
+            {
+                "uuid": activation_uuid,
+                "tenant_id": actor.tenant_id,
+                "licence_id": licence.id,
+                "object_id": object_id,
+                "object_uuid": object_uuid,
+                "object_name": object_name,
+                "units": spec.units,
+                "orphaned_at": None,
+                "created_at": now,
+            }
+        )
+        views.append(
+            ActivationView(0, activation_uuid, licence.uuid, object_uuid, object_name,
+                           spec.units, False, now)
+        )
+    for licence in licences:
+        needed = demand.get(licence.id, 0)
+        if needed and licence.used_units + needed > licence.total_units:
+            raise InsufficientUnits(
+                f"licence '{licence.product}' has {licence.total_units - licence.used_units} "
+                f"free units; {needed} are needed",
+                licence=str(licence.uuid),
+            )
+    try:
+        with session.begin_nested():
+            session.execute(insert(Activation), rows)
+            for licence_id, needed in demand.items():
+                session.execute(
+                    update(Licence)
+                    .where(Licence.id == licence_id)
+                    .values(used_units=Licence.used_units + needed)
+                )
+    except IntegrityError:
+        raise Conflict("the object is already activated on that licence",
+                       code="already_activated") from None
+    return views
+
+
+def activate(
+    uow: UnitOfWork, *, actor: Actor, licence_id: str, object_id: str, units: int, now: datetime
+) -> ActivationView:
+    """Consume ``units`` of a licence for a live object."""
+    from groupd.services.objects import ActivationSpec, get_object
+
+    licence = _find_licence(uow, actor=actor, licence_id=licence_id)
+    obj = get_object(uow, actor=actor, object_id=object_id)
+    (view,) = activate_many(
+        uow,
+        actor=actor,
+        wanted=[(obj.id, obj.uuid, obj.name, ActivationSpec(units=units, licence_uuid=licence.uuid))],
+        now=now,
+    )
+    return get_activation(uow, actor=actor, licence_id=str(licence.uuid),
+                          activation_id=str(view.uuid))
+
+
+def _activation_query(tenant_id: int) -> Any:
+    return (
+        select(Activation, Licence.uuid.label("licence_uuid"))
+        .join(Licence, Licence.id == Activation.licence_id)
+        .outerjoin(DirectoryObject, DirectoryObject.id == Activation.object_id)
+        .outerjoin(Group, Group.id == DirectoryObject.home_group_id)
+        .where(Activation.tenant_id == tenant_id)
+    )
+
+
+def _activation_view(activation: Activation, licence_uuid: uuid.UUID) -> ActivationView:
+    return ActivationView(
+        activation.id,
+        activation.uuid,
+        licence_uuid,
+        activation.object_uuid,
+        activation.object_name,
+        activation.units,
+        activation.object_id is None,
+        activation.created_at,
+    )
+
+
+def get_activation(
+    uow: UnitOfWork, *, actor: Actor, licence_id: str, activation_id: str
+) -> ActivationView:
+    licence = _find_licence(uow, actor=actor, licence_id=licence_id)
+    key = parse_uuid(activation_id, what="activation")
+    row = uow.session.execute(
+        _activation_query(actor.tenant_id).where(
+            Activation.uuid == key, Activation.licence_id == licence.id
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no activation '{activation_id}'")
+    return _activation_view(row[0], row[1])
+
+
+def list_activations(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    licence_id: str,
+    orphaned: bool | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """A licence's activations; ``orphaned=True`` lists those of deleted objects, kept
+    consumed because their delete did not release units."""
+    check_limit(limit)
+    licence = _find_licence(uow, actor=actor, licence_id=licence_id)
+    query = _activation_query(actor.tenant_id).where(
+        Activation.licence_id == licence.id, Activation.id > decode_cursor(cursor)
+    )
+    if orphaned is True:
+        query = query.where(Activation.object_id.is_(None))
+    elif orphaned is False:
+        query = query.where(Activation.object_id.is_not(None))
+    rows = uow.session.execute(query.order_by(Activation.id).limit(limit + 1)).all()
+    items = [_activation_view(row[0], row[1]) for row in rows[:limit]]
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+
+def release_activation(
+    uow: UnitOfWork, *, actor: Actor, licence_id: str, activation_id: str
+) -> LicenceView:
+    """Remove an activation and return its units to the licence, in one transaction."""
+    licence = _find_licence(uow, actor=actor, licence_id=licence_id, lock=True)
+    key = parse_uuid(activation_id, what="activation")
+    activation = uow.session.execute(
+        select(Activation).where(
+            Activation.uuid == key,
+            Activation.licence_id == licence.id,
+            Activation.tenant_id == actor.tenant_id,
+        )
+    ).scalar_one_or_none()
+    if activation is None:
+        raise NotFound(f"no activation '{activation_id}'")
+    uow.session.execute(delete(Activation).where(Activation.id == activation.id))
+    uow.session.execute(
+        update(Licence)
+        .where(Licence.id == licence.id)
+        .values(used_units=Licence.used_units - activation.units)
+    )
+    uow.session.refresh(licence)
+    return _licence_view(licence)

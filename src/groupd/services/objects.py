@@ -1,0 +1,374 @@
+"""Directory objects: devices and users, each homed in one live static group."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from groupd.errors import Conflict, InvalidInput, NotFound
+from groupd.services import licensing
+from groupd.services.common import (
+    Actor,
+    allocate_ids,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    parse_uuid,
+)
+from groupd.services.groups import Page
+from groupd.store.db import UnitOfWork
+from groupd.store.models import OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group
+from groupd.store.tree import subtree_bounds
+from groupd.values import clean_name
+
+BATCH_MAX = 10_000
+ATTRIBUTES_MAX_KEYS = 64
+Home = aliased(Group)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectView:
+    id: int
+    uuid: uuid.UUID
+    kind: str
+    name: str
+    home_group_uuid: uuid.UUID
+    login_name: str | None
+    status: str | None
+    attributes: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class ActivationSpec:
+    """Units of a licence (named by uuid or by product) the new object consumes."""
+
+    units: int = 1
+    licence_uuid: uuid.UUID | None = None
+    product: str | None = None
+
+
+@dataclass(slots=True)
+class ObjectSpec:
+    kind: str
+    name: str
+    home_group_uuid: uuid.UUID
+    login_name: str | None = None
+    status: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    uuid: uuid.UUID | None = None
+    activations: list[ActivationSpec] = field(default_factory=list)
+
+
+_COLUMNS = (
+    DirectoryObject.id,
+    DirectoryObject.uuid,
+    DirectoryObject.kind,
+    DirectoryObject.name,
+    Home.uuid.label("home_uuid"),
+    DirectoryObject.login_name,
+    DirectoryObject.status,
+    DirectoryObject.attributes,
+    DirectoryObject.version,
+    DirectoryObject.created_at,
+    DirectoryObject.updated_at,
+)
+
+
+def _view(row: Row[Any]) -> ObjectView:
+    return ObjectView(
+        id=row.id,
+        uuid=row.uuid,
+        kind=row.kind,
+        name=row.name,
+        home_group_uuid=row.home_uuid,
+        login_name=row.login_name,
+        status=row.status,
+        attributes=row.attributes or {},
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _live_query(tenant_id: int) -> Any:
+    # An object is visible only while its home is live: a delete hides it at once.
+    return (
+        select(*_COLUMNS)
+        .join(Home, Home.id == DirectoryObject.home_group_id)
+        .where(DirectoryObject.tenant_id == tenant_id, Home.state == "live")
+    )
+
+
+def get_object(uow: UnitOfWork, *, actor: Actor, object_id: str | uuid.UUID) -> ObjectView:
+    """One live object of the actor's tenant."""
+    key = object_id if isinstance(object_id, uuid.UUID) else parse_uuid(object_id, what="object")
+    row = uow.session.execute(
+        _live_query(actor.tenant_id).where(DirectoryObject.uuid == key)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no object '{object_id}'")
+    return _view(row)
+
+
+def get_user_by_login(uow: UnitOfWork, *, actor: Actor, login_name: str) -> ObjectView:
+    row = uow.session.execute(
+        _live_query(actor.tenant_id).where(DirectoryObject.login_name == login_name)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no user with login name '{login_name}'")
+    return _view(row)
+
+
+def list_objects(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str,
+    recursive: bool = False,
+    kind: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Objects homed in a group, or anywhere in its subtree; keyset pages by key."""
+    check_limit(limit)
+    after = decode_cursor(cursor)
+    key = parse_uuid(group_id, what="group")
+    group = uow.session.execute(
+        select(Group.id, Group.path).where(
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+        )
+    ).one_or_none()
+    if group is None:
+        raise NotFound(f"no group '{group_id}'")
+    query = _live_query(actor.tenant_id).where(DirectoryObject.id > after)
+    if recursive:
+        query = query.where(_home_in_subtree(group.path, actor.tenant_id))
+    else:
+        query = query.where(DirectoryObject.home_group_id == group.id)
+    if kind is not None:
+        if kind not in OBJECT_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(OBJECT_KINDS)}", field="kind")
+        query = query.where(DirectoryObject.kind == kind)
+    rows = uow.session.execute(query.order_by(DirectoryObject.id).limit(limit + 1)).all()
+    items = [_view(r) for r in rows[:limit]]
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+
+def _home_in_subtree(path: str, tenant_id: int) -> Any:
+    low, high = subtree_bounds(path)
+    return (Home.tenant_id == tenant_id) & (Home.path >= low) & (Home.path < high)
+
+
+def _clean_object(spec: ObjectSpec) -> ObjectSpec:
+    if spec.kind not in OBJECT_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(OBJECT_KINDS)}", field="kind")
+    spec.name = clean_name(spec.name)
+    if spec.kind == "user":
+        if not spec.login_name:
+            raise InvalidInput("a user needs a loginName", field="loginName")
+        spec.login_name = clean_name(spec.login_name, field="loginName")
+        spec.status = spec.status or "active"
+        if spec.status not in USER_STATUSES:
+            raise InvalidInput(
+                f"status must be one of {', '.join(USER_STATUSES)}", field="status"
+            )
+    else:
+        if spec.login_name is not None or spec.status is not None:
+            raise InvalidInput("only users have a loginName and a status", field="loginName")
+    if len(spec.attributes) > ATTRIBUTES_MAX_KEYS:
+        raise InvalidInput(
+            f"at most {ATTRIBUTES_MAX_KEYS} attributes per object", field="attributes"
+        )
+    for name in spec.attributes:
+        clean_name(name, field="attributes key")
+    for activation in spec.activations:
+        if activation.units < 1:
+            raise InvalidInput("an activation consumes at least one unit", field="units")
+    return spec
+
+
+def create_object(
+    uow: UnitOfWork, *, actor: Actor, spec: ObjectSpec, now: datetime
+) -> ObjectView:
+    """Create one device or user in a live static group."""
+    return import_objects(uow, actor=actor, specs=[spec], now=now)[0]
+
+
+def import_objects(
+    uow: UnitOfWork, *, actor: Actor, specs: list[ObjectSpec], now: datetime, max_batch: int = BATCH_MAX
+) -> list[ObjectView]:
+    """Create up to ``max_batch`` objects, with their activations, in bulk statements.
+
+    Home groups are share-locked (a concurrent delete waits); licences are locked and
+    charged once per licence for the whole batch.
+    """
+    if not specs:
+        raise InvalidInput("the batch is empty", field="objects")
+    if len(specs) > max_batch:
+        raise InvalidInput(f"at most {max_batch} objects per batch", field="objects")
+    specs = [_clean_object(spec) for spec in specs]
+    session = uow.session
+    home_uuids = {spec.home_group_uuid for spec in specs}
+    homes = {
+        row.uuid: row
+        for row in session.execute(
+            select(Group.uuid, Group.id, Group.kind)
+            .where(
+                Group.uuid.in_(home_uuids),
+                Group.tenant_id == actor.tenant_id,
+                Group.state == "live",
+            )
+            .with_for_update(read=True)
+        )
+    }
+    for spec in specs:
+        home = homes.get(spec.home_group_uuid)
+        if home is None:
+            raise NotFound(f"no group '{spec.home_group_uuid}'")
+        if home.kind != "static":
+            raise InvalidInput(
+                f"objects live in static groups; '{spec.home_group_uuid}' is a {home.kind} group",
+                field="homeGroupId",
+            )
+    ids = allocate_ids(session, "objects", len(specs))
+    uuids = [spec.uuid or uuid.uuid4() for spec in specs]
+    if len(set(uuids)) != len(uuids):
+        raise InvalidInput("the batch names the same uuid twice", field="uuid")
+    rows = [
+        {
+            "id": object_id,
+            "uuid": object_uuid,
+            "tenant_id": actor.tenant_id,
+            "kind": spec.kind,
+            "name": spec.name,
+            "home_group_id": homes[spec.home_group_uuid].id,
+            "login_name": spec.login_name,
+            "status": spec.status,
+            "attributes": spec.attributes,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for spec, object_id, object_uuid in zip(specs, ids, uuids, strict=True)
+    ]
+    try:
+        with session.begin_nested():
+            session.execute(insert(DirectoryObject), rows)
+    except IntegrityError as error:
+        message = str(error.orig).lower()
+        if "login" in message:
+            raise Conflict("a user with that loginName already exists", code="login_taken") from None
+        raise Conflict("an object with that uuid already exists", code="uuid_taken") from None
+    wanted = [
+        (object_id, object_uuid, spec.name, activation)
+        for spec, object_id, object_uuid in zip(specs, ids, uuids, strict=True)
+        for activation in spec.activations
+    ]
+    if wanted:
+        licensing.activate_many(uow, actor=actor, wanted=wanted, now=now)
+    return [
+        ObjectView(
+            id=row["id"],
+            uuid=row["uuid"],
+            kind=row["kind"],
+            name=row["name"],
+            home_group_uuid=spec.home_group_uuid,
+            login_name=row["login_name"],
+            status=row["status"],
+            attributes=row["attributes"],
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        for row, spec in zip(rows, specs, strict=True)
+    ]
+
+
+def _lock_live_object(uow: UnitOfWork, *, actor: Actor, object_id: str | uuid.UUID) -> DirectoryObject:
+    key = object_id if isinstance(object_id, uuid.UUID) else parse_uuid(object_id, what="object")
+    obj = uow.session.execute(
+        select(DirectoryObject)
+        .join(Home, Home.id == DirectoryObject.home_group_id)
+        .where(
+            DirectoryObject.uuid == key,
+            DirectoryObject.tenant_id == actor.tenant_id,
+            Home.state == "live",
+        )
+        .with_for_update(of=DirectoryObject)
+    ).scalar_one_or_none()
+    if obj is None:
+        raise NotFound(f"no object '{object_id}'")
+    return obj
+
+
+_UNSET: Any = object()
+
+
+def update_object(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    object_id: str | uuid.UUID,
+    name: Any = _UNSET,
+    status: Any = _UNSET,
+    attributes: Any = _UNSET,
+    now: datetime,
+) -> ObjectView:
+    """Rename, set a user's status, or replace attributes."""
+    obj = _lock_live_object(uow, actor=actor, object_id=object_id)
+    changes: dict[str, Any] = {}
+    if name is not _UNSET:
+        changes["name"] = clean_name(name)
+    if status is not _UNSET:
+        if obj.kind != "user":
+            raise InvalidInput("only users have a status", field="status")
+        if status not in USER_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(USER_STATUSES)}", field="status")
+        changes["status"] = status
+    if attributes is not _UNSET:
+        spec = ObjectSpec(kind="device", name="x", home_group_uuid=uuid.uuid4(),
+                          attributes=attributes or {})
+        changes["attributes"] = _clean_object(spec).attributes
+    if changes:
+        changes["version"] = obj.version + 1
+        changes["updated_at"] = now
+        uow.session.execute(
+            update(DirectoryObject).where(DirectoryObject.id == obj.id).values(**changes)
+        )
+    return get_object(uow, actor=actor, object_id=obj.uuid)
+
+
+UNSET = _UNSET
+
+
+def move_object(
+    uow: UnitOfWork, *, actor: Actor, object_id: str | uuid.UUID, group_id: str | uuid.UUID,
+    now: datetime,
+) -> ObjectView:
+    """Re-home an object in another live static group of the tenant."""
+    obj = _lock_live_object(uow, actor=actor, object_id=object_id)
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    home = uow.session.execute(
+        select(Group.id, Group.kind)
+        .where(Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live")
+        .with_for_update(read=True)
+    ).one_or_none()
+    if home is None:
+        raise NotFound(f"no group '{group_id}'")
+    if home.kind != "static":
+        raise InvalidInput("objects live in static groups", field="groupId")
+    uow.session.execute(
+        update(DirectoryObject)
+        .where(DirectoryObject.id == obj.id)
+        .values(home_group_id=home.id, version=obj.version + 1, updated_at=now)
+    )
+    return get_object(uow, actor=actor, object_id=obj.uuid)

@@ -1,0 +1,64 @@
+"""All configuration, read once from the environment (prefix ``GROUPD_``).
+
+Every field is documented in docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GROUPD_", extra="ignore")
+
+    # storage
+    database_url: str = "sqlite:///groupd.db"
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    # credentials
+    access_token_ttl_seconds: int = Field(default=3600, ge=1)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=1)
+    api_token_default_ttl_seconds: int = Field(default=365 * 86400, ge=1)
+    session_idle_timeout_seconds: int = Field(default=15 * 60, ge=1)
+    basic_auth_cache_seconds: float = Field(default=60.0, ge=0)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_lockout_seconds: int = Field(default=300, ge=1)
+
+    # deletes and operations
+    delete_wait_seconds: float = Field(default=10.0, ge=0)
+    delete_max_wait_seconds: float = Field(default=120.0, ge=0)
+    delete_chunk_groups: int = Field(default=200, ge=1)
+    delete_chunk_objects: int = Field(default=20_000, ge=1)
+    operation_result_ttl_seconds: int = Field(default=7 * 86400, ge=1)
+    worker_enabled: bool = True
+    worker_threads: int = Field(default=1, ge=1)
+    worker_lease_seconds: float = Field(default=15.0, gt=0)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # ESET's response-id protocol
+    eset_wait_seconds: float = Field(default=30.0, ge=0)
+    eset_poll_timeout_seconds: float = Field(default=120.0, gt=0)
+    eset_uncollected_ttl_seconds: float = Field(default=600.0, gt=0)
+
+    # protection
+    rate_limit: str = "100 per 2 seconds"
+    rate_limit_enabled: bool = True
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2)
+    request_time_budget_seconds: float = Field(default=60.0, gt=0)
+    maintenance_cache_seconds: float = Field(default=0.5, ge=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

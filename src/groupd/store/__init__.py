@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, the unit of work, and set-based tree queries."""

@@ -1,0 +1,377 @@
+"""The schema. Rules that the database can hold live here: keys, uniques, CHECKs.
+
+Internal keys are sequential integers (deletes touch neighbouring pages); the API speaks
+the ``uuid`` columns. Every tenant-owned row carries ``tenant_id`` and every reference
+between such rows is a composite foreign key on ``(tenant_id, id)``, so the database
+itself refuses a link across tenants.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_mod
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from groupd.store.types import BigIntKey, JSONDocument, PathString, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+GROUP_KINDS = ("static", "user", "policy")
+VALUE_TYPES = ("user_id", "string", "action", "ip", "ip_range")
+ROLES = ("admin", "editor", "viewer")
+OBJECT_KINDS = ("device", "user")
+USER_STATUSES = ("active", "inactive")
+UNIT_KINDS = ("seat", "user")
+CREDENTIAL_KINDS = ("access", "refresh", "api", "session", "service")
+OPERATION_STATES = ("accepted", "running", "succeeded", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        CheckConstraint(_in("role", ROLES), name="role"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    # Usernames are unique across the installation: a username alone names the tenant.
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Credential(Base):
+    """A bearer secret: access/refresh/API tokens, login sessions, service tokens.
+
+    Only the SHA-256 of the secret is stored; the secrets are 256-bit random values, so a
+    fast hash is enough (argon2 is for the low-entropy passwords).
+    """
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        CheckConstraint(_in("kind", CREDENTIAL_KINDS), name="kind"),
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"], ondelete="CASCADE"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    account_id: Mapped[int] = mapped_column(BigIntKey, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    idle_timeout_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Group(Base):
+    """A node of a tenant's forest.
+
+    ``path`` lists the ancestors' ids and the group's own, as ``/1/7/42/``: the subtree of
+    a group is ``path >= '/1/7/' AND path < '/1/70'`` (``'0'`` follows ``'/'``), one
+    index range scan on both databases. ``state = 'deleting'`` hides a group from every
+    read from the moment a delete is accepted until phase 2 removes the row.
+    """
+
+    __tablename__ = "groups"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "parent_id"], ["groups.tenant_id", "groups.id"]),
+        CheckConstraint(_in("kind", GROUP_KINDS), name="kind"),
+        CheckConstraint(_in("state", ("live", "deleting")), name="state"),
+        CheckConstraint("depth >= 0", name="depth"),
+        CheckConstraint("(kind = 'policy') = (value_type IS NOT NULL)", name="policy_value_type"),
+        CheckConstraint(
+            "value_type IS NULL OR " + _in("value_type", VALUE_TYPES), name="value_type"
+        ),
+        CheckConstraint("kind <> 'policy' OR parent_id IS NULL", name="policy_flat"),
+        CheckConstraint(
+            "linked_entity_ref IS NULL OR linked_entity_type IS NOT NULL", name="linked_entity"
+        ),
+        CheckConstraint("(parent_id IS NULL) = (depth = 0)", name="root_depth"),
+        CheckConstraint("version >= 1", name="version"),
+        Index("ix_groups_tenant_path", "tenant_id", "path"),
+        Index("ix_groups_parent_id_id", "parent_id", "id"),
+        Index(
+            "uq_groups_sibling_name",
+            "tenant_id",
+            "parent_id",
+            "name",
+            unique=True,
+            sqlite_where=text("state = 'live' AND parent_id IS NOT NULL"),
+            postgresql_where=text("state = 'live' AND parent_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_groups_tenant_kind_name",
+            "tenant_id",
+            "kind",
+            "name",
+            unique=True,
+            sqlite_where=text("state = 'live' AND kind IN ('user', 'policy')"),
+            postgresql_where=text("state = 'live' AND kind IN ('user', 'policy')"),
+        ),
+        Index(
+            "uq_groups_static_root",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("parent_id IS NULL AND kind = 'static'"),
+            postgresql_where=text("parent_id IS NULL AND kind = 'static'"),
+        ),
+        Index(
+            "ix_groups_operation_depth",
+            "operation_id",
+            "depth",
+            sqlite_where=text("operation_id IS NOT NULL"),
+            postgresql_where=text("operation_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    parent_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
+    path: Mapped[str] = mapped_column(PathString)
+    depth: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    value_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    values: Mapped[list[str] | None] = mapped_column(JSONDocument, nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    linked_entity_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    linked_entity_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="live")
+    operation_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DirectoryObject(Base):
+    """A device or a user, homed in exactly one static group."""
+
+    __tablename__ = "objects"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "home_group_id"], ["groups.tenant_id", "groups.id"]),
+        CheckConstraint(_in("kind", OBJECT_KINDS), name="kind"),
+        CheckConstraint("(kind = 'user') = (login_name IS NOT NULL)", name="user_login"),
+        CheckConstraint("(kind = 'user') = (status IS NOT NULL)", name="user_status"),
+        CheckConstraint("status IS NULL OR " + _in("status", USER_STATUSES), name="status"),
+        Index("ix_objects_home_group_id_id", "home_group_id", "id"),
+        Index(
+            "uq_objects_login_name",
+            "tenant_id",
+            "login_name",
+            unique=True,
+            sqlite_where=text("login_name IS NOT NULL"),
+            postgresql_where=text("login_name IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    home_group_id: Mapped[int] = mapped_column(BigIntKey)
+    login_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Membership(Base):
+    """A user's membership of a user group (never its home)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"]),
+        ForeignKeyConstraint(["tenant_id", "object_id"], ["objects.tenant_id", "objects.id"]),
+        Index("ix_memberships_object_id", "object_id"),
+    )
+
+    group_id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    object_id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Licence(Base):
+    """A unit pool. ``used_units`` is kept equal to the sum of its activations."""
+
+    __tablename__ = "licences"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "product"),
+        CheckConstraint(_in("unit_kind", UNIT_KINDS), name="unit_kind"),
+        CheckConstraint("total_units >= 0", name="total_units"),
+        CheckConstraint("used_units >= 0 AND used_units <= total_units", name="used_units"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    product: Mapped[str] = mapped_column(String(255))
+    unit_kind: Mapped[str] = mapped_column(String(16))
+    total_units: Mapped[int] = mapped_column(Integer)
+    used_units: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Activation(Base):
+    """Units of a licence consumed by an object.
+
+    When an object is deleted without releasing its units, the activation stays, orphaned
+    (``object_id`` NULL, ``orphaned_at`` set), still counted, until released.
+    """
+
+    __tablename__ = "activations"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "licence_id"], ["licences.tenant_id", "licences.id"]),
+        ForeignKeyConstraint(["tenant_id", "object_id"], ["objects.tenant_id", "objects.id"]),
+        CheckConstraint("units > 0", name="units"),
+        CheckConstraint("(object_id IS NULL) = (orphaned_at IS NOT NULL)", name="orphaned"),
+        Index("ix_activations_object_id", "object_id"),
+        Index("ix_activations_licence_id_id", "licence_id", "id"),
+        Index(
+            "uq_activations_licence_object",
+            "licence_id",
+            "object_id",
+            unique=True,
+            sqlite_where=text("object_id IS NOT NULL"),
+            postgresql_where=text("object_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    licence_id: Mapped[int] = mapped_column(BigIntKey)
+    object_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
+    object_uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid)
+    object_name: Mapped[str] = mapped_column(String(255))
+    units: Mapped[int] = mapped_column(Integer)
+    orphaned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Operation(Base):
+    """Durable record of accepted long work; its ``uuid`` is the ``response-id``."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        CheckConstraint(_in("state", OPERATION_STATES), name="state"),
+        Index("ix_operations_state_lease", "state", "lease_until"),
+        Index("ix_operations_tenant_id_id", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    target_uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid)
+    target_name: Mapped[str] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    result_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result_body: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    actor: Mapped[str] = mapped_column(String(150))
+    request_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_pending_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what, from where, and with what outcome."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant_id_id", "tenant_id", "id"),
+        Index("ix_audit_events_tenant_id_target_uuid", "tenant_id", "target_uuid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    actor: Mapped[str] = mapped_column(String(150))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_uuid: Mapped[uuid_mod.UUID | None] = mapped_column(Uuid, nullable=True)
+    target_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    detail: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SystemFlag(Base):
+    """Installation-wide switches every process reads (maintenance mode)."""
+
+    __tablename__ = "system_flags"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

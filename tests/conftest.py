@@ -1,0 +1,209 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, isolated per test."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from groupd.api.app import create_app
+from groupd.api.context import AppContext
+from groupd.clock import ManualClock, system_clock
+from groupd.services import accounts
+from groupd.settings import Settings
+from groupd.store.db import Database, transaction
+from groupd.store.migrate import upgrade
+from invariants import assert_invariants
+
+PG_ADMIN_URL = os.environ.get(
+    "GROUPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("GROUPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("GROUPD_TEST_REQUIRE_SERVICES") == "1"
+TABLES = (
+    "audit_events", "memberships", "activations", "objects", "operations", "groups",
+    "credentials", "licences", "accounts", "system_flags", "tenants",
+)
+PASSWORD = "correct horse battery"
+
+
+def _service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; GROUPD_TEST_REQUIRE_SERVICES=1 makes this a failure")
+    pytest.skip(f"{message}; start it to run these tests")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    database = Database(create_engine_for(f"sqlite:///{path}"))
+    upgrade(database.engine)
+    database.dispose()
+    return path
+
+
+def create_engine_for(url: str) -> Any:
+    from groupd.store.db import create_db_engine
+
+    return create_db_engine(url, pool_size=5)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"groupd_test_{os.getpid()}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # any connection failure means "not available here"
+        _service_missing("PostgreSQL at 127.0.0.1:5432", error)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = Database(create_engine_for(url))
+    upgrade(database.engine)
+    database.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "groupd.db"
+        shutil.copy(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("pg_url")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "rate_limit_enabled": False,
+        "delete_wait_seconds": 5.0,
+        "worker_poll_seconds": 0.05,
+        "maintenance_cache_seconds": 0.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database.from_settings(settings)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@dataclass
+class Caller:
+    """One account with its credentials, ready to put on requests."""
+
+    username: str
+    role: str
+    token: str
+    tenant: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def basic(self) -> dict[str, str]:
+        raw = base64.b64encode(f"{self.username}:{PASSWORD}".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+
+
+@dataclass
+class TenantFixture:
+    name: str
+    id: int
+    admin: Caller
+    editor: Caller
+    viewer: Caller
+    root_id: str = ""
+    lost_and_found_id: str = ""
+    admin_group_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_tenant(db: Database, name: str) -> TenantFixture:
+    now = system_clock()
+    callers: dict[str, Caller] = {}
+    with transaction(db) as uow:
+        tenant = accounts.create_tenant(uow, name=name, now=now)
+        for role in ("admin", "editor", "viewer"):
+            username = f"{role}@{name}"
+            account = accounts.create_account(
+                uow, tenant_id=tenant.id, username=username, role=role, password=PASSWORD,
+                now=now,
+            )
+            token = accounts.issue_credential(
+                uow, account=account, kind="api", ttl_seconds=86400, now=now
+            )
+            callers[role] = Caller(username, role, token.secret, name)
+    result = TenantFixture(name, tenant.id, callers["admin"], callers["editor"], callers["viewer"])
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT name, uuid FROM groups WHERE tenant_id = :t"), {"t": tenant.id}
+        ).all()
+    by_name = {row[0]: str(uuid.UUID(str(row[1]))) for row in rows}
+    result.root_id = by_name["All"]
+    result.lost_and_found_id = by_name["Lost & found"]
+    result.admin_group_id = by_name["Admin"]
+    return result
+
+
+@pytest.fixture
+def context(settings: Settings, db: Database) -> AppContext:
+    return AppContext.create(settings, db=db)
+
+
+@pytest.fixture
+def client(context: AppContext) -> Iterator[TestClient]:
+    app = create_app(context=context)
+    with TestClient(app, raise_server_exceptions=True) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def acme(db: Database) -> TenantFixture:
+    return seed_tenant(db, "acme")
+
+
+@pytest.fixture
+def globex(db: Database) -> TenantFixture:
+    return seed_tenant(db, "globex")
+
+
+@pytest.fixture
+def check_invariants(db: Database) -> Iterator[None]:
+    yield
+    assert_invariants(db)
