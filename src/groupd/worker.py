@@ -69,6 +69,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        self._stop.clear()  # the worker can run again (start, or run_until_idle)
 
     def notify(self) -> None:
         """Wake the worker now (an operation was just accepted in this process)."""
