@@ -57,9 +57,7 @@ class Worker:
     # lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         for index in range(self.settings.worker_threads):
-            thread = threading.Thread(
-                target=self._loop, name=f"groupd-worker-{index}", daemon=True
-            )
+            thread = threading.Thread(target=self._loop, name=f"groupd-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
 

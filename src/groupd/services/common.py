@@ -95,7 +95,9 @@ def allocate_ids(session: Session, table: str, count: int) -> list[int]:
         return []
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
             {"table": table, "n": count},
         )
         return [int(row[0]) for row in rows]

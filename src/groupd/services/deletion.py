@@ -16,10 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     delete,
     func,
@@ -54,7 +54,7 @@ class Blocker:
     """One reason a delete is refused: the rule and the group that trips it."""
 
     rule: str
-    group_uuid: uuid.UUID
+    group_uuid: UUID
     group_name: str
     linked_entity_type: str | None = None
     active_members: int | None = None
@@ -74,7 +74,7 @@ class Blocker:
 
 @dataclass(frozen=True, slots=True)
 class LicenceImpact:
-    licence_uuid: uuid.UUID
+    licence_uuid: UUID
     product: str
     unit_kind: str
     activations: int
@@ -161,9 +161,7 @@ def measure_impact(
             impact.devices = int(count)
         else:
             impact.users = int(count)
-    homed_objects = select(DirectoryObject.id).where(
-        DirectoryObject.home_group_id.in_(subtree_ids)
-    )
+    homed_objects = select(DirectoryObject.id).where(DirectoryObject.home_group_id.in_(subtree_ids))
     impact.memberships = int(
         session.execute(
             select(func.count())
@@ -207,7 +205,7 @@ def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
         .limit(BLOCKERS_SHOWN)
     ):
         blockers.append(Blocker("protected_group", row.uuid, row.name))
-    for row in session.execute(
+    for linked in session.execute(
         select(Group.uuid, Group.name, Group.linked_entity_type)
         .where(
             in_tree,
@@ -218,10 +216,15 @@ def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
         .limit(BLOCKERS_SHOWN)
     ):
         blockers.append(
-            Blocker("linked_entity", row.uuid, row.name, linked_entity_type=row.linked_entity_type)
+            Blocker(
+                "linked_entity",
+                linked.uuid,
+                linked.name,
+                linked_entity_type=linked.linked_entity_type,
+            )
         )
     member_home = Group.__table__.alias("member_home")
-    active_query: Select[Any] = (
+    active_query = (
         select(Group.uuid, Group.name, func.count())
         .join(Membership, Membership.group_id == Group.id)
         .join(DirectoryObject, DirectoryObject.id == Membership.object_id)
@@ -236,8 +239,10 @@ def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
         .order_by(Group.id)
         .limit(BLOCKERS_SHOWN)
     )
-    for row in session.execute(active_query):
-        blockers.append(Blocker("active_members", row[0], row[1], active_members=int(row[2])))
+    for group_uuid, group_name, active in session.execute(active_query):
+        blockers.append(
+            Blocker("active_members", group_uuid, group_name, active_members=int(active))
+        )
     return blockers
 
 
@@ -268,10 +273,10 @@ def refusal(blockers: list[Blocker], group_name: str) -> DeleteRefused:
 class DeletePlan:
     """What ``request_delete`` decided: a dry-run impact, or an accepted operation."""
 
-    group_uuid: uuid.UUID
+    group_uuid: UUID
     group_name: str
     impact: Impact
-    operation_uuid: uuid.UUID | None
+    operation_uuid: UUID | None
     dry_run: bool
 
 
@@ -279,7 +284,7 @@ def request_delete(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    group_id: str | uuid.UUID,
+    group_id: str | UUID,
     release_units: bool,
     dry_run: bool = False,
     if_match: int | None = None,
@@ -292,10 +297,12 @@ def request_delete(
     the caller's rollback leaves everything as it was.
     """
     actor.require("editor")
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     root = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
     if if_match is not None and if_match != root.version:
-        raise PreconditionFailed(f"group '{root.uuid}' is at version {root.version}, not {if_match}")
+        raise PreconditionFailed(
+            f"group '{root.uuid}' is at version {root.version}, not {if_match}"
+        )
     if dry_run:
         impact = measure_impact(
             uow, tenant_id=actor.tenant_id, path=root.path, release_units=release_units
@@ -436,9 +443,7 @@ def run_delete_chunk(
     ).scalar_one_or_none()
     objects_filter = in_chunk if boundary is None else and_(in_chunk, DirectoryObject.id < boundary)
     object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
-    _remove_objects(
-        uow, object_ids=object_ids, release=release, progress=progress, now=now
-    )
+    _remove_objects(uow, object_ids=object_ids, release=release, progress=progress, now=now)
     if boundary is None:
         memberships = session.execute(
             delete(Membership)
@@ -584,7 +589,9 @@ def _finish(
     )
 
 
-def fail_operation(uow: UnitOfWork, *, operation_id: int, error: str, now: datetime, ttl: int) -> None:
+def fail_operation(
+    uow: UnitOfWork, *, operation_id: int, error: str, now: datetime, ttl: int
+) -> None:
     """Record that an operation cannot finish (a bug, never a client error).
 
     Its groups stay marked: hidden, and kept for an operator to inspect and resume.
@@ -615,10 +622,10 @@ def fail_operation(uow: UnitOfWork, *, operation_id: int, error: str, now: datet
 @dataclass(frozen=True, slots=True)
 class OperationView:
     id: int
-    uuid: uuid.UUID
+    uuid: UUID
     kind: str
     state: str
-    target_uuid: uuid.UUID
+    target_uuid: UUID
     target_name: str
     params: dict[str, Any]
     progress: dict[str, Any]
@@ -638,19 +645,32 @@ class OperationView:
 
 def _operation_view(op: Operation) -> OperationView:
     return OperationView(
-        op.id, op.uuid, op.kind, op.state, op.target_uuid, op.target_name, op.params or {},
-        op.progress or {}, op.result_status, op.result_body, op.created_at, op.started_at,
-        op.finished_at, op.expires_at, op.first_pending_at, op.collected_at,
+        op.id,
+        op.uuid,
+        op.kind,
+        op.state,
+        op.target_uuid,
+        op.target_name,
+        op.params or {},
+        op.progress or {},
+        op.result_status,
+        op.result_body,
+        op.created_at,
+        op.started_at,
+        op.finished_at,
+        op.expires_at,
+        op.first_pending_at,
+        op.collected_at,
     )
 
 
 def get_operation(
-    uow: UnitOfWork, *, actor: Actor, operation_id: str | uuid.UUID, now: datetime
+    uow: UnitOfWork, *, actor: Actor, operation_id: str | UUID, now: datetime
 ) -> OperationView:
     """An operation of the tenant; finished ones disappear once their result expires."""
     key = (
         operation_id
-        if isinstance(operation_id, uuid.UUID)
+        if isinstance(operation_id, UUID)
         else parse_uuid(operation_id, what="operation")
     )
     op = uow.session.execute(
@@ -668,7 +688,7 @@ def get_operation_by_key(uow: UnitOfWork, *, operation_id: int) -> OperationView
     return _operation_view(op)
 
 
-def mark_pending(uow: UnitOfWork, *, operation_uuid: uuid.UUID, now: datetime) -> None:
+def mark_pending(uow: UnitOfWork, *, operation_uuid: UUID, now: datetime) -> None:
     """Remember when a client was first told to come back later (ESET's 202)."""
     uow.session.execute(
         update(Operation)
@@ -677,7 +697,7 @@ def mark_pending(uow: UnitOfWork, *, operation_uuid: uuid.UUID, now: datetime) -
     )
 
 
-def mark_collected(uow: UnitOfWork, *, operation_uuid: uuid.UUID, now: datetime) -> bool:
+def mark_collected(uow: UnitOfWork, *, operation_uuid: UUID, now: datetime) -> bool:
     """Hand a finished result over once; False when it was already collected."""
     result = uow.session.execute(
         update(Operation)
@@ -701,4 +721,3 @@ def check_flags(release_units: Any, dry_run: Any) -> None:
     for name, value in (("releaseConsumedUnits", release_units), ("dryRun", dry_run)):
         if not isinstance(value, bool):
             raise InvalidInput(f"{name} must be true or false", field=name)
-

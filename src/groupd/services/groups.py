@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Row, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,8 +46,8 @@ class GroupView:
     """A live group as every API shows it."""
 
     id: int
-    uuid: uuid.UUID
-    parent_uuid: uuid.UUID | None
+    uuid: UUID
+    parent_uuid: UUID | None
     kind: str
     name: str
     description: str
@@ -70,14 +71,14 @@ class GroupSpec:
     """What a caller gives to create a group."""
 
     name: str
-    parent_uuid: uuid.UUID | None = None
+    parent_uuid: UUID | None = None
     kind: str = "static"
     description: str | None = None
     value_type: str | None = None
     values: list[str] | None = None
     agent_id: str | None = None
     linked_entity: LinkedEntity | None = None
-    uuid: uuid.UUID | None = None
+    uuid: UUID | None = None
     protected: bool = False
 
 
@@ -149,7 +150,7 @@ def _view_query() -> Any:
     return select(*_VIEW_COLUMNS).outerjoin(Parent, Parent.id == Group.parent_id)
 
 
-def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: uuid.UUID) -> Group:
+def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: UUID) -> Group:
     """The live group, row-locked for the rest of the transaction, or NotFound."""
     group = uow.session.execute(
         select(Group)
@@ -161,6 +162,14 @@ def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: uuid.UUID) -
     return group
 
 
+def check_version(group: Group, expected: int | None) -> None:
+    """Raise PreconditionFailed when ``If-Match`` named another version of ``group``."""
+    if expected is not None and expected != group.version:
+        raise PreconditionFailed(
+            f"group '{group.uuid}' is at version {group.version}, not {expected}"
+        )
+
+
 def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupView:
     row = uow.session.execute(_view_query().where(Group.id == group_id)).one_or_none()
     if row is None or row.id is None:
@@ -168,9 +177,9 @@ def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupV
     return _view(row)
 
 
-def get_group(uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID) -> GroupView:
+def get_group(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) -> GroupView:
     """One live group of the actor's tenant."""
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     row = uow.session.execute(
         _view_query().where(
             Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
@@ -264,9 +273,7 @@ def _clean_spec(spec: GroupSpec) -> GroupSpec:
         spec.values = parse_values(spec.value_type, spec.values or [])
     else:
         if spec.value_type is not None or spec.values:
-            raise InvalidInput(
-                "only policy groups have a valueType and values", field="valueType"
-            )
+            raise InvalidInput("only policy groups have a valueType and values", field="valueType")
         if spec.parent_uuid is None and spec.kind == "static":
             raise InvalidInput("a static group needs a parentId", field="parentId")
     if spec.agent_id is not None:
@@ -313,9 +320,9 @@ def batch_create_groups(
     session = uow.session
     ids = allocate_ids(session, "groups", len(specs))
     uuids = [spec.uuid or uuid.uuid4() for spec in specs]
-    in_batch: dict[uuid.UUID, tuple[int, str, str, int]] = {}  # uuid -> id, path, kind, depth
+    in_batch: dict[UUID, tuple[int, str, str, int]] = {}  # uuid -> id, path, kind, depth
     outside = {s.parent_uuid for s in specs if s.parent_uuid is not None} - set(uuids)
-    existing: dict[uuid.UUID, tuple[int, str, str, int]] = {}
+    existing: dict[UUID, tuple[int, str, str, int]] = {}
     if outside:
         rows = session.execute(
             select(Group.uuid, Group.id, Group.path, Group.kind, Group.depth)
@@ -330,7 +337,7 @@ def batch_create_groups(
         existing = {row.uuid: (row.id, row.path, row.kind, row.depth) for row in rows}
     if len(set(uuids)) != len(uuids):
         raise InvalidInput("the batch names the same uuid twice", field="uuid")
-    rows_to_insert = []
+    rows_to_insert: list[dict[str, Any]] = []
     for index, (spec, group_id, group_uuid) in enumerate(zip(specs, ids, uuids, strict=True)):
         parent_id = None
         path = child_path(None, group_id)
@@ -408,23 +415,21 @@ def update_group(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    group_id: str | uuid.UUID,
+    group_id: str | UUID,
     changes: GroupChanges,
     if_match: int | None = None,
     now: datetime,
 ) -> GroupView:
     """Change name, description, values or linked entity; bumps the version (ETag)."""
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    if if_match is not None and if_match != group.version:
-        raise PreconditionFailed(
-            f"group '{group.uuid}' is at version {group.version}, not {if_match}"
-        )
+    check_version(group, if_match)
     values: dict[str, Any] = {}
     if changes.name is not _UNSET:
         if group.protected:
-            raise Conflict(f"'{group.name}' is a built-in group and keeps its name",
-                           code="protected_group")
+            raise Conflict(
+                f"'{group.name}' is a built-in group and keeps its name", code="protected_group"
+            )
         values["name"] = clean_name(changes.name)
     if changes.description is not _UNSET:
         values["description"] = clean_description(changes.description)
@@ -473,8 +478,8 @@ def move_group(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    group_id: str | uuid.UUID,
-    new_parent_id: str | uuid.UUID,
+    group_id: str | UUID,
+    new_parent_id: str | UUID,
     if_match: int | None = None,
     now: datetime,
 ) -> GroupView:
@@ -483,26 +488,25 @@ def move_group(
     One UPDATE rewrites the path prefix and depth of every group of the subtree (an index
     range scan); one sets the root's parent.
     """
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     parent_key = (
         new_parent_id
-        if isinstance(new_parent_id, uuid.UUID)
+        if isinstance(new_parent_id, UUID)
         else parse_uuid(new_parent_id, what="group")
     )
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    if if_match is not None and if_match != group.version:
-        raise PreconditionFailed(
-            f"group '{group.uuid}' is at version {group.version}, not {if_match}"
-        )
+    check_version(group, if_match)
     if group.parent_id is None:
         raise Conflict(f"'{group.name}' is a root and cannot move", code="protected_group")
     if group.protected:
-        raise Conflict(f"'{group.name}' is a built-in group and stays where it is",
-                       code="protected_group")
+        raise Conflict(
+            f"'{group.name}' is a built-in group and stays where it is", code="protected_group"
+        )
     parent = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=parent_key)
     if parent.path.startswith(group.path):
-        raise Conflict("a group cannot move under itself or its own descendants",
-                       code="move_into_self")
+        raise Conflict(
+            "a group cannot move under itself or its own descendants", code="move_into_self"
+        )
     if parent.kind != group.kind:
         raise InvalidInput(
             f"a {group.kind} group cannot live under a {parent.kind} group", field="parentId"
@@ -550,7 +554,9 @@ def root_group_id(uow: UnitOfWork, *, tenant_id: int) -> int:
     return int(
         uow.session.execute(
             select(Group.id).where(
-                and_(Group.tenant_id == tenant_id, Group.parent_id.is_(None), Group.kind == "static")
+                and_(
+                    Group.tenant_id == tenant_id, Group.parent_id.is_(None), Group.kind == "static"
+                )
             )
         ).scalar_one()
     )

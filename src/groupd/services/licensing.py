@@ -5,6 +5,7 @@ and the database CHECK keeps ``0 <= used <= total``."""
 from __future__ import annotations
 
 import uuid
+from uuid import UUID
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,7 @@ UNITS_MAX = 1_000_000_000
 @dataclass(frozen=True, slots=True)
 class LicenceView:
     id: int
-    uuid: uuid.UUID
+    uuid: UUID
     product: str
     unit_kind: str
     total_units: int
@@ -49,9 +50,9 @@ class LicenceView:
 @dataclass(frozen=True, slots=True)
 class ActivationView:
     id: int
-    uuid: uuid.UUID
-    licence_uuid: uuid.UUID
-    object_uuid: uuid.UUID
+    uuid: UUID
+    licence_uuid: UUID
+    object_uuid: UUID
     object_name: str
     units: int
     orphaned: bool
@@ -98,9 +99,9 @@ def create_licence(
 
 
 def _find_licence(
-    uow: UnitOfWork, *, actor: Actor, licence_id: str | uuid.UUID, lock: bool = False
+    uow: UnitOfWork, *, actor: Actor, licence_id: str | UUID, lock: bool = False
 ) -> Licence:
-    key = licence_id if isinstance(licence_id, uuid.UUID) else parse_uuid(licence_id, what="licence")
+    key = licence_id if isinstance(licence_id, UUID) else parse_uuid(licence_id, what="licence")
     query = select(Licence).where(Licence.uuid == key, Licence.tenant_id == actor.tenant_id)
     if lock:
         query = query.with_for_update()
@@ -110,7 +111,7 @@ def _find_licence(
     return licence
 
 
-def get_licence(uow: UnitOfWork, *, actor: Actor, licence_id: str | uuid.UUID) -> LicenceView:
+def get_licence(uow: UnitOfWork, *, actor: Actor, licence_id: str | UUID) -> LicenceView:
     """A licence with its used and total units."""
     return _licence_view(_find_licence(uow, actor=actor, licence_id=licence_id))
 
@@ -142,7 +143,7 @@ def activate_many(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    wanted: list[tuple[int, uuid.UUID, str, ActivationSpec]],
+    wanted: list[tuple[int, UUID, str, ActivationSpec]],
     now: datetime,
 ) -> list[ActivationView]:
     """Charge licences for ``(object id, object uuid, object name, spec)`` in bulk.
@@ -260,7 +261,7 @@ def _activation_query(tenant_id: int) -> Any:
     )
 
 
-def _activation_view(activation: Activation, licence_uuid: uuid.UUID) -> ActivationView:
+def _activation_view(activation: Activation, licence_uuid: UUID) -> ActivationView:
     return ActivationView(
         activation.id,
         activation.uuid,
@@ -336,3 +337,31 @@ def release_activation(
     )
     uow.session.refresh(licence)
     return _licence_view(licence)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectProduct:
+    """One licence an object consumes: the pool's product name and the units taken."""
+
+    product: str
+    unit_kind: str
+    units: int
+
+
+def products_by_object(
+    uow: UnitOfWork, *, actor: Actor, object_ids: list[int]
+) -> dict[int, list[ObjectProduct]]:
+    """The licences each of ``object_ids`` (keys of live objects) consumes, in one query;
+    objects without activations are absent from the answer."""
+    if not object_ids:
+        return {}
+    rows = uow.session.execute(
+        select(Activation.object_id, Licence.product, Licence.unit_kind, Activation.units)
+        .join(Licence, Licence.id == Activation.licence_id)
+        .where(Activation.tenant_id == actor.tenant_id, Activation.object_id.in_(object_ids))
+        .order_by(Activation.object_id, Licence.product)
+    ).all()
+    products: dict[int, list[ObjectProduct]] = {}
+    for object_id, product, unit_kind, units in rows:
+        products.setdefault(int(object_id), []).append(ObjectProduct(product, unit_kind, units))
+    return products

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import InvalidInput, NotFound
 from groupd.services.common import Actor, check_limit, decode_cursor, encode_cursor, parse_uuid
-from groupd.services.groups import Page, lock_live_group
+from groupd.services.groups import Page
 from groupd.services.objects import ObjectView, _live_query, _view, get_object
 from groupd.store.db import UnitOfWork
 from groupd.store.models import DirectoryObject, Group, Membership
-
-from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,24 +26,27 @@ class MembershipView:
 
 def _user_group(uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, lock: bool) -> Group:
     key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
-    if lock:
-        group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    else:
-        group = uow.session.execute(
-            select(Group).where(
-                Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
-            )
-        ).scalar_one_or_none()
-        if group is None:
-            raise NotFound(f"no group '{group_id}'")
+    query = select(Group).where(
+        Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+    )
+    # Adding or removing a member locks the group, so a concurrent delete sees it.
+    group = uow.session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+    if group is None:
+        raise NotFound(f"no group '{group_id}'")
     if group.kind != "user":
-        raise InvalidInput(f"'{group.name}' is a {group.kind} group; members belong to user groups",
-                           field="groupId")
+        raise InvalidInput(
+            f"'{group.name}' is a {group.kind} group; members belong to user groups",
+            field="groupId",
+        )
     return group
 
 
 def add_member(
-    uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, object_id: str | uuid.UUID,
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    object_id: str | uuid.UUID,
     now: datetime,
 ) -> bool:
     """Make a user a member of a user group. Returns False when it already was."""
@@ -62,8 +64,9 @@ def add_member(
     try:
         with uow.session.begin_nested():
             uow.session.add(
-                Membership(group_id=group.id, object_id=user.id, tenant_id=actor.tenant_id,
-                           created_at=now)
+                Membership(
+                    group_id=group.id, object_id=user.id, tenant_id=actor.tenant_id, created_at=now
+                )
             )
             uow.session.flush()
     except IntegrityError:
@@ -107,8 +110,11 @@ def list_memberships(uow: UnitOfWork, *, actor: Actor, object_id: str) -> list[M
     rows = uow.session.execute(
         select(Group.uuid, Group.name)
         .join(Membership, Membership.group_id == Group.id)
-        .where(Membership.object_id == user.id, Group.state == "live",
-               Group.tenant_id == actor.tenant_id)
+        .where(
+            Membership.object_id == user.id,
+            Group.state == "live",
+            Group.tenant_id == actor.tenant_id,
+        )
         .order_by(Group.name)
     ).all()
     return [MembershipView(row.uuid, row.name, user.uuid) for row in rows]

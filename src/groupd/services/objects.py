@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from uuid import UUID
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -35,10 +36,10 @@ Home = aliased(Group)
 @dataclass(frozen=True, slots=True)
 class ObjectView:
     id: int
-    uuid: uuid.UUID
+    uuid: UUID
     kind: str
     name: str
-    home_group_uuid: uuid.UUID
+    home_group_uuid: UUID
     login_name: str | None
     status: str | None
     attributes: dict[str, Any]
@@ -52,7 +53,7 @@ class ActivationSpec:
     """Units of a licence (named by uuid or by product) the new object consumes."""
 
     units: int = 1
-    licence_uuid: uuid.UUID | None = None
+    licence_uuid: UUID | None = None
     product: str | None = None
 
 
@@ -60,11 +61,11 @@ class ActivationSpec:
 class ObjectSpec:
     kind: str
     name: str
-    home_group_uuid: uuid.UUID
+    home_group_uuid: UUID
     login_name: str | None = None
     status: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    uuid: uuid.UUID | None = None
+    uuid: UUID | None = None
     activations: list[ActivationSpec] = field(default_factory=list)
 
 
@@ -108,9 +109,9 @@ def _live_query(tenant_id: int) -> Any:
     )
 
 
-def get_object(uow: UnitOfWork, *, actor: Actor, object_id: str | uuid.UUID) -> ObjectView:
+def get_object(uow: UnitOfWork, *, actor: Actor, object_id: str | UUID) -> ObjectView:
     """One live object of the actor's tenant."""
-    key = object_id if isinstance(object_id, uuid.UUID) else parse_uuid(object_id, what="object")
+    key = object_id if isinstance(object_id, UUID) else parse_uuid(object_id, what="object")
     row = uow.session.execute(
         _live_query(actor.tenant_id).where(DirectoryObject.uuid == key)
     ).one_or_none()
@@ -293,8 +294,8 @@ def import_objects(
     ]
 
 
-def _lock_live_object(uow: UnitOfWork, *, actor: Actor, object_id: str | uuid.UUID) -> DirectoryObject:
-    key = object_id if isinstance(object_id, uuid.UUID) else parse_uuid(object_id, what="object")
+def _lock_live_object(uow: UnitOfWork, *, actor: Actor, object_id: str | UUID) -> DirectoryObject:
+    key = object_id if isinstance(object_id, UUID) else parse_uuid(object_id, what="object")
     obj = uow.session.execute(
         select(DirectoryObject)
         .join(Home, Home.id == DirectoryObject.home_group_id)
@@ -317,7 +318,7 @@ def update_object(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    object_id: str | uuid.UUID,
+    object_id: str | UUID,
     name: Any = _UNSET,
     status: Any = _UNSET,
     attributes: Any = _UNSET,
@@ -351,12 +352,12 @@ UNSET = _UNSET
 
 
 def move_object(
-    uow: UnitOfWork, *, actor: Actor, object_id: str | uuid.UUID, group_id: str | uuid.UUID,
+    uow: UnitOfWork, *, actor: Actor, object_id: str | UUID, group_id: str | UUID,
     now: datetime,
 ) -> ObjectView:
     """Re-home an object in another live static group of the tenant."""
     obj = _lock_live_object(uow, actor=actor, object_id=object_id)
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     home = uow.session.execute(
         select(Group.id, Group.kind)
         .where(Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live")
@@ -372,3 +373,38 @@ def move_object(
         .values(home_group_id=home.id, version=obj.version + 1, updated_at=now)
     )
     return get_object(uow, actor=actor, object_id=obj.uuid)
+
+
+def count_objects(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    recursive: bool = False,
+    kind: str | None = None,
+) -> int:
+    """How many live objects a group homes (or its whole subtree): one aggregate query,
+    the total that paged listings report beside their pages."""
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    group = uow.session.execute(
+        select(Group.id, Group.path).where(
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+        )
+    ).one_or_none()
+    if group is None:
+        raise NotFound(f"no group '{group_id}'")
+    query = (
+        select(func.count())
+        .select_from(DirectoryObject)
+        .join(Home, Home.id == DirectoryObject.home_group_id)
+        .where(DirectoryObject.tenant_id == actor.tenant_id, Home.state == "live")
+    )
+    if recursive:
+        query = query.where(_home_in_subtree(group.path, actor.tenant_id))
+    else:
+        query = query.where(DirectoryObject.home_group_id == group.id)
+    if kind is not None:
+        if kind not in OBJECT_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(OBJECT_KINDS)}", field="kind")
+        query = query.where(DirectoryObject.kind == kind)
+    return int(uow.session.execute(query).scalar_one())
