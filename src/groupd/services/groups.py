@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import Row, and_, func, insert, select, update
@@ -23,7 +23,7 @@ from groupd.services.common import (
     parse_uuid,
 )
 from groupd.store.db import UnitOfWork
-from groupd.store.models import GROUP_KINDS, Group
+from groupd.store.models import GROUP_KINDS, Group, table_of
 from groupd.store.tree import child_path, in_subtree
 from groupd.values import clean_description, clean_name, parse_values
 
@@ -122,27 +122,41 @@ _VIEW_COLUMNS = (
 
 
 def _view(row: Row[Any]) -> GroupView:
-    linked = (
-        LinkedEntity(row.linked_entity_type, row.linked_entity_ref)
-        if row.linked_entity_type
-        else None
-    )
+    # Positional unpacking: by-name access on thousands of rows per page is measurable.
+    (
+        key,
+        group_uuid,
+        parent_uuid,
+        kind,
+        name,
+        description,
+        value_type,
+        values,
+        agent_id,
+        linked_type,
+        linked_ref,
+        protected,
+        version,
+        depth,
+        created_at,
+        updated_at,
+    ) = cast(tuple[Any, ...], row)
     return GroupView(
-        id=row.id,
-        uuid=row.uuid,
-        parent_uuid=row.parent_uuid,
-        kind=row.kind,
-        name=row.name,
-        description=row.description,
-        value_type=row.value_type,
-        values=row.values,
-        agent_id=row.agent_id,
-        linked_entity=linked,
-        protected=row.protected,
-        version=row.version,
-        depth=row.depth,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        key,
+        group_uuid,
+        parent_uuid,
+        kind,
+        name,
+        description,
+        value_type,
+        values,
+        agent_id,
+        LinkedEntity(linked_type, linked_ref) if linked_type else None,
+        protected,
+        version,
+        depth,
+        created_at,
+        updated_at,
     )
 
 
@@ -382,7 +396,7 @@ def batch_create_groups(
         )
     try:
         with session.begin_nested():
-            session.execute(insert(Group), rows_to_insert)
+            session.connection().execute(insert(table_of(Group)), rows_to_insert)
     except IntegrityError as error:
         raise _name_conflict(error, [s.name for s in specs]) from None
     if len(specs) == 1:

@@ -24,7 +24,7 @@ from groupd.services.common import (
 )
 from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
-from groupd.store.models import UNIT_KINDS, Activation, DirectoryObject, Group, Licence
+from groupd.store.models import UNIT_KINDS, Activation, DirectoryObject, Group, Licence, table_of
 from groupd.values import clean_name
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def activate_many(
             )
     try:
         with session.begin_nested():
-            session.execute(insert(Activation), rows)
+            session.connection().execute(insert(table_of(Activation)), rows)
             for licence_id, needed in demand.items():
                 session.execute(
                     update(Licence)
@@ -363,5 +363,6 @@ def products_by_object(
     ).all()
     products: dict[int, list[ObjectProduct]] = {}
     for object_id, product, unit_kind, units in rows:
-        products.setdefault(int(object_id), []).append(ObjectProduct(product, unit_kind, units))
+        if object_id is not None:  # the IN list never matches NULL; this tells mypy so
+            products.setdefault(object_id, []).append(ObjectProduct(product, unit_kind, units))
     return products

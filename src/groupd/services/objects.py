@@ -24,7 +24,7 @@ from groupd.services.common import (
 )
 from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
-from groupd.store.models import OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group
+from groupd.store.models import OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
 from groupd.store.tree import subtree_bounds
 from groupd.values import clean_name
 
@@ -263,7 +263,7 @@ def import_objects(
     ]
     try:
         with session.begin_nested():
-            session.execute(insert(DirectoryObject), rows)
+            session.connection().execute(insert(table_of(DirectoryObject)), rows)
     except IntegrityError as error:
         message = str(error.orig).lower()
         if "login" in message:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid as uuid_mod
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
     Uuid,
     text,
@@ -53,6 +54,11 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, for bulk statements that skip the ORM's bookkeeping."""
+    return cast(Table, model.__table__)
 
 
 class Tenant(Base):
