@@ -30,8 +30,17 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("GROUPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("GROUPD_TEST_REQUIRE_SERVICES") == "1"
 TABLES = (
-    "audit_events", "memberships", "activations", "objects", "operations", "groups",
-    "credentials", "licences", "accounts", "system_flags", "tenants",
+    "audit_events",
+    "memberships",
+    "activations",
+    "objects",
+    "operations",
+    "groups",
+    "credentials",
+    "licences",
+    "accounts",
+    "system_flags",
+    "tenants",
 )
 PASSWORD = "correct horse battery"
 
@@ -162,7 +171,11 @@ def seed_tenant(db: Database, name: str) -> TenantFixture:
         for role in ("admin", "editor", "viewer"):
             username = f"{role}@{name}"
             account = accounts.create_account(
-                uow, tenant_id=tenant.id, username=username, role=role, password=PASSWORD,
+                uow,
+                tenant_id=tenant.id,
+                username=username,
+                role=role,
+                password=PASSWORD,
                 now=now,
             )
             token = accounts.issue_credential(

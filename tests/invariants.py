@@ -23,47 +23,67 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     """
     # 1. every group but a root has a parent of the same tenant and kind, and a path that
     #    extends its parent's; no live group under a deleting one; every object a home.
-    broken = _rows(db, """
+    broken = _rows(
+        db,
+        """
         SELECT g.id FROM groups g LEFT JOIN groups p ON p.id = g.parent_id
         WHERE g.parent_id IS NOT NULL AND (
             p.id IS NULL OR p.tenant_id <> g.tenant_id OR p.kind <> g.kind
             OR g.path <> p.path || CAST(g.id AS VARCHAR(20)) || '/'
             OR g.depth <> p.depth + 1
             OR (g.state = 'live' AND p.state <> 'live'))
-    """)
+    """,
+    )
     assert not broken, f"invariant 1: groups without a proper live parent: {broken[:10]}"
-    roots = _rows(db, """
+    roots = _rows(
+        db,
+        """
         SELECT id FROM groups WHERE parent_id IS NULL
         AND path <> '/' || CAST(id AS VARCHAR(20)) || '/'
-    """)
+    """,
+    )
     assert not roots, f"invariant 1: root paths broken: {roots[:10]}"
-    homeless = _rows(db, """
+    homeless = _rows(
+        db,
+        """
         SELECT o.id FROM objects o LEFT JOIN groups g ON g.id = o.home_group_id
         WHERE g.id IS NULL OR g.tenant_id <> o.tenant_id OR g.kind <> 'static'
-    """)
+    """,
+    )
     assert not homeless, f"invariant 1: objects without a static home: {homeless[:10]}"
     # 2. an accepted delete, once finished, leaves nothing of its subtree.
-    leftovers = _rows(db, """
+    leftovers = _rows(
+        db,
+        """
         SELECT g.id, o.uuid FROM groups g JOIN operations o ON o.id = g.operation_id
         WHERE o.state = 'succeeded'
-    """)
+    """,
+    )
     assert not leftovers, f"invariant 2: groups left by finished deletes: {leftovers[:10]}"
-    stray = _rows(db, """
+    stray = _rows(
+        db,
+        """
         SELECT g.id FROM groups g LEFT JOIN operations o ON o.id = g.operation_id
         WHERE g.state = 'deleting' AND (o.id IS NULL OR o.state = 'succeeded')
-    """)
+    """,
+    )
     assert not stray, f"invariant 2: groups marked deleting without an operation: {stray[:10]}"
     # 3. licence arithmetic.
-    books = _rows(db, """
+    books = _rows(
+        db,
+        """
         SELECT l.id, l.used_units, l.total_units, COALESCE(SUM(a.units), 0)
         FROM licences l LEFT JOIN activations a ON a.licence_id = l.id
         GROUP BY l.id, l.used_units, l.total_units
         HAVING l.used_units <> COALESCE(SUM(a.units), 0)
             OR l.used_units < 0 OR l.used_units > l.total_units
-    """)
+    """,
+    )
     assert not books, f"invariant 3: licence books do not balance: {books[:10]}"
     # 4. no reference crosses a tenant.
-    crossing = _rows(db, """
+    crossing = _rows(
+        db,
+        """
         SELECT 'membership', m.group_id FROM memberships m
         JOIN groups g ON g.id = m.group_id JOIN objects o ON o.id = m.object_id
         WHERE g.tenant_id <> m.tenant_id OR o.tenant_id <> m.tenant_id OR g.kind <> 'user'
@@ -72,17 +92,20 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
         SELECT 'activation', a.id FROM activations a JOIN licences l ON l.id = a.licence_id
         LEFT JOIN objects o ON o.id = a.object_id
         WHERE l.tenant_id <> a.tenant_id OR (o.id IS NOT NULL AND o.tenant_id <> a.tenant_id)
-    """)
+    """,
+    )
     assert not crossing, f"invariant 4: references across tenants: {crossing[:10]}"
     # 5. accepted operations complete.
     if settled:
-        open_ops = _rows(db, "SELECT uuid, state FROM operations "
-                             "WHERE state NOT IN ('succeeded')")
+        open_ops = _rows(db, "SELECT uuid, state FROM operations WHERE state NOT IN ('succeeded')")
         assert not open_ops, f"invariant 5: operations not completed: {open_ops[:10]}"
     # 6. the protected built-ins of every tenant are still there.
-    missing = _rows(db, """
+    missing = _rows(
+        db,
+        """
         SELECT t.name FROM tenants t WHERE
             (SELECT COUNT(*) FROM groups g WHERE g.tenant_id = t.id AND g.protected
              AND g.state = 'live' AND g.name IN ('All', 'Lost & found', 'Admin')) <> 3
-    """)
+    """,
+    )
     assert not missing, f"invariant 6: tenants missing built-in groups: {missing}"

@@ -14,15 +14,25 @@ from invariants import assert_invariants
 
 
 def table_counts(db: Database) -> dict[str, int]:
-    tables = ("groups", "objects", "memberships", "activations", "licences", "operations",
-              "audit_events")
+    tables = (
+        "groups",
+        "objects",
+        "memberships",
+        "activations",
+        "licences",
+        "operations",
+        "audit_events",
+    )
     with db.engine.connect() as connection:
-        counts = {t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
-                  for t in tables}
+        counts = {
+            t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables
+        }
         counts["used_units"] = connection.execute(
-            text("SELECT COALESCE(SUM(used_units), 0) FROM licences")).scalar_one()
+            text("SELECT COALESCE(SUM(used_units), 0) FROM licences")
+        ).scalar_one()
         counts["deleting"] = connection.execute(
-            text("SELECT COUNT(*) FROM groups WHERE state <> 'live'")).scalar_one()
+            text("SELECT COUNT(*) FROM groups WHERE state <> 'live'")
+        ).scalar_one()
     return counts
 
 
@@ -31,8 +41,9 @@ def delete(client: TestClient, headers: dict[str, str], group: str, **params: An
     return client.delete(f"/api/v1/groups/{group}", params=query, headers=headers)
 
 
-def test_delete_subtree_releasing_units(client: TestClient, acme: TenantFixture,
-                                        db: Database) -> None:
+def test_delete_subtree_releasing_units(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     h = acme.editor.headers
     ids = build_tree(client, h, acme.root_id, fanout=3, depth=3)
     seats = licence(client, h, "Endpoint Security", 100)
@@ -64,23 +75,33 @@ def test_delete_keeping_units_leaves_orphaned_activations(
     assert response.json()["result"]["body"]["unitsKeptConsumed"] == 4
     lic = client.get(f"/api/v1/licenses/{seats['id']}", headers=h).json()
     assert lic["usedUnits"] == 4
-    orphans = client.get(f"/api/v1/licenses/{seats['id']}/activations",
-                         params={"orphaned": "true"}, headers=h).json()["items"]
+    orphans = client.get(
+        f"/api/v1/licenses/{seats['id']}/activations", params={"orphaned": "true"}, headers=h
+    ).json()["items"]
     assert len(orphans) == 4 and all(a["orphaned"] for a in orphans)
-    released = client.delete(f"/api/v1/licenses/{seats['id']}/activations/{orphans[0]['id']}",
-                             headers=h)
+    released = client.delete(
+        f"/api/v1/licenses/{seats['id']}/activations/{orphans[0]['id']}", headers=h
+    )
     assert released.status_code == 204
     assert client.get(f"/api/v1/licenses/{seats['id']}", headers=h).json()["usedUnits"] == 3
     assert_invariants(db)
 
 
-def test_guards_refuse_and_change_nothing(client: TestClient, acme: TenantFixture,
-                                          db: Database) -> None:
+def test_guards_refuse_and_change_nothing(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     h = acme.editor.headers
     top = create(client, h, "/api/v1/groups", {"name": "Customers", "parentId": acme.root_id})
-    linked = create(client, h, "/api/v1/groups",
-                    {"name": "Contoso", "parentId": top["id"],
-                     "linkedEntity": {"type": "CUSTOMER", "ref": "c-42"}})
+    linked = create(
+        client,
+        h,
+        "/api/v1/groups",
+        {
+            "name": "Contoso",
+            "parentId": top["id"],
+            "linkedEntity": {"type": "CUSTOMER", "ref": "c-42"},
+        },
+    )
     before = table_counts(db)
     refused = delete(client, h, top["id"])
     assert refused.status_code == 409
@@ -100,8 +121,10 @@ def test_guards_refuse_and_change_nothing(client: TestClient, acme: TenantFixtur
     alice = user(client, h, people["id"], "alice")
     bob = user(client, h, people["id"], "bob", status="inactive")
     for member in (alice, bob):
-        assert client.put(f"/api/v1/groups/{team['id']}/members/{member['id']}",
-                          headers=h).status_code == 201
+        assert (
+            client.put(f"/api/v1/groups/{team['id']}/members/{member['id']}", headers=h).status_code
+            == 201
+        )
     before = table_counts(db)
     blocked = delete(client, h, team["id"])
     assert blocked.status_code == 409
@@ -157,13 +180,13 @@ def test_202_then_poll(client: TestClient, acme: TenantFixture, db: Database) ->
     assert final["state"] == "succeeded"
     assert final["progress"]["groups"]["done"] == final["progress"]["groups"]["total"] == 21
     audit = client.get("/api/v1/audit", params={"target": ids[0]}, headers=h).json()["items"]
-    assert [e["action"] for e in audit][-2:] == ["group.delete.accepted",
-                                                 "group.delete.succeeded"]
+    assert [e["action"] for e in audit][-2:] == ["group.delete.accepted", "group.delete.succeeded"]
     assert_invariants(db)
 
 
-def test_create_under_deleting_subtree_is_404(client: TestClient, acme: TenantFixture,
-                                              db: Database) -> None:
+def test_create_under_deleting_subtree_is_404(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     h = acme.editor.headers
     ids = build_tree(client, h, acme.root_id, fanout=3, depth=2)
     client.app.state.ctx.worker.stop()  # keep the subtree in phase 2 while we try
@@ -176,8 +199,9 @@ def test_create_under_deleting_subtree_is_404(client: TestClient, acme: TenantFi
     assert moved.status_code == 404
     escape = client.post(f"/api/v1/groups/{inside}/move", json={"parentId": ids[1]}, headers=h)
     assert escape.status_code == 404
-    obj = client.post("/api/v1/objects", json={"kind": "device", "name": "d",
-                                               "homeGroupId": inside}, headers=h)
+    obj = client.post(
+        "/api/v1/objects", json={"kind": "device", "name": "d", "homeGroupId": inside}, headers=h
+    )
     assert obj.status_code == 404
     client.app.state.ctx.worker.run_until_idle()
     assert_invariants(db)

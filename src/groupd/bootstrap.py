@@ -32,7 +32,11 @@ def prepare_database(db: Database) -> Bootstrapped | None:
         tenant = accounts.create_tenant(uow, name=DEFAULT_TENANT, now=now)
         password = secrets.token_urlsafe(18)
         admin = accounts.create_account(
-            uow, tenant_id=tenant.id, username=ADMIN_USERNAME, role="admin", password=password,
+            uow,
+            tenant_id=tenant.id,
+            username=ADMIN_USERNAME,
+            role="admin",
+            password=password,
             now=now,
         )
         token = accounts.issue_credential(

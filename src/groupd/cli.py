@@ -19,8 +19,9 @@ from groupd.errors import GroupdError
 from groupd.settings import get_settings
 from groupd.store.db import Database, transaction
 
-app = typer.Typer(help="groupd: a group directory with safe, durable, fast deletes.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="groupd: a group directory with safe, durable, fast deletes.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
@@ -68,8 +69,10 @@ def serve(
         err.print(f"  API token: {seeded.token}")
         err.print("These are shown once; store them now.")
     if workers > 1 and db.is_sqlite:
-        err.print("[yellow]note:[/yellow] several processes on SQLite share one write lock; "
-                  "use PostgreSQL for --workers > 1")
+        err.print(
+            "[yellow]note:[/yellow] several processes on SQLite share one write lock; "
+            "use PostgreSQL for --workers > 1"
+        )
     uvicorn.run(
         "groupd.api.app:create_app",
         factory=True,
@@ -133,8 +136,9 @@ def account_create(
     tenant: Annotated[str, typer.Option(help="tenant name")],
     username: Annotated[str, typer.Option()],
     role: Annotated[str, typer.Option(help="admin, editor or viewer")],
-    password_stdin: Annotated[bool, typer.Option("--password-stdin",
-                                                 help="read the password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
 ) -> None:
     """Create an account; the password comes from stdin (never from the command line)."""
     from groupd.services import accounts
@@ -146,7 +150,11 @@ def account_create(
         with transaction(_database()) as uow:
             found = accounts.get_tenant(uow, name=tenant)
             account = accounts.create_account(
-                uow, tenant_id=found.id, username=username, role=role, password=password,
+                uow,
+                tenant_id=found.id,
+                username=username,
+                role=role,
+                password=password,
                 now=system_clock(),
             )
     except GroupdError as error:
@@ -182,7 +190,11 @@ def token_create(
             if account.tenant_id != found.id:
                 _fail(f"account '{username}' is not in tenant '{tenant}'")
             token = accounts.issue_credential(
-                uow, account=account, kind="api", ttl_seconds=seconds, now=system_clock(),
+                uow,
+                account=account,
+                kind="api",
+                ttl_seconds=seconds,
+                now=system_clock(),
                 label="cli",
             )
     except GroupdError as error:
@@ -218,8 +230,9 @@ def _client(url: str | None, token: str | None) -> Any:
 @groups_app.command("delete")
 def groups_delete(
     group_id: Annotated[str, typer.Argument(metavar="ID")],
-    release_units: Annotated[bool, typer.Option("--release-units",
-                                                help="return consumed units")] = False,
+    release_units: Annotated[
+        bool, typer.Option("--release-units", help="return consumed units")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only show the impact")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="return once accepted")] = False,
     url: Annotated[str | None, typer.Option(help="server URL (or GROUPD_URL)")] = None,
@@ -289,8 +302,9 @@ def _print_impact(body: dict[str, Any]) -> None:
     table.add_row("activations", f"{impact['activations']:,}")
     for item in impact["units"]["byLicence"]:
         verb = "released" if item["action"] == "release" else "kept consumed"
-        table.add_row(f"units of {item['product']} ({item['unitKind']}) {verb}",
-                      f"{item['units']:,}")
+        table.add_row(
+            f"units of {item['product']} ({item['unitKind']}) {verb}", f"{item['units']:,}"
+        )
     out.print(table)
     if impact["blockers"]:
         blockers = Table(title="Blocked by")

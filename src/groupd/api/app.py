@@ -131,10 +131,16 @@ def create_app(
         assert isinstance(exc, HTTPException)
         request_id = request.scope.get("state", {}).get("request_id", "")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = problem(exc.status_code, str(exc.detail), code,
-                       f"{request.method} {request.url.path}: {exc.detail}", request_id)
-        return json_response(body, exc.status_code, media_type=PROBLEM,
-                             headers=dict(exc.headers or {}))
+        body = problem(
+            exc.status_code,
+            str(exc.detail),
+            code,
+            f"{request.method} {request.url.path}: {exc.detail}",
+            request_id,
+        )
+        return json_response(
+            body, exc.status_code, media_type=PROBLEM, headers=dict(exc.headers or {})
+        )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -23,10 +23,21 @@ PROBLEM_SCHEMA = {
     },
 }
 REASONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 400: "Bad request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not found", 406: "Not acceptable",
-    409: "Conflict", 412: "Precondition failed", 413: "Payload too large",
-    415: "Unsupported media type", 429: "Too many requests", 503: "Maintenance",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No content",
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    406: "Not acceptable",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    503: "Maintenance",
 }
 
 
@@ -83,8 +94,7 @@ def _operation_id(endpoint: Endpoint) -> str:
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in re.findall(r"{(\w+)}", endpoint.path):
-        params.append({"name": name, "in": "path", "required": True,
-                       "schema": {"type": "string"}})
+        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     for where, items in (("query", endpoint.query), ("header", endpoint.headers)):
         for item in items:
             schema: dict[str, Any] = {"type": item.type}
@@ -94,8 +104,15 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 schema["minimum"] = item.minimum
             if item.maximum is not None:
                 schema["maximum"] = item.maximum
-            params.append({"name": item.name, "in": where, "required": item.required,
-                           "description": item.description, "schema": schema})
+            params.append(
+                {
+                    "name": item.name,
+                    "in": where,
+                    "required": item.required,
+                    "description": item.description,
+                    "schema": schema,
+                }
+            )
     return params
 
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from groupd.services.common import Actor, check_limit, decode_cursor, encode_cursor, parse_uuid_field
+from groupd.services.common import (
+    Actor,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    parse_uuid_field,
+)
 from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
 from groupd.store.models import AuditEvent
@@ -91,8 +97,18 @@ def list_events(
     rows = uow.session.execute(query.order_by(AuditEvent.id).limit(limit + 1)).scalars().all()
     items = [
         AuditView(
-            e.id, e.actor, e.action, e.target_type, e.target_uuid, e.target_name, e.request_id,
-            e.source, e.outcome, e.counts or {}, e.detail, e.at,
+            e.id,
+            e.actor,
+            e.action,
+            e.target_type,
+            e.target_uuid,
+            e.target_name,
+            e.request_id,
+            e.source,
+            e.outcome,
+            e.counts or {},
+            e.detail,
+            e.at,
         )
         for e in rows[:limit]
     ]

@@ -32,13 +32,17 @@ def issue_token(req: ApiRequest) -> Response:
     if grant.grant_type == "password":
         account = password_login(req, grant.username or "", grant.password or "")
         pair = accounts.issue_token_pair(
-            req.uow, account=account, now=req.now,
+            req.uow,
+            account=account,
+            now=req.now,
             access_ttl=settings.access_token_ttl_seconds,
             refresh_ttl=settings.refresh_token_ttl_seconds,
         )
     elif grant.grant_type == "refresh_token":
         pair = accounts.refresh_tokens(
-            req.uow, refresh_token=grant.refresh_token or "", now=req.now,
+            req.uow,
+            refresh_token=grant.refresh_token or "",
+            now=req.now,
             access_ttl=settings.access_token_ttl_seconds,
             refresh_ttl=settings.refresh_token_ttl_seconds,
         )
@@ -66,12 +70,18 @@ def create_api_token(req: ApiRequest) -> Response:
         req.uow, account=req.account, kind="api", ttl_seconds=ttl, now=req.now, label=body.label
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="token.create", target_type="account",
-        target_uuid=req.account.uuid, target_name=req.account.username, outcome="succeeded",
+        req.uow,
+        actor=req.actor,
+        action="token.create",
+        target_type="account",
+        target_uuid=req.account.uuid,
+        target_name=req.account.username,
+        outcome="succeeded",
         now=req.now,
     )
     return json_response(
-        s.ApiTokenOut(token=token.secret, expires_at=render.ts(token.expires_at)), 201,
+        s.ApiTokenOut(token=token.secret, expires_at=render.ts(token.expires_at)),
+        201,
         headers={"Cache-Control": "no-store"},
     )
 
@@ -88,16 +98,25 @@ def revoke_current(req: ApiRequest) -> Response:
 def create_account(req: ApiRequest) -> Response:
     body = req.decode(s.AccountCreate)
     view = accounts.create_account(
-        req.uow, tenant_id=req.actor.tenant_id, username=body.username, role=body.role,
-        password=body.password, now=req.now,
+        req.uow,
+        tenant_id=req.actor.tenant_id,
+        username=body.username,
+        role=body.role,
+        password=body.password,
+        now=req.now,
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="account.create", target_type="account",
-        target_uuid=view.uuid, target_name=view.username, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="account.create",
+        target_type="account",
+        target_uuid=view.uuid,
+        target_name=view.username,
+        outcome="succeeded",
+        now=req.now,
     )
     return json_response(
-        s.AccountOut(id=str(view.uuid), username=view.username, role=view.role,
-                     active=view.active),
+        s.AccountOut(id=str(view.uuid), username=view.username, role=view.role, active=view.active),
         201,
     )
 
@@ -117,20 +136,64 @@ def list_accounts(req: ApiRequest) -> Response:
 def endpoints() -> list[Endpoint]:
     tags = ["auth"]
     return [
-        Endpoint("POST", "/api/v1/auth/token", issue_token, NATIVE, role=None, write=True,
-                 summary="Password or refresh-token grant", body=s.TokenRequest,
-                 response=s.TokenOut, tags=tags, errors=(400, 401, 415)),
-        Endpoint("POST", "/api/v1/auth/revoke", revoke_current, NATIVE, write=True,
-                 summary="Revoke the bearer token of this request", status=204, tags=tags,
-                 json_body=False),
-        Endpoint("POST", "/api/v1/tokens", create_api_token, NATIVE, write=True,
-                 summary="Create a long-lived API token for the caller",
-                 body=s.ApiTokenCreate, response=s.ApiTokenOut, status=201, tags=tags),
-        Endpoint("POST", "/api/v1/accounts", create_account, NATIVE, role="admin", write=True,
-                 summary="Create an account in the caller's tenant", body=s.AccountCreate,
-                 response=s.AccountOut, status=201, tags=["accounts"],
-                 errors=(400, 401, 403, 409)),
-        Endpoint("GET", "/api/v1/accounts", list_accounts, NATIVE, role="admin",
-                 summary="Accounts of the caller's tenant", response=s.AccountList,
-                 tags=["accounts"]),
+        Endpoint(
+            "POST",
+            "/api/v1/auth/token",
+            issue_token,
+            NATIVE,
+            role=None,
+            write=True,
+            summary="Password or refresh-token grant",
+            body=s.TokenRequest,
+            response=s.TokenOut,
+            tags=tags,
+            errors=(400, 401, 415),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/auth/revoke",
+            revoke_current,
+            NATIVE,
+            write=True,
+            summary="Revoke the bearer token of this request",
+            status=204,
+            tags=tags,
+            json_body=False,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/tokens",
+            create_api_token,
+            NATIVE,
+            write=True,
+            summary="Create a long-lived API token for the caller",
+            body=s.ApiTokenCreate,
+            response=s.ApiTokenOut,
+            status=201,
+            tags=tags,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/accounts",
+            create_account,
+            NATIVE,
+            role="admin",
+            write=True,
+            summary="Create an account in the caller's tenant",
+            body=s.AccountCreate,
+            response=s.AccountOut,
+            status=201,
+            tags=["accounts"],
+            errors=(400, 401, 403, 409),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/accounts",
+            list_accounts,
+            NATIVE,
+            role="admin",
+            summary="Accounts of the caller's tenant",
+            response=s.AccountList,
+            tags=["accounts"],
+        ),
     ]

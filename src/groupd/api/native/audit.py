@@ -29,22 +29,36 @@ def _time(req: ApiRequest, name: str) -> datetime | None:
 def list_events(req: ApiRequest) -> Response:
     limit, cursor = limit_and_cursor(req)
     page = audit.list_events(
-        req.uow, actor=req.actor, target=req.query_str("target"),
-        action=req.query_str("action"), since=_time(req, "since"),
-        until=_time(req, "until"), limit=limit, cursor=cursor,
+        req.uow,
+        actor=req.actor,
+        target=req.query_str("target"),
+        action=req.query_str("action"),
+        since=_time(req, "since"),
+        until=_time(req, "until"),
+        limit=limit,
+        cursor=cursor,
     )
     return json_response(
-        s.AuditPage(items=[render.audit_event(v) for v in page.items],
-                    next_cursor=page.next_cursor)
+        s.AuditPage(items=[render.audit_event(v) for v in page.items], next_cursor=page.next_cursor)
     )
 
 
 def endpoints() -> list[Endpoint]:
     return [
-        Endpoint("GET", "/api/v1/audit", list_events, NATIVE, summary="The audit trail",
-                 response=s.AuditPage, tags=["audit"],
-                 query=[QueryParam("target", description="id of the target"),
-                        QueryParam("action", description="e.g. group.delete.accepted"),
-                        QueryParam("since", description="ISO 8601, inclusive"),
-                        QueryParam("until", description="ISO 8601, exclusive"), *PAGING]),
+        Endpoint(
+            "GET",
+            "/api/v1/audit",
+            list_events,
+            NATIVE,
+            summary="The audit trail",
+            response=s.AuditPage,
+            tags=["audit"],
+            query=[
+                QueryParam("target", description="id of the target"),
+                QueryParam("action", description="e.g. group.delete.accepted"),
+                QueryParam("since", description="ISO 8601, inclusive"),
+                QueryParam("until", description="ISO 8601, exclusive"),
+                *PAGING,
+            ],
+        ),
     ]

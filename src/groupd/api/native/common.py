@@ -33,8 +33,9 @@ def if_match(req: ApiRequest) -> int | None:
         value = value[2:]
     value = value.strip('"')
     if not value.isdigit() or len(value) > 12:
-        raise InvalidInput(f"If-Match '{header}' is not an ETag this server issued",
-                           field="If-Match")
+        raise InvalidInput(
+            f"If-Match '{header}' is not an ETag this server issued", field="If-Match"
+        )
     return int(value)
 
 

@@ -43,8 +43,14 @@ def create_group(req: ApiRequest) -> Response:
     body = req.decode(s.GroupCreate)
     view = groups.create_group(req.uow, actor=req.actor, spec=_spec(body), now=req.now)
     audit.record_event(
-        req.uow, actor=req.actor, action="group.create", target_type="group",
-        target_uuid=view.uuid, target_name=view.name, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="group.create",
+        target_type="group",
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=req.now,
     )
     return _group_response(view, 201)
 
@@ -54,9 +60,15 @@ def batch_create(req: ApiRequest) -> Response:
     specs = [_spec(item, group_uuid=item.id) for item in body.groups]
     views = groups.batch_create_groups(req.uow, actor=req.actor, specs=specs, now=req.now)
     audit.record_event(
-        req.uow, actor=req.actor, action="group.batch_create", target_type="group",
-        target_uuid=None, target_name=None, outcome="succeeded",
-        counts={"groups": len(views)}, now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="group.batch_create",
+        target_type="group",
+        target_uuid=None,
+        target_name=None,
+        outcome="succeeded",
+        counts={"groups": len(views)},
+        now=req.now,
     )
     return json_response(s.GroupBatchOut(items=[render.group(v) for v in views]), 201)
 
@@ -95,12 +107,22 @@ def update_group(req: ApiRequest) -> Response:
         linked = body.linked_entity
         changes.linked_entity = groups.LinkedEntity(linked.type, linked.ref) if linked else None
     view = groups.update_group(
-        req.uow, actor=req.actor, group_id=req.path_params["id"], changes=changes,
-        if_match=if_match(req), now=req.now,
+        req.uow,
+        actor=req.actor,
+        group_id=req.path_params["id"],
+        changes=changes,
+        if_match=if_match(req),
+        now=req.now,
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="group.update", target_type="group",
-        target_uuid=view.uuid, target_name=view.name, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="group.update",
+        target_type="group",
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=req.now,
     )
     return _group_response(view)
 
@@ -108,13 +130,22 @@ def update_group(req: ApiRequest) -> Response:
 def move_group(req: ApiRequest) -> Response:
     body = req.decode(s.GroupMove)
     view = groups.move_group(
-        req.uow, actor=req.actor, group_id=req.path_params["id"],
+        req.uow,
+        actor=req.actor,
+        group_id=req.path_params["id"],
         new_parent_id=parse_uuid_field(body.parent_id, field="parentId"),
-        if_match=if_match(req), now=req.now,
+        if_match=if_match(req),
+        now=req.now,
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="group.move", target_type="group",
-        target_uuid=view.uuid, target_name=view.name, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="group.move",
+        target_type="group",
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=req.now,
     )
     return _group_response(view)
 
@@ -125,26 +156,84 @@ IF_MATCH = [QueryParam("If-Match", "string", "ETag of the version this change is
 def endpoints() -> list[Endpoint]:
     tags = ["groups"]
     return [
-        Endpoint("POST", "/api/v1/groups", create_group, NATIVE, role="editor", write=True,
-                 summary="Create a group", body=s.GroupCreate, response=s.GroupOut,
-                 status=201, tags=tags, errors=(400, 401, 403, 404, 409)),
-        Endpoint("POST", "/api/v1/groups:batchCreate", batch_create, NATIVE, role="editor",
-                 write=True, summary="Create up to 10,000 groups", body=s.GroupBatch,
-                 response=s.GroupBatchOut, status=201, tags=tags,
-                 errors=(400, 401, 403, 404, 409)),
-        Endpoint("GET", "/api/v1/groups", list_groups, NATIVE, summary="List groups",
-                 response=s.GroupPage, tags=tags,
-                 query=[QueryParam("parentId", description="children of this group"),
-                        QueryParam("kind", enum=["static", "user", "policy"]),
-                        QueryParam("name", description="exact name"), *PAGING]),
-        Endpoint("GET", "/api/v1/groups/{id}", get_group, NATIVE, summary="Get a group",
-                 response=s.GroupOut, tags=tags),
-        Endpoint("PATCH", "/api/v1/groups/{id}", update_group, NATIVE, role="editor",
-                 write=True, summary="Update a group", body=s.GroupUpdate,
-                 response=s.GroupOut, tags=tags, headers=IF_MATCH,
-                 errors=(400, 401, 403, 404, 409, 412)),
-        Endpoint("POST", "/api/v1/groups/{id}/move", move_group, NATIVE, role="editor",
-                 write=True, summary="Move a subtree under a new parent", body=s.GroupMove,
-                 response=s.GroupOut, tags=tags, headers=IF_MATCH,
-                 errors=(400, 401, 403, 404, 409, 412)),
+        Endpoint(
+            "POST",
+            "/api/v1/groups",
+            create_group,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Create a group",
+            body=s.GroupCreate,
+            response=s.GroupOut,
+            status=201,
+            tags=tags,
+            errors=(400, 401, 403, 404, 409),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/groups:batchCreate",
+            batch_create,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Create up to 10,000 groups",
+            body=s.GroupBatch,
+            response=s.GroupBatchOut,
+            status=201,
+            tags=tags,
+            errors=(400, 401, 403, 404, 409),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/groups",
+            list_groups,
+            NATIVE,
+            summary="List groups",
+            response=s.GroupPage,
+            tags=tags,
+            query=[
+                QueryParam("parentId", description="children of this group"),
+                QueryParam("kind", enum=["static", "user", "policy"]),
+                QueryParam("name", description="exact name"),
+                *PAGING,
+            ],
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/groups/{id}",
+            get_group,
+            NATIVE,
+            summary="Get a group",
+            response=s.GroupOut,
+            tags=tags,
+        ),
+        Endpoint(
+            "PATCH",
+            "/api/v1/groups/{id}",
+            update_group,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Update a group",
+            body=s.GroupUpdate,
+            response=s.GroupOut,
+            tags=tags,
+            headers=IF_MATCH,
+            errors=(400, 401, 403, 404, 409, 412),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/groups/{id}/move",
+            move_group,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Move a subtree under a new parent",
+            body=s.GroupMove,
+            response=s.GroupOut,
+            tags=tags,
+            headers=IF_MATCH,
+            errors=(400, 401, 403, 404, 409, 412),
+        ),
     ]

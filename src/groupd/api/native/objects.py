@@ -39,8 +39,14 @@ def create_object(req: ApiRequest) -> Response:
         req.uow, actor=req.actor, spec=_spec(req.decode(s.ObjectCreate)), now=req.now
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="object.create", target_type=view.kind,
-        target_uuid=view.uuid, target_name=view.name, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="object.create",
+        target_type=view.kind,
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=req.now,
     )
     return json_response(
         render.obj(view), 201, headers={"Location": f"/api/v1/objects/{view.uuid}"}
@@ -53,9 +59,15 @@ def batch_import(req: ApiRequest) -> Response:
         req.uow, actor=req.actor, specs=[_spec(o) for o in body.objects], now=req.now
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="object.batch_import", target_type="object",
-        target_uuid=None, target_name=None, outcome="succeeded",
-        counts={"objects": len(views)}, now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="object.batch_import",
+        target_type="object",
+        target_uuid=None,
+        target_name=None,
+        outcome="succeeded",
+        counts={"objects": len(views)},
+        now=req.now,
     )
     return json_response(s.ObjectBatchOut(items=[render.obj(v) for v in views]), 201)
 
@@ -78,8 +90,14 @@ def update_object(req: ApiRequest) -> Response:
         now=req.now,
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="object.update", target_type=view.kind,
-        target_uuid=view.uuid, target_name=view.name, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="object.update",
+        target_type=view.kind,
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=req.now,
     )
     return json_response(render.obj(view))
 
@@ -87,12 +105,21 @@ def update_object(req: ApiRequest) -> Response:
 def move_object(req: ApiRequest) -> Response:
     body = req.decode(s.ObjectMove)
     view = objects.move_object(
-        req.uow, actor=req.actor, object_id=req.path_params["id"],
-        group_id=parse_uuid_field(body.group_id, field="groupId"), now=req.now,
+        req.uow,
+        actor=req.actor,
+        object_id=req.path_params["id"],
+        group_id=parse_uuid_field(body.group_id, field="groupId"),
+        now=req.now,
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="object.move", target_type=view.kind,
-        target_uuid=view.uuid, target_name=view.name, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="object.move",
+        target_type=view.kind,
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=req.now,
     )
     return json_response(render.obj(view))
 
@@ -115,27 +142,44 @@ def list_group_objects(req: ApiRequest) -> Response:
 
 def put_member(req: ApiRequest) -> Response:
     added = memberships.add_member(
-        req.uow, actor=req.actor, group_id=req.path_params["id"],
-        object_id=req.path_params["objectId"], now=req.now,
+        req.uow,
+        actor=req.actor,
+        group_id=req.path_params["id"],
+        object_id=req.path_params["objectId"],
+        now=req.now,
     )
     if added:
         audit.record_event(
-            req.uow, actor=req.actor, action="membership.add", target_type="group",
-            target_uuid=parse_uuid_field(req.path_params["id"], field="id"), target_name=None,
-            outcome="succeeded", detail=f"member {req.path_params['objectId']}", now=req.now,
+            req.uow,
+            actor=req.actor,
+            action="membership.add",
+            target_type="group",
+            target_uuid=parse_uuid_field(req.path_params["id"], field="id"),
+            target_name=None,
+            outcome="succeeded",
+            detail=f"member {req.path_params['objectId']}",
+            now=req.now,
         )
     return Response(status_code=201 if added else 204)
 
 
 def delete_member(req: ApiRequest) -> Response:
     memberships.remove_member(
-        req.uow, actor=req.actor, group_id=req.path_params["id"],
+        req.uow,
+        actor=req.actor,
+        group_id=req.path_params["id"],
         object_id=req.path_params["objectId"],
     )
     audit.record_event(
-        req.uow, actor=req.actor, action="membership.remove", target_type="group",
-        target_uuid=parse_uuid_field(req.path_params["id"], field="id"), target_name=None,
-        outcome="succeeded", detail=f"member {req.path_params['objectId']}", now=req.now,
+        req.uow,
+        actor=req.actor,
+        action="membership.remove",
+        target_type="group",
+        target_uuid=parse_uuid_field(req.path_params["id"], field="id"),
+        target_name=None,
+        outcome="succeeded",
+        detail=f"member {req.path_params['objectId']}",
+        now=req.now,
     )
     return Response(status_code=204)
 
@@ -151,13 +195,15 @@ def list_members(req: ApiRequest) -> Response:
 
 
 def list_object_memberships(req: ApiRequest) -> Response:
-    items = memberships.list_memberships(req.uow, actor=req.actor,
-                                         object_id=req.path_params["id"])
+    items = memberships.list_memberships(req.uow, actor=req.actor, object_id=req.path_params["id"])
     return json_response(
         s.MembershipList(
             items=[
-                s.MembershipOut(group_id=str(m.group_uuid), group_name=m.group_name,
-                                object_id=str(m.object_uuid))
+                s.MembershipOut(
+                    group_id=str(m.group_uuid),
+                    group_name=m.group_name,
+                    object_id=str(m.object_uuid),
+                )
                 for m in items
             ]
         )
@@ -168,36 +214,122 @@ def endpoints() -> list[Endpoint]:
     tags = ["objects"]
     member_tags = ["memberships"]
     return [
-        Endpoint("POST", "/api/v1/objects", create_object, NATIVE, role="editor", write=True,
-                 summary="Create a device or user", body=s.ObjectCreate, response=s.ObjectOut,
-                 status=201, tags=tags, errors=(400, 401, 403, 404, 409)),
-        Endpoint("POST", "/api/v1/objects:batchImport", batch_import, NATIVE, role="editor",
-                 write=True, summary="Import up to 10,000 objects with their activations",
-                 body=s.ObjectBatch, response=s.ObjectBatchOut, status=201, tags=tags,
-                 errors=(400, 401, 403, 404, 409)),
-        Endpoint("GET", "/api/v1/objects/{id}", get_object, NATIVE, summary="Get an object",
-                 response=s.ObjectOut, tags=tags),
-        Endpoint("PATCH", "/api/v1/objects/{id}", update_object, NATIVE, role="editor",
-                 write=True, summary="Rename, set status or attributes", body=s.ObjectUpdate,
-                 response=s.ObjectOut, tags=tags),
-        Endpoint("POST", "/api/v1/objects/{id}/move", move_object, NATIVE, role="editor",
-                 write=True, summary="Re-home an object", body=s.ObjectMove,
-                 response=s.ObjectOut, tags=tags),
-        Endpoint("GET", "/api/v1/objects/{id}/memberships", list_object_memberships, NATIVE,
-                 summary="User groups a user belongs to", response=s.MembershipList,
-                 tags=member_tags),
-        Endpoint("GET", "/api/v1/groups/{id}/objects", list_group_objects, NATIVE,
-                 summary="Objects homed in a group (or its subtree)", response=s.ObjectPage,
-                 tags=tags,
-                 query=[QueryParam("recursive", "boolean", "include the whole subtree"),
-                        QueryParam("kind", enum=["device", "user"]), *PAGING]),
-        Endpoint("PUT", "/api/v1/groups/{id}/members/{objectId}", put_member, NATIVE,
-                 role="editor", write=True, summary="Add a user to a user group",
-                 status=201, tags=member_tags, json_body=False),
-        Endpoint("DELETE", "/api/v1/groups/{id}/members/{objectId}", delete_member, NATIVE,
-                 role="editor", write=True, summary="Remove a user from a user group",
-                 status=204, tags=member_tags, json_body=False),
-        Endpoint("GET", "/api/v1/groups/{id}/members", list_members, NATIVE,
-                 summary="Members of a user group", response=s.ObjectPage, tags=member_tags,
-                 query=PAGING),
+        Endpoint(
+            "POST",
+            "/api/v1/objects",
+            create_object,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Create a device or user",
+            body=s.ObjectCreate,
+            response=s.ObjectOut,
+            status=201,
+            tags=tags,
+            errors=(400, 401, 403, 404, 409),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/objects:batchImport",
+            batch_import,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Import up to 10,000 objects with their activations",
+            body=s.ObjectBatch,
+            response=s.ObjectBatchOut,
+            status=201,
+            tags=tags,
+            errors=(400, 401, 403, 404, 409),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/objects/{id}",
+            get_object,
+            NATIVE,
+            summary="Get an object",
+            response=s.ObjectOut,
+            tags=tags,
+        ),
+        Endpoint(
+            "PATCH",
+            "/api/v1/objects/{id}",
+            update_object,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Rename, set status or attributes",
+            body=s.ObjectUpdate,
+            response=s.ObjectOut,
+            tags=tags,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/objects/{id}/move",
+            move_object,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Re-home an object",
+            body=s.ObjectMove,
+            response=s.ObjectOut,
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/objects/{id}/memberships",
+            list_object_memberships,
+            NATIVE,
+            summary="User groups a user belongs to",
+            response=s.MembershipList,
+            tags=member_tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/groups/{id}/objects",
+            list_group_objects,
+            NATIVE,
+            summary="Objects homed in a group (or its subtree)",
+            response=s.ObjectPage,
+            tags=tags,
+            query=[
+                QueryParam("recursive", "boolean", "include the whole subtree"),
+                QueryParam("kind", enum=["device", "user"]),
+                *PAGING,
+            ],
+        ),
+        Endpoint(
+            "PUT",
+            "/api/v1/groups/{id}/members/{objectId}",
+            put_member,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Add a user to a user group",
+            status=201,
+            tags=member_tags,
+            json_body=False,
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/v1/groups/{id}/members/{objectId}",
+            delete_member,
+            NATIVE,
+            role="editor",
+            write=True,
+            summary="Remove a user from a user group",
+            status=204,
+            tags=member_tags,
+            json_body=False,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/groups/{id}/members",
+            list_members,
+            NATIVE,
+            summary="Members of a user group",
+            response=s.ObjectPage,
+            tags=member_tags,
+            query=PAGING,
+        ),
     ]

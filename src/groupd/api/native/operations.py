@@ -27,8 +27,13 @@ async def delete_group(req: ApiRequest) -> Response:
 
     def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
         return deletion.request_delete(
-            uow, actor=actor, group_id=group_id, release_units=release, dry_run=dry_run,
-            if_match=expected_version, now=req.ctx.clock(),
+            uow,
+            actor=actor,
+            group_id=group_id,
+            release_units=release,
+            dry_run=dry_run,
+            if_match=expected_version,
+            now=req.ctx.clock(),
         )
 
     plan = await req.transact(phase_one, write=not dry_run)
@@ -68,19 +73,37 @@ def get_operation(req: ApiRequest) -> Response:
 def endpoints() -> list[Endpoint]:
     return [
         Endpoint(
-            "DELETE", "/api/v1/groups/{id}", delete_group, NATIVE, role="editor", write=True,
+            "DELETE",
+            "/api/v1/groups/{id}",
+            delete_group,
+            NATIVE,
+            role="editor",
+            write=True,
             summary="Delete a group and its subtree (guarded, previewable, durable)",
-            response=s.OperationOut, status=200, is_async=True, tags=["groups"],
+            response=s.OperationOut,
+            status=200,
+            is_async=True,
+            tags=["groups"],
             query=[
-                QueryParam("releaseConsumedUnits", "boolean",
-                           "return the units of every deleted object's activations"),
+                QueryParam(
+                    "releaseConsumedUnits",
+                    "boolean",
+                    "return the units of every deleted object's activations",
+                ),
                 QueryParam("dryRun", "boolean", "only report the impact and blockers"),
                 QueryParam("wait", "number", "seconds to wait for the end before 202"),
             ],
             headers=[QueryParam("If-Match", "string", "ETag the group must still have")],
-            errors=(400, 401, 403, 404, 409, 412), json_body=False,
+            errors=(400, 401, 403, 404, 409, 412),
+            json_body=False,
         ),
-        Endpoint("GET", "/api/v1/operations/{id}", get_operation, NATIVE,
-                 summary="State, progress and result of an operation",
-                 response=s.OperationOut, tags=["operations"]),
+        Endpoint(
+            "GET",
+            "/api/v1/operations/{id}",
+            get_operation,
+            NATIVE,
+            summary="State, progress and result of an operation",
+            response=s.OperationOut,
+            tags=["operations"],
+        ),
     ]

@@ -87,9 +87,13 @@ class NativeSurface:
         return json_response(body, status, headers=headers, media_type=PROBLEM)
 
     def render_internal_error(self, req: ApiRequest) -> Response:
-        body = problem(500, "Internal server error", "internal",
-                       "an unexpected error; it has been logged with the request id",
-                       req.request_id)
+        body = problem(
+            500,
+            "Internal server error",
+            "internal",
+            "an unexpected error; it has been logged with the request id",
+            req.request_id,
+        )
         return json_response(body, 500, media_type=PROBLEM)
 
 
