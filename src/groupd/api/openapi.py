@@ -43,12 +43,19 @@ REASONS = {
 
 def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     documented = [e for e in endpoints if e.document]
-    types = {t for e in documented for t in (e.body, e.response) if t is not None}
-    ordered = sorted(types, key=lambda t: t.__name__)
+    types: set[Any] = set()
+    for endpoint in documented:
+        for kind in (endpoint.body, endpoint.response):
+            # a tuple of answer types documents an answer that is one of them
+            types.update(kind if isinstance(kind, tuple) else [kind] if kind else [])
+    ordered = sorted(types, key=repr)
     schemas, components = msgspec.json.schema_components(
         ordered, ref_template="#/components/schemas/{name}"
     )
-    ref_of = dict(zip(ordered, schemas, strict=True))
+    ref_of: dict[Any, Any] = dict(zip(ordered, schemas, strict=True))
+    for endpoint in documented:
+        if isinstance(endpoint.response, tuple):
+            ref_of[endpoint.response] = {"anyOf": [ref_of[t] for t in endpoint.response]}
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in documented:
         operation: dict[str, Any] = {

@@ -21,6 +21,7 @@ from groupd.services.common import (
     decode_cursor,
     encode_cursor,
     parse_uuid,
+    parse_uuid_field,
 )
 from groupd.store.db import UnitOfWork
 from groupd.store.models import GROUP_KINDS, Group, table_of
@@ -245,7 +246,7 @@ def list_groups(
         Group.tenant_id == actor.tenant_id, Group.state == "live", Group.id > after
     )
     if parent_id is not None:
-        parent_key = parse_uuid(parent_id, what="parent group")
+        parent_key = parse_uuid_field(parent_id, field="parentId")
         parent = uow.session.execute(
             select(Group.id).where(
                 Group.uuid == parent_key,

@@ -80,7 +80,7 @@ def endpoints() -> list[Endpoint]:
             role="editor",
             write=True,
             summary="Delete a group and its subtree (guarded, previewable, durable)",
-            response=s.OperationOut,
+            response=(s.OperationOut, s.DeletePreview),
             status=200,
             is_async=True,
             tags=["groups"],
