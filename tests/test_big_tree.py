@@ -50,8 +50,9 @@ def test_hundred_thousand_groups(client: TestClient, acme: TenantFixture, db: Da
     items, a, deep = _items(acme.root_id)
     started = time.perf_counter()
     for offset in range(0, len(items), BATCH):
-        response = client.post("/api/v1/groups:batchCreate",
-                               json={"groups": items[offset:offset + BATCH]}, headers=h)
+        response = client.post(
+            "/api/v1/groups:batchCreate", json={"groups": items[offset : offset + BATCH]}, headers=h
+        )
         assert response.status_code == 201, response.text[:500]
     built = time.perf_counter() - started
     listing_started = time.perf_counter()
@@ -85,13 +86,15 @@ def test_hundred_thousand_groups(client: TestClient, acme: TenantFixture, db: Da
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     assert moved.status_code == 200, moved.text
-    writes = [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT",
-                                                                       "DELETE"))]
+    writes = [
+        s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
+    ]
     assert len(statements) <= 12, statements
     assert len(writes) == 3, writes  # subtree paths, the root's parent, the audit event
     with db.engine.connect() as connection:
         depth = connection.execute(
-            text("SELECT MAX(depth) FROM groups WHERE kind = 'static'")).scalar_one()
+            text("SELECT MAX(depth) FROM groups WHERE kind = 'static'")
+        ).scalar_one()
     assert depth == 49 + 1 + 2  # A's grandchildren now sit under the 49-deep spine end
     print(f"\nbuilt 100k groups in {built:.1f}s, listed in {pages} pages in {listed:.1f}s")
     print("move statements:\n" + "\n".join(statements))

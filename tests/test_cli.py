@@ -25,10 +25,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cli(*args: str, env: dict[str, str], stdin: str | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GROUPD, *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+def run_cli(
+    *args: str, env: dict[str, str], stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GROUPD, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 @pytest.fixture
@@ -38,8 +40,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPD_")}
     env["GROUPD_PORT"] = str(port)
     log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen([GROUPD, "serve"], cwd=tmp_path, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [GROUPD, "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -71,13 +74,15 @@ def test_serve_bootstraps_and_token_create_works_as_bearer(
 ) -> None:
     base, env, bootstrap_token = served
     assert (tmp_path / "groupd.db").exists()
-    first = httpx.get(f"{base}/api/v1/groups", headers={"Authorization":
-                                                         f"Bearer {bootstrap_token}"})
+    first = httpx.get(
+        f"{base}/api/v1/groups", headers={"Authorization": f"Bearer {bootstrap_token}"}
+    )
     assert first.status_code == 200
     names = {g["name"] for g in first.json()["items"]}
     assert names == {"All", "Lost & found", "Admin"}
-    created = run_cli("token", "create", "--tenant", "default", "--username", "admin",
-                      "--ttl", "1h", env=env)
+    created = run_cli(
+        "token", "create", "--tenant", "default", "--username", "admin", "--ttl", "1h", env=env
+    )
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     assert "\n" not in token and token.startswith("gdk_")
@@ -95,31 +100,69 @@ def test_tenant_account_and_remote_delete(served: tuple[str, dict[str, str], str
     base, env, admin_token = served
     tenant = run_cli("tenant", "create", "initech", env=env)
     assert tenant.returncode == 0, tenant.stderr
-    account = run_cli("account", "create", "--tenant", "initech", "--username", "peter",
-                      "--role", "editor", "--password-stdin", env=env,
-                      stdin="a long enough password\n")
+    account = run_cli(
+        "account",
+        "create",
+        "--tenant",
+        "initech",
+        "--username",
+        "peter",
+        "--role",
+        "editor",
+        "--password-stdin",
+        env=env,
+        stdin="a long enough password\n",
+    )
     assert account.returncode == 0, account.stderr
-    short = run_cli("account", "create", "--tenant", "initech", "--username", "milton",
-                    "--role", "editor", "--password-stdin", env=env, stdin="short\n")
+    short = run_cli(
+        "account",
+        "create",
+        "--tenant",
+        "initech",
+        "--username",
+        "milton",
+        "--role",
+        "editor",
+        "--password-stdin",
+        env=env,
+        stdin="short\n",
+    )
     assert short.returncode == 1 and "password" in short.stderr
-    login = httpx.post(f"{base}/api/v1/auth/token", json={
-        "grantType": "password", "username": "peter", "password": "a long enough password"})
+    login = httpx.post(
+        f"{base}/api/v1/auth/token",
+        json={"grantType": "password", "username": "peter", "password": "a long enough password"},
+    )
     assert login.status_code == 200, login.text
     token = login.json()["accessToken"]
     headers = {"Authorization": f"Bearer {token}"}
     root = httpx.get(f"{base}/api/v1/groups", params={"name": "All"}, headers=headers)
     root_id = root.json()["items"][0]["id"]
-    group = httpx.post(f"{base}/api/v1/groups", headers=headers,
-                       json={"name": "Old office", "parentId": root_id}).json()
-    httpx.post(f"{base}/api/v1/licenses", headers=headers,
-               json={"product": "AV", "unitKind": "seat", "totalUnits": 10})
-    imported = httpx.post(f"{base}/api/v1/objects:batchImport", headers=headers, json={
-        "objects": [{"kind": "device", "name": f"pc-{i}", "homeGroupId": group["id"],
-                     "activations": [{"product": "AV"}]} for i in range(4)]})
+    group = httpx.post(
+        f"{base}/api/v1/groups", headers=headers, json={"name": "Old office", "parentId": root_id}
+    ).json()
+    httpx.post(
+        f"{base}/api/v1/licenses",
+        headers=headers,
+        json={"product": "AV", "unitKind": "seat", "totalUnits": 10},
+    )
+    imported = httpx.post(
+        f"{base}/api/v1/objects:batchImport",
+        headers=headers,
+        json={
+            "objects": [
+                {
+                    "kind": "device",
+                    "name": f"pc-{i}",
+                    "homeGroupId": group["id"],
+                    "activations": [{"product": "AV"}],
+                }
+                for i in range(4)
+            ]
+        },
+    )
     assert imported.status_code == 201, imported.text
     cli_env = {**env, "GROUPD_URL": base, "GROUPD_TOKEN": token}
-    preview = run_cli("groups", "delete", group["id"], "--dry-run", "--release-units",
-                      env=cli_env)
+    preview = run_cli("groups", "delete", group["id"], "--dry-run", "--release-units", env=cli_env)
     assert preview.returncode == 0, preview.stderr
     assert "devices" in preview.stdout and "4" in preview.stdout
     assert "released" in preview.stdout
@@ -130,8 +173,9 @@ def test_tenant_account_and_remote_delete(served: tuple[str, dict[str, str], str
     assert gone.status_code == 404
     licences = httpx.get(f"{base}/api/v1/licenses", headers=headers).json()["items"]
     assert licences[0]["usedUnits"] == 0
-    other_tenant = httpx.get(f"{base}/api/v1/groups/{root_id}",
-                             headers={"Authorization": f"Bearer {admin_token}"})
+    other_tenant = httpx.get(
+        f"{base}/api/v1/groups/{root_id}", headers={"Authorization": f"Bearer {admin_token}"}
+    )
     assert other_tenant.status_code == 404
     maintenance = run_cli("maintenance", "on", "--message", "upgrading", env=env)
     assert maintenance.returncode == 0

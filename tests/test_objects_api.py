@@ -12,34 +12,48 @@ from helpers import build_tree, create, devices, licence, user
 from invariants import assert_invariants
 
 
-def test_objects_create_get_move_status(client: TestClient, acme: TenantFixture,
-                                        db: Database) -> None:
+def test_objects_create_get_move_status(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     h = acme.editor.headers
     a = create(client, h, "/api/v1/groups", {"name": "A", "parentId": acme.root_id})
     b = create(client, h, "/api/v1/groups", {"name": "B", "parentId": acme.root_id})
-    device = create(client, h, "/api/v1/objects",
-                    {"kind": "device", "name": "pc-1", "homeGroupId": a["id"],
-                     "attributes": {"os": "linux", "cores": 8}})
+    device = create(
+        client,
+        h,
+        "/api/v1/objects",
+        {
+            "kind": "device",
+            "name": "pc-1",
+            "homeGroupId": a["id"],
+            "attributes": {"os": "linux", "cores": 8},
+        },
+    )
     assert device["attributes"] == {"os": "linux", "cores": 8}
     assert device["loginName"] is None and device["status"] is None
-    moved = client.post(f"/api/v1/objects/{device['id']}/move", json={"groupId": b["id"]},
-                        headers=h)
+    moved = client.post(
+        f"/api/v1/objects/{device['id']}/move", json={"groupId": b["id"]}, headers=h
+    )
     assert moved.status_code == 200 and moved.json()["homeGroupId"] == b["id"]
     alice = user(client, h, a["id"], "alice")
     assert alice["status"] == "active"
-    inactive = client.patch(f"/api/v1/objects/{alice['id']}", json={"status": "inactive"},
-                            headers=h)
+    inactive = client.patch(
+        f"/api/v1/objects/{alice['id']}", json={"status": "inactive"}, headers=h
+    )
     assert inactive.json()["status"] == "inactive"
-    bad = client.patch(f"/api/v1/objects/{device['id']}", json={"status": "inactive"},
-                       headers=h)
+    bad = client.patch(f"/api/v1/objects/{device['id']}", json={"status": "inactive"}, headers=h)
     assert bad.status_code == 400 and "status" in bad.json()["detail"]
-    duplicate = client.post("/api/v1/objects", json={"kind": "user", "name": "Alice 2",
-                                                     "loginName": "alice",
-                                                     "homeGroupId": a["id"]}, headers=h)
+    duplicate = client.post(
+        "/api/v1/objects",
+        json={"kind": "user", "name": "Alice 2", "loginName": "alice", "homeGroupId": a["id"]},
+        headers=h,
+    )
     assert duplicate.status_code == 409
     into_user_group = client.post(
         "/api/v1/objects",
-        json={"kind": "device", "name": "x", "homeGroupId": acme.admin_group_id}, headers=h)
+        json={"kind": "device", "name": "x", "homeGroupId": acme.admin_group_id},
+        headers=h,
+    )
     assert into_user_group.status_code == 400
     assert_invariants(db)
 
@@ -71,8 +85,9 @@ def test_memberships(client: TestClient, acme: TenantFixture, db: Database) -> N
     h = acme.editor.headers
     home = create(client, h, "/api/v1/groups", {"name": "People", "parentId": acme.root_id})
     alice = user(client, h, home["id"], "alice")
-    teams = [create(client, h, "/api/v1/groups", {"name": f"team-{i}", "kind": "user"})
-             for i in range(3)]
+    teams = [
+        create(client, h, "/api/v1/groups", {"name": f"team-{i}", "kind": "user"}) for i in range(3)
+    ]
     for team in teams:
         url = f"/api/v1/groups/{team['id']}/members/{alice['id']}"
         assert client.put(url, headers=h).status_code == 201
@@ -97,24 +112,43 @@ def test_licence_arithmetic(client: TestClient, acme: TenantFixture, db: Databas
     made = devices(client, h, group["id"], 5, product="Seats")
     assert client.get(f"/api/v1/licenses/{seats['id']}", headers=h).json()["usedUnits"] == 5
     # one more does not fit: the whole batch is refused, nothing is created
-    too_many = client.post("/api/v1/objects:batchImport", json={"objects": [
-        {"kind": "device", "name": "extra", "homeGroupId": group["id"],
-         "activations": [{"product": "Seats"}]}]}, headers=h)
+    too_many = client.post(
+        "/api/v1/objects:batchImport",
+        json={
+            "objects": [
+                {
+                    "kind": "device",
+                    "name": "extra",
+                    "homeGroupId": group["id"],
+                    "activations": [{"product": "Seats"}],
+                }
+            ]
+        },
+        headers=h,
+    )
     assert too_many.status_code == 409
     assert too_many.json()["code"] == "insufficient_units"
     listed = client.get(f"/api/v1/groups/{group['id']}/objects", headers=h).json()["items"]
     assert len(listed) == 5
-    activations = client.get(f"/api/v1/licenses/{seats['id']}/activations",
-                             headers=h).json()["items"]
+    activations = client.get(f"/api/v1/licenses/{seats['id']}/activations", headers=h).json()[
+        "items"
+    ]
     assert {a["objectId"] for a in activations} == {d["id"] for d in made}
     released = client.delete(
-        f"/api/v1/licenses/{seats['id']}/activations/{activations[0]['id']}", headers=h)
+        f"/api/v1/licenses/{seats['id']}/activations/{activations[0]['id']}", headers=h
+    )
     assert released.status_code == 204
-    again = client.post(f"/api/v1/licenses/{seats['id']}/activations",
-                        json={"objectId": activations[0]["objectId"], "units": 1}, headers=h)
+    again = client.post(
+        f"/api/v1/licenses/{seats['id']}/activations",
+        json={"objectId": activations[0]["objectId"], "units": 1},
+        headers=h,
+    )
     assert again.status_code == 201, again.text
-    double = client.post(f"/api/v1/licenses/{seats['id']}/activations",
-                         json={"objectId": activations[1]["objectId"], "units": 1}, headers=h)
+    double = client.post(
+        f"/api/v1/licenses/{seats['id']}/activations",
+        json={"objectId": activations[1]["objectId"], "units": 1},
+        headers=h,
+    )
     assert double.status_code == 409
     assert client.get(f"/api/v1/licenses/{seats['id']}", headers=h).json()["usedUnits"] == 5
     unknown = client.get(f"/api/v1/licenses/{uuid.uuid4()}", headers=h)

@@ -26,23 +26,32 @@ from invariants import assert_invariants
 
 _tenant_names = (f"prop-{n}" for n in itertools.count())
 
-step = st.tuples(st.sampled_from(["create", "create", "move", "delete"]),
-                 st.integers(0, 10_000), st.integers(0, 10_000))
+step = st.tuples(
+    st.sampled_from(["create", "create", "move", "delete"]),
+    st.integers(0, 10_000),
+    st.integers(0, 10_000),
+)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(step, min_size=1, max_size=25))
-def test_tree_operations_match_a_model(db: Database, settings: Settings,
-                                       steps: list[tuple[str, int, int]]) -> None:
+def test_tree_operations_match_a_model(
+    db: Database, settings: Settings, steps: list[tuple[str, int, int]]
+) -> None:
     now = system_clock()
     with transaction(db) as uow:
         tenant = accounts.create_tenant(uow, name=next(_tenant_names), now=now)
     actor = system_actor(tenant.id)
     with db.unit_of_work(write=False) as uow:
         built_in = uow.session.execute(
-            select(Group.id, Group.uuid, Group.parent_id)
-            .where(Group.tenant_id == tenant.id, Group.kind == "static")).all()
+            select(Group.id, Group.uuid, Group.parent_id).where(
+                Group.tenant_id == tenant.id, Group.kind == "static"
+            )
+        ).all()
     by_id = {row.id: row.uuid for row in built_in}
     parent_of: dict[uuid.UUID, uuid.UUID | None] = {
         row.uuid: by_id.get(row.parent_id) for row in built_in
@@ -66,9 +75,11 @@ def test_tree_operations_match_a_model(db: Database, settings: Settings,
             parent = nodes[a % len(nodes)]
             with transaction(db) as uow:
                 view = groups.create_group(
-                    uow, actor=actor,
+                    uow,
+                    actor=actor,
                     spec=groups.GroupSpec(name=f"n{len(parent_of)}-{a}", parent_uuid=parent),
-                    now=now)
+                    now=now,
+                )
             parent_of[view.uuid] = parent
         elif action == "move" and len(nodes) > 1:
             movable = [n for n in nodes if parent_of[n] is not None]
@@ -76,8 +87,9 @@ def test_tree_operations_match_a_model(db: Database, settings: Settings,
             target = nodes[b % len(nodes)]
             try:
                 with transaction(db) as uow:
-                    groups.move_group(uow, actor=actor, group_id=node, new_parent_id=target,
-                                      now=now)
+                    groups.move_group(
+                        uow, actor=actor, group_id=node, new_parent_id=target, now=now
+                    )
             except Conflict as error:
                 assert error.code in ("move_into_self", "name_taken", "protected_group")
                 if error.code == "move_into_self":
@@ -90,8 +102,9 @@ def test_tree_operations_match_a_model(db: Database, settings: Settings,
             node = candidates[a % len(candidates)]
             try:
                 with transaction(db) as uow:
-                    deletion.request_delete(uow, actor=actor, group_id=node,
-                                            release_units=bool(b % 2), now=now)
+                    deletion.request_delete(
+                        uow, actor=actor, group_id=node, release_units=bool(b % 2), now=now
+                    )
             except DeleteRefused:
                 continue
             worker.run_until_idle()
@@ -99,13 +112,18 @@ def test_tree_operations_match_a_model(db: Database, settings: Settings,
                 del parent_of[gone]
     with db.unit_of_work(write=False) as uow:
         rows = uow.session.execute(
-            select(Group.uuid, Group.parent_id, Group.id, Group.path)
-            .where(Group.tenant_id == tenant.id, Group.kind == "static")).all()
+            select(Group.uuid, Group.parent_id, Group.id, Group.path).where(
+                Group.tenant_id == tenant.id, Group.kind == "static"
+            )
+        ).all()
         uuid_of = {row.id: row.uuid for row in rows}
         stored = {row.uuid: (uuid_of[row.parent_id] if row.parent_id else None) for row in rows}
         assert stored == parent_of
         for row in rows:  # the path range query returns exactly the model's subtree
-            subtree = set(uow.session.execute(
-                select(Group.uuid).where(in_subtree(row.path, tenant_id=tenant.id))).scalars())
+            subtree = set(
+                uow.session.execute(
+                    select(Group.uuid).where(in_subtree(row.path, tenant_id=tenant.id))
+                ).scalars()
+            )
             assert subtree == descendants(row.uuid)
     assert_invariants(db)

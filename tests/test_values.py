@@ -23,8 +23,12 @@ def test_ip_round_trips_to_canonical_form(address: ipaddress.IPv4Address) -> Non
     assert parse_ip(text) == text  # canonical is a fixed point
 
 
-@given(st.one_of(ipv4.flatmap(lambda a: st.tuples(st.just(a), ipv4)),
-                 ipv6.flatmap(lambda a: st.tuples(st.just(a), ipv6))))
+@given(
+    st.one_of(
+        ipv4.flatmap(lambda a: st.tuples(st.just(a), ipv4)),
+        ipv6.flatmap(lambda a: st.tuples(st.just(a), ipv6)),
+    )
+)
 def test_dash_ranges_are_ordered(pair: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]) -> None:
     first, last = pair
     raw = f"{first} - {last}"
@@ -35,9 +39,14 @@ def test_dash_ranges_are_ordered(pair: tuple[ipaddress.IPv4Address, ipaddress.IP
             parse_ip_range(raw)
 
 
-@given(st.one_of(st.ip_addresses(v=4).map(lambda a: ipaddress.ip_network(a)),
-                 st.builds(lambda a, p: ipaddress.ip_network(f"{a}/{p}", strict=False),
-                           ipv4, st.integers(0, 32))))
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(lambda a: ipaddress.ip_network(a)),
+        st.builds(
+            lambda a, p: ipaddress.ip_network(f"{a}/{p}", strict=False), ipv4, st.integers(0, 32)
+        ),
+    )
+)
 def test_cidr_networks_round_trip(network: ipaddress.IPv4Network) -> None:
     assert parse_ip_range(str(network)) == str(network)
 
@@ -51,8 +60,21 @@ def test_cidr_with_host_bits_is_refused(address: ipaddress.IPv4Address, prefix: 
         parse_ip_range(f"{address}/{prefix}")
 
 
-@pytest.mark.parametrize("bad", ["10.0.0.256", "1.2.3", "::g", "fe80::1%eth0", "", " ",
-                                 "10.0.0.1/33", "10.0.0.1-::1", "a-b", "10.0.0.0/8/8"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "10.0.0.256",
+        "1.2.3",
+        "::g",
+        "fe80::1%eth0",
+        "",
+        " ",
+        "10.0.0.1/33",
+        "10.0.0.1-::1",
+        "a-b",
+        "10.0.0.0/8/8",
+    ],
+)
 def test_bad_ips_and_ranges_are_refused(bad: str) -> None:
     with pytest.raises(InvalidInput):
         parse_values("ip_range" if "/" in bad or "-" in bad else "ip", [bad])
@@ -69,8 +91,9 @@ def test_names_are_clean_or_refused_with_reason(raw: str) -> None:
     assert clean_name(name) == name
 
 
-@pytest.mark.parametrize("bad", ["a\u202eb", "zero\u200bwidth", "tab\tname", "x" * 256,
-                                 " padded", "nul\x00"])
+@pytest.mark.parametrize(
+    "bad", ["a\u202eb", "zero\u200bwidth", "tab\tname", "x" * 256, " padded", "nul\x00"]
+)
 def test_hostile_names_are_refused(bad: str) -> None:
     with pytest.raises(InvalidInput):
         clean_name(bad)
