@@ -30,6 +30,7 @@ from groupd.values import clean_name
 
 BATCH_MAX = 10_000
 ATTRIBUTES_MAX_KEYS = 64
+ATTRIBUTE_VALUE_MAX = 1024
 Home = aliased(Group)
 
 
@@ -189,8 +190,13 @@ def _clean_object(spec: ObjectSpec) -> ObjectSpec:
         raise InvalidInput(
             f"at most {ATTRIBUTES_MAX_KEYS} attributes per object", field="attributes"
         )
-    for name in spec.attributes:
+    for name, value in spec.attributes.items():
         clean_name(name, field="attributes key")
+        if isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX:
+            raise InvalidInput(
+                f"attribute '{name}' is longer than {ATTRIBUTE_VALUE_MAX} characters",
+                field="attributes",
+            )
     for activation in spec.activations:
         if activation.units < 1:
             raise InvalidInput("an activation consumes at least one unit", field="units")
