@@ -156,9 +156,24 @@ class Worker:
                 return int(operation_id)
         return None
 
+    def _count_totals(self, operation_id: int) -> None:
+        # Counting reads the whole subtree once: a read transaction, then a short write.
+        with self.db.unit_of_work(write=False) as uow:
+            if not deletion.needs_totals(uow, operation_id=operation_id):
+                return
+            totals = deletion.count_totals(uow, operation_id=operation_id)
+        with transaction(self.db) as uow:
+            deletion.record_totals(uow, operation_id=operation_id, worker_id=self.id, totals=totals)
+
     def run(self, operation_id: int) -> None:
         settings = self.settings
         failures = 0
+        try:
+            self._count_totals(operation_id)
+        except (OperationalError, DBAPIError) as error:
+            log.warning(
+                "counting operation %s failed (%s); progress totals unknown", operation_id, error
+            )
         while not self._stop.is_set():
             try:
                 with transaction(self.db) as uow:

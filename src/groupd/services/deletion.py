@@ -28,10 +28,10 @@ from sqlalchemy import (
     update,
 )
 
-from groupd.errors import DeleteRefused, InvalidInput, NotFound, PreconditionFailed
+from groupd.errors import DeleteRefused, InvalidInput, NotFound
 from groupd.services import audit
 from groupd.services.common import Actor, parse_uuid, system_actor
-from groupd.services.groups import lock_live_group
+from groupd.services.groups import check_version, lock_live_group
 from groupd.store.db import UnitOfWork
 from groupd.store.models import (
     Activation,
@@ -147,10 +147,7 @@ def measure_impact(
     session = uow.session
     in_tree = _groups_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
     impact = Impact(release_units=release_units)
-    for kind, count in session.execute(
-        select(Group.kind, func.count()).where(in_tree).group_by(Group.kind)
-    ):
-        impact.groups[kind] = int(count)
+    impact.groups = count_groups(uow, in_tree=in_tree)
     subtree_ids = select(Group.id).where(in_tree)
     for kind, count in session.execute(
         select(DirectoryObject.kind, func.count())
@@ -191,6 +188,12 @@ def measure_impact(
     impact.activations = sum(item.activations for item in impact.licences)
     impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree)
     return impact
+
+
+def count_groups(uow: UnitOfWork, *, in_tree: Any) -> dict[str, int]:
+    """Groups of the subtree by kind."""
+    rows = uow.session.execute(select(Group.kind, func.count()).where(in_tree).group_by(Group.kind))
+    return {kind: int(count) for kind, count in rows}
 
 
 def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
@@ -299,10 +302,7 @@ def request_delete(
     actor.require("editor")
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     root = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    if if_match is not None and if_match != root.version:
-        raise PreconditionFailed(
-            f"group '{root.uuid}' is at version {root.version}, not {if_match}"
-        )
+    check_version(root, if_match)
     if dry_run:
         impact = measure_impact(
             uow, tenant_id=actor.tenant_id, path=root.path, release_units=release_units
@@ -327,12 +327,15 @@ def request_delete(
     session.add(operation)
     session.flush()
     _mark_subtree(uow, tenant_id=actor.tenant_id, path=root.path, operation_id=operation.id)
-    impact = measure_impact(
-        uow, tenant_id=actor.tenant_id, operation_id=operation.id, release_units=release_units
-    )
-    if impact.blockers:
-        raise refusal(impact.blockers, root.name)
-    operation.progress = initial_progress(impact)
+    in_tree = _groups_filter(tenant_id=actor.tenant_id, path=None, operation_id=operation.id)
+    blockers = find_blockers(session_uow=uow, in_tree=in_tree)
+    if blockers:
+        raise refusal(blockers, root.name)
+    # Only the groups are counted here: phase 1 stays short however many objects the
+    # subtree holds. The worker counts the rest (progress totals) before its first chunk.
+    impact = Impact(release_units=release_units)
+    impact.groups = count_groups(uow, in_tree=in_tree)
+    operation.progress = {"groups": {"done": 0, "total": impact.group_total}, "chunks": 0}
     audit.record_event(
         uow,
         actor=actor,
@@ -341,7 +344,7 @@ def request_delete(
         target_uuid=root.uuid,
         target_name=root.name,
         outcome="accepted",
-        counts=impact.as_dict(),
+        counts={"groups": impact.groups, "releaseConsumedUnits": release_units},
         detail=f"operation {operation.uuid}",
         now=now,
     )
@@ -362,20 +365,51 @@ def _mark_subtree(uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: i
     uow.session.execute(mark)
 
 
-def initial_progress(impact: Impact) -> dict[str, Any]:
-    def counter(total: int) -> dict[str, int]:
-        return {"done": 0, "total": total}
+def needs_totals(uow: UnitOfWork, *, operation_id: int) -> bool:
+    """Whether the operation's progress still lacks its totals (counted before chunk 1)."""
+    operation = uow.session.get(Operation, operation_id)
+    return operation is not None and "devices" not in (operation.progress or {})
 
+
+def count_totals(uow: UnitOfWork, *, operation_id: int) -> dict[str, int]:
+    """What the operation will remove, counted over its marked groups.
+
+    Run it in a read transaction: on a large subtree it scans many index entries and must
+    not hold a write lock while it does.
+    """
+    operation = uow.session.get(Operation, operation_id)
+    assert operation is not None
+    impact = measure_impact(
+        uow,
+        tenant_id=operation.tenant_id,
+        operation_id=operation_id,
+        release_units=bool(operation.params.get("releaseConsumedUnits")),
+    )
     return {
-        "groups": counter(impact.group_total),
-        "devices": counter(impact.devices),
-        "users": counter(impact.users),
-        "memberships": counter(impact.memberships),
-        "activations": counter(impact.activations),
-        "unitsReleased": 0,
-        "unitsKeptConsumed": 0,
-        "chunks": 0,
+        "devices": impact.devices,
+        "users": impact.users,
+        "memberships": impact.memberships,
+        "activations": impact.activations,
     }
+
+
+def record_totals(
+    uow: UnitOfWork, *, operation_id: int, worker_id: str, totals: dict[str, int]
+) -> None:
+    """Store the totals counted by ``count_totals``, if this worker still holds the lease."""
+    operation = uow.session.execute(
+        select(Operation)
+        .where(Operation.id == operation_id, Operation.claimed_by == worker_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if operation is None or "devices" in (operation.progress or {}):
+        return
+    progress = dict(operation.progress or {})
+    for key, total in totals.items():
+        progress[key] = {"done": 0, "total": total}
+    progress.setdefault("unitsReleased", 0)
+    progress.setdefault("unitsKeptConsumed", 0)
+    operation.progress = progress
 
 
 @dataclass(frozen=True, slots=True)
