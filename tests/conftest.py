@@ -220,3 +220,14 @@ def globex(db: Database) -> TenantFixture:
 def check_invariants(db: Database) -> Iterator[None]:
     yield
     assert_invariants(db)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real argon2 with the lightest parameters: the suite hashes hundreds of passwords
+    and verifies thousands; production keeps argon2-cffi's defaults."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(
+        accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )

@@ -24,6 +24,8 @@ def password_login(req: ApiRequest, username: str, password: str) -> accounts.Ac
         lockout_seconds=settings.login_lockout_seconds,
     )
     if outcome.error is not None:
+        # The refusal must not roll back what it counted: keep the failure and lock-out.
+        req.uow.commit()
         raise outcome.error
     assert outcome.account is not None
     return outcome.account

@@ -24,6 +24,7 @@ from groupd.store.tree import child_path
 from groupd.values import clean_name
 
 _hasher = PasswordHasher()
+SLIDE_GRANULARITY = 30.0  # seconds
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 TOKEN_PREFIX = {"access": "gda", "refresh": "gdr", "api": "gdk", "session": "gds", "service": "gdt"}
@@ -286,6 +287,20 @@ def issue_credential(
     return IssuedToken(secret, kind, expires_at, ttl_seconds)
 
 
+SESSION_MAX_AGE_SECONDS = 24 * 3600
+
+
+def open_session(
+    uow: UnitOfWork, *, account: AccountView, now: datetime, idle_timeout_seconds: int
+) -> IssuedToken:
+    """A login session: it ends after ``idle_timeout_seconds`` without use (each use
+    moves that deadline), and in any case ``SESSION_MAX_AGE_SECONDS`` after the login."""
+    return issue_credential(
+        uow, account=account, kind="session", ttl_seconds=SESSION_MAX_AGE_SECONDS, now=now,
+        idle_timeout_seconds=idle_timeout_seconds,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPair:
     access: IssuedToken
@@ -329,30 +344,47 @@ def resolve_token(
 
     Sessions slide: each use moves their idle deadline.
     """
+    # Plain columns, not entities: this runs on every request.
     row = uow.session.execute(
-        select(Credential, Account)
+        select(
+            Credential.id,
+            Credential.kind,
+            Credential.revoked_at,
+            Credential.expires_at,
+            Credential.idle_timeout_seconds,
+            Credential.last_used_at,
+            Account.id,
+            Account.uuid,
+            Account.tenant_id,
+            Account.username,
+            Account.role,
+            Account.active,
+        )
         .join(Account, Account.id == Credential.account_id)
         .where(Credential.token_hash == hash_secret(secret))
     ).one_or_none()
     if row is None:
         raise AuthenticationFailed("the token is not valid")
-    credential, account = row
-    if credential.kind not in kinds:
+    (credential_id, kind, revoked_at, expires_at, idle_timeout, last_used_at,
+     account_id, account_uuid, tenant_id, username, role, active) = row
+    if kind not in kinds:
         raise AuthenticationFailed("this kind of token is not accepted here")
-    if credential.revoked_at is not None:
+    if revoked_at is not None:
         raise AuthenticationFailed("the token was revoked")
-    if credential.expires_at <= now:
+    if expires_at <= now:
         raise AuthenticationFailed("the token has expired")
-    if credential.idle_timeout_seconds is not None:
-        idle_deadline = credential.last_used_at + timedelta(seconds=credential.idle_timeout_seconds)
-        if idle_deadline <= now:
+    if idle_timeout is not None:
+        if last_used_at + timedelta(seconds=idle_timeout) <= now:
             raise AuthenticationFailed("the session has expired")
-        uow.session.execute(
-            update(Credential).where(Credential.id == credential.id).values(last_used_at=now)
-        )
-    if not account.active:
+        # Slide the idle deadline, but write at most once per SLIDE_GRANULARITY of use:
+        # a session in steady use would otherwise cost a write on every request.
+        if now - last_used_at >= timedelta(seconds=min(SLIDE_GRANULARITY, idle_timeout / 10)):
+            uow.session.execute(
+                update(Credential).where(Credential.id == credential_id).values(last_used_at=now)
+            )
+    if not active:
         raise AuthenticationFailed("the account is disabled")
-    return _account_view(account)
+    return AccountView(account_id, account_uuid, tenant_id, username, role, active)
 
 
 def revoke_token(uow: UnitOfWork, *, secret: str, now: datetime) -> None:

@@ -1,0 +1,5 @@
+"""AppViewX user groups, wire-compatible: sessions, service tokens, gwsource, appStatusCode."""
+
+from groupd.api.appviewx.routes import endpoints
+
+__all__ = ["endpoints"]
