@@ -123,29 +123,37 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     return params
 
 
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
 def _responses(endpoint: Endpoint, ref_of: dict[Any, Any]) -> dict[str, Any]:
+    """Answers of one endpoint. A surface may describe its own error bodies
+    (``openapi_error_content``), its 202 body (``openapi_pending_content``) and the
+    statuses its vendor adds (``openapi_extra_statuses``); the native API's are the default.
+    """
+    surface = endpoint.surface
+    error_content = getattr(surface, "openapi_error_content", PROBLEM_CONTENT)
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {"description": REASONS.get(endpoint.status, "OK")}
     if endpoint.response is not None and endpoint.status != 204:
         success["content"] = {"application/json": {"schema": ref_of[endpoint.response]}}
     responses[str(endpoint.status)] = success
     if endpoint.is_async:
-        responses["202"] = {
-            "description": "Accepted; still running (see Location)",
-            "content": {"application/json": {"schema": ref_of[endpoint.response]}},
-        }
+        pending = getattr(surface, "openapi_pending_content", None)
+        if pending is None and endpoint.response is not None:
+            pending = {"application/json": {"schema": ref_of[endpoint.response]}}
+        responses["202"] = {"description": "Accepted; still running"}
+        if pending:
+            responses["202"]["content"] = pending
     if endpoint.method == "PUT" and endpoint.status == 201:
         responses["204"] = {"description": "Already so"}
-    codes = set(endpoint.errors) | {400, 429, 503}
+    codes = (
+        set(endpoint.errors) | {400, 429, 503} | set(getattr(surface, "openapi_extra_statuses", ()))
+    )
     if endpoint.role is not None:
         codes |= {401, 403}
     if endpoint.body is not None or endpoint.json_body is False:
         codes |= {413, 415}
-    for code in sorted(codes):
-        responses[str(code)] = {
-            "description": REASONS.get(code, "Error"),
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-            },
-        }
+    for code in sorted(codes - {endpoint.status}):
+        responses[str(code)] = {"description": REASONS.get(code, "Error"), "content": error_content}
     return responses
