@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # protection
     rate_limit: str = "100 per 2 seconds"
     rate_limit_enabled: bool = True
+    # Namespace of the counters in Redis (several installations, or test runs, may share one).
+    rate_limit_key_prefix: str = Field(default="groupd", min_length=1, max_length=64)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2)
     request_time_budget_seconds: float = Field(default=60.0, gt=0)

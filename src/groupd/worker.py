@@ -205,6 +205,12 @@ class Worker:
             if step.lost_lease:
                 log.warning("operation %s was taken over by another worker", operation_id)
                 return
+            if step.blocked:
+                # A delete inside this subtree, accepted earlier, is not done yet. Hand
+                # this one back for a moment so that one can run (here or elsewhere).
+                log.info("operation %s waits for a delete inside its subtree", operation_id)
+                self._release(operation_id)
+                return
             if step.finished:
                 with self._finished_lock:
                     self._finished.add(operation_id)
@@ -212,6 +218,13 @@ class Worker:
                         self._finished.clear()
                 log.info("operation %s finished", operation_id)
                 return
+
+    def _release(self, operation_id: int) -> None:
+        pause = timedelta(seconds=self.settings.worker_poll_seconds)
+        with transaction(self.db) as uow:
+            deletion.release_operation(
+                uow, operation_id=operation_id, worker_id=self.id, not_before=self.clock() + pause
+            )
 
     def _fail(self, operation_id: int, error: str) -> None:
         with transaction(self.db) as uow:

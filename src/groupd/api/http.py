@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +36,7 @@ from groupd.errors import (
 )
 from groupd.services import accounts
 from groupd.services.common import Actor
-from groupd.store.db import UnitOfWork
+from groupd.store.db import UnitOfWork, request_deadline
 
 if TYPE_CHECKING:
     from groupd.api.context import AppContext
@@ -152,6 +153,7 @@ class ApiRequest:
                 raise InvalidInput("the query string is malformed") from None
             parsed: dict[str, list[str]] = {}
             for key, value in pairs:
+                refuse_nul(value, where=f"query parameter '{key}'")
                 parsed.setdefault(key.strip(), []).append(value.strip())
             self._query = parsed
         return self._query
@@ -221,6 +223,9 @@ class ApiRequest:
         if not self.body.strip():
             raise InvalidInput("a JSON body is required")
         check_json_depth(self.body, self.ctx.settings.max_json_depth)
+        if b"\\u0000" in self.body:
+            # Valid JSON, but no database stores NUL in text (PostgreSQL refuses it).
+            raise InvalidInput("the body contains a NUL character (\\u0000)")
         decoder = _decoders.get(kind)
         if decoder is None:
             decoder = _decoders[kind] = msgspec.json.Decoder(kind)
@@ -230,6 +235,9 @@ class ApiRequest:
             raise InvalidInput(f"invalid body: {error}") from None
         except msgspec.DecodeError as error:
             raise InvalidInput(f"the body is not valid JSON: {error}") from None
+        except UnicodeDecodeError:
+            # msgspec checks UTF-8 only when it builds a string, and lets this through.
+            raise InvalidInput("the body is not valid JSON: a string in it is not UTF-8") from None
 
     def form(self) -> dict[str, str]:
         """A form-encoded body (``application/x-www-form-urlencoded``), or 415."""
@@ -245,6 +253,7 @@ class ApiRequest:
             raise InvalidInput("the form body is malformed") from None
         form: dict[str, str] = {}
         for key, value in pairs:
+            refuse_nul(value, where=f"form field '{key}'")
             if key in form:
                 raise InvalidInput(f"form field '{key}' is given more than once", field=key)
             form[key] = value
@@ -254,13 +263,25 @@ class ApiRequest:
     async def transact(self, work: Callable[[UnitOfWork], T], *, write: bool = True) -> T:
         """Run ``work`` in a fresh unit of work on a worker thread; commit if it returns."""
 
+        # Each unit of work of an async handler gets the whole budget: the handler's waiting
+        # between them is bounded by its own parameters (a delete's ``wait``).
+        budget = self.ctx.settings.request_time_budget_seconds
+
         def run() -> T:
-            with self.ctx.db.unit_of_work(write=write) as uow:
+            with (
+                request_deadline(time.monotonic() + budget, budget),
+                self.ctx.db.unit_of_work(write=write) as uow,
+            ):
                 result = work(uow)
                 uow.commit()
                 return result
 
         return await run_in_threadpool(run)
+
+
+def refuse_nul(value: str, *, where: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput(f"{where} contains a NUL character")
 
 
 def check_json_depth(body: bytes, limit: int) -> None:
@@ -322,6 +343,7 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
     """A Starlette route that runs ``endpoint`` with its surface's rules."""
     surface = endpoint.surface
     settings = ctx.settings
+    budget = settings.request_time_budget_seconds
 
     def prepare(req: ApiRequest, uow: UnitOfWork) -> None:
         ctx.maintenance.check(uow)
@@ -336,30 +358,36 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
                 raise
             req.actor.require(endpoint.role)
 
-    def run_sync(req: ApiRequest) -> Response:
-        with ctx.db.unit_of_work(write=endpoint.write) as uow:
+    # The time budget runs from the request's arrival, so time spent queueing for a worker
+    # thread counts too; the deadline is set inside the thread that does the work.
+    def run_sync(req: ApiRequest, deadline: float) -> Response:
+        with (
+            request_deadline(deadline, budget),
+            ctx.db.unit_of_work(write=endpoint.write) as uow,
+        ):
             prepare(req, uow)
             req._uow = uow
             response = endpoint.handler(req)
             uow.commit()
             return response  # type: ignore[no-any-return]
 
-    def authenticate_only(req: ApiRequest) -> None:
-        with ctx.db.unit_of_work(write=True) as uow:
+    def authenticate_only(req: ApiRequest, deadline: float) -> None:
+        with request_deadline(deadline, budget), ctx.db.unit_of_work(write=True) as uow:
             prepare(req, uow)
             uow.commit()
         req._uow = None
 
     async def asgi_endpoint(request: Request) -> Response:
         req: ApiRequest | None = None
+        deadline = time.monotonic() + budget
         try:
             body = await read_body(request, settings.max_body_bytes)
             req = ApiRequest(request, endpoint, ctx, body)
             if endpoint.is_async:
-                await run_in_threadpool(authenticate_only, req)
+                await run_in_threadpool(authenticate_only, req, deadline)
                 handler: Callable[[ApiRequest], Awaitable[Response]] = endpoint.handler
                 return await handler(req)
-            return await run_in_threadpool(run_sync, req)
+            return await run_in_threadpool(run_sync, req, deadline)
         except GroupdError as error:
             if req is None:
                 req = ApiRequest(request, endpoint, ctx, b"")

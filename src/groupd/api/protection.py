@@ -1,14 +1,20 @@
-"""Maintenance gate and rate limiter, shared by every API surface."""
+"""Maintenance gate and rate limiter, shared by every API surface.
+
+Both run before authentication, inside the request's worker-thread hop, so a refused
+request costs one cached flag read and one counter hit, never a password check.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from limits import parse
-from limits.storage import MemoryStorage, storage_from_string
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from groupd.errors import RateLimited, Unavailable
@@ -19,11 +25,22 @@ from groupd.store.db import UnitOfWork
 if TYPE_CHECKING:
     from groupd.api.http import ApiRequest
 
+log = logging.getLogger("groupd.api")
+
+# Every header some surface reads a credential from: native and ESET ``Authorization``,
+# AppViewX ``sessionId``/``token`` and the ``username`` of its login. Passwords are not
+# part of the key, so guessing passwords for one user from one address shares one bucket.
 CREDENTIAL_HEADERS = ("authorization", "sessionid", "token", "username")
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
+STORAGE_RETRY_SECONDS = 5.0
 
 
 class MaintenanceGate:
-    """Reads the maintenance flag at most every ``maintenance_cache_seconds``."""
+    """Reads the maintenance flag at most every ``maintenance_cache_seconds``.
+
+    The flag lives in the database, so ``groupd maintenance on`` reaches every process
+    within that many seconds (0.5 by default) plus one request.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.ttl = settings.maintenance_cache_seconds
@@ -42,31 +59,76 @@ class MaintenanceGate:
 
 
 class RateLimiter:
-    """Per credential and source address, counted in Redis when one is configured."""
+    """A moving-window limit per credential and source address.
+
+    Counters live in Redis when ``redis_url`` is set, so every server process draws on the
+    same bucket, and in this process's memory otherwise. If Redis stops answering, the
+    limiter counts in memory until it answers again: a lost Redis must not turn every
+    request into a 500.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.rate_limit_enabled
-        self.limit = parse(settings.rate_limit)
+        self.limit: RateLimitItem = parse(settings.rate_limit)
+        self.prefix = settings.rate_limit_key_prefix
+        self.shared: MovingWindowRateLimiter | None = None
         if settings.redis_url:
-            storage = storage_from_string(settings.redis_url.replace("redis://", "redis://", 1))
-        else:
-            storage = MemoryStorage()
-        self.storage = storage
-        self.limiter = MovingWindowRateLimiter(storage)
+            if not settings.redis_url.startswith(REDIS_SCHEMES):
+                raise ValueError("GROUPD_REDIS_URL must be a redis:// (or rediss://) URL")
+            storage = storage_from_string(
+                settings.redis_url, key_prefix=self.prefix, wrap_exceptions=True
+            )
+            assert isinstance(storage, Storage), "a redis:// URL gives a synchronous storage"
+            self.shared = MovingWindowRateLimiter(storage)
+        self.local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared_down_until = float("-inf")
 
-    def key(self, surface: str, req: ApiRequest) -> str:
-        credential = "|".join(req.headers.get(name, "") for name in CREDENTIAL_HEADERS)
-        digest = hashlib.sha256(credential.encode()).hexdigest()[:24]
-        return f"{surface}:{digest}:{req.client_ip}"
+    def key(self, req: ApiRequest) -> str:
+        credential = "\x00".join(req.headers.get(name, "") for name in CREDENTIAL_HEADERS)
+        digest = hashlib.sha256(credential.encode()).hexdigest()[:32]
+        return f"{digest}:{req.client_ip}"
 
     def check(self, surface: str, req: ApiRequest) -> None:
+        """Count one request; raise RateLimited (with ``retry_after``) over the limit.
+
+        ``surface`` is accepted for the call sites' symmetry; the bucket is shared by every
+        surface, so a client cannot multiply its allowance by switching APIs.
+        """
         if not self.enabled:
             return
-        key = self.key(surface, req)
-        if not self.limiter.hit(self.limit, "groupd", key):
-            stats = self.limiter.get_window_stats(self.limit, "groupd", key)
-            retry_after = max(1, int(stats.reset_time - time.time()) + 1)
-            raise RateLimited(
-                f"rate limit of {self.limit} reached; retry in {retry_after} s",
-                retry_after=retry_after,
-            )
+        key = self.key(req)
+        limiter = self._limiter()
+        try:
+            allowed = limiter.hit(self.limit, self.prefix, key)
+        except Exception as error:  # any storage failure: count locally instead
+            self._shared_failed(error)
+            limiter = self.local
+            allowed = limiter.hit(self.limit, self.prefix, key)
+        if allowed:
+            return
+        retry_after = self._retry_after(limiter, key)
+        raise RateLimited(
+            f"rate limit of {self.limit.amount} requests per "
+            f"{self.limit.get_expiry()} s reached; retry in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+    def _limiter(self) -> MovingWindowRateLimiter:
+        if self.shared is None or time.monotonic() < self._shared_down_until:
+            return self.local
+        return self.shared
+
+    def _shared_failed(self, error: Exception) -> None:
+        self._shared_down_until = time.monotonic() + STORAGE_RETRY_SECONDS
+        log.warning(
+            "rate-limit storage failed (%s); counting in memory for %.0f s",
+            error,
+            STORAGE_RETRY_SECONDS,
+        )
+
+    def _retry_after(self, limiter: MovingWindowRateLimiter, key: str) -> int:
+        try:
+            stats = limiter.get_window_stats(self.limit, self.prefix, key)
+        except Exception:  # the hit was counted; a stats failure only loses precision
+            return self.limit.get_expiry()
+        return max(1, math.ceil(stats.reset_time - time.time()))

@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import aliased
 
 from groupd.errors import DeleteRefused, InvalidInput, NotFound
 from groupd.services import audit
@@ -358,11 +359,14 @@ def _mark_subtree(uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: i
         .values(state="deleting", operation_id=operation_id)
         .execution_options(synchronize_session=False)
     )
-    uow.session.execute(mark)
-    # Under READ COMMITTED a child inserted by a create that held its parent's lock while
-    # the first UPDATE waited is not in that statement's snapshot; the second statement
-    # sees it. Creates arriving later find their parent 'deleting' and get 404.
-    uow.session.execute(mark)
+    # Under READ COMMITTED an UPDATE that waited for a row lock does not see the rows the
+    # lock holder added: a create's child under a parent it held, a subtree a move put
+    # under a new parent it held (and a create under that subtree, which a second
+    # statement can meet the same way). A statement with a fresh snapshot sees them, so
+    # mark until one finds nothing: then every live group of the range is marked and
+    # locked here, and creates and moves arriving later find their parent gone (404).
+    while uow.session.execute(mark).rowcount:  # type: ignore[attr-defined]
+        pass
 
 
 def needs_totals(uow: UnitOfWork, *, operation_id: int) -> bool:
@@ -416,6 +420,9 @@ def record_totals(
 class ChunkResult:
     finished: bool
     lost_lease: bool = False
+    # Every group left has a child that another delete, accepted earlier inside this
+    # subtree, still has to remove: that delete must run first.
+    blocked: bool = False
 
 
 def run_delete_chunk(
@@ -453,16 +460,34 @@ def run_delete_chunk(
     operation = session.execute(select(Operation).where(Operation.id == operation_id)).scalar_one()
     release = bool(operation.params.get("releaseConsumedUnits"))
     progress = dict(operation.progress)
+    # A delete accepted earlier inside this subtree keeps its own groups (phase 1 marks
+    # only live ones), so a group here may still have children of that other delete:
+    # it waits until they are gone, or its removal would break the parent key.
+    child = aliased(Group)
+    held_below = (
+        select(child.id)
+        .where(
+            child.parent_id == Group.id,
+            child.operation_id.is_not(None),
+            child.operation_id != operation_id,
+        )
+        .exists()
+    )
     chunk = [
         int(row[0])
         for row in session.execute(
             select(Group.id)
-            .where(Group.operation_id == operation_id)
+            .where(Group.operation_id == operation_id, ~held_below)
             .order_by(Group.depth.desc(), Group.id)
             .limit(chunk_groups)
         )
     ]
     if not chunk:
+        left = session.execute(
+            select(Group.id).where(Group.operation_id == operation_id).limit(1)
+        ).first()
+        if left is not None:
+            return ChunkResult(finished=False, blocked=True)
         _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
         return ChunkResult(finished=True)
     in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
@@ -620,6 +645,22 @@ def _finish(
         counts=result,
         detail=f"operation {operation.uuid}",
         now=now,
+    )
+
+
+def release_operation(
+    uow: UnitOfWork, *, operation_id: int, worker_id: str, not_before: datetime
+) -> None:
+    """Give a running operation back, claimable by any worker from ``not_before`` on."""
+    uow.session.execute(
+        update(Operation)
+        .where(
+            Operation.id == operation_id,
+            Operation.claimed_by == worker_id,
+            Operation.state == "running",
+        )
+        .values(claimed_by=None, lease_until=not_before)
+        .execution_options(synchronize_session=False)
     )
 
 

@@ -3,22 +3,82 @@
 SQLite runs in WAL mode with foreign keys on; writers open their transaction with
 ``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on upgrade.
 PostgreSQL runs through psycopg 3 with a connection pool.
+
+A request's database work runs under a deadline (``request_deadline``): PostgreSQL gets
+``SET LOCAL statement_timeout`` for the rest of the budget, SQLite a progress handler and a
+busy timeout that stop at the deadline, and no statement starts after it. Work outside such
+a block (the delete worker, the CLI) has no deadline.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from groupd.errors import Unavailable
 from groupd.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite calls the progress handler every this many virtual-machine steps (~0.1-1 ms).
+SQLITE_PROGRESS_STEPS = 10_000
+# How early SQLite's busy handler may give up before the deadline it was set to.
+SQLITE_BUSY_SLACK = 0.1
+PG_QUERY_CANCELED = "57014"
+TIMEOUT_KEY = "groupd_statement_timeout_ms"  # the timeout in force in this transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    at: float  # time.monotonic()
+    budget_seconds: float
+
+    def remaining_ms(self) -> int:
+        return max(1, int((self.at - time.monotonic()) * 1000))
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+
+_deadline: ContextVar[Deadline | None] = ContextVar("groupd_db_deadline", default=None)
+
+
+@contextmanager
+def request_deadline(at: float, budget_seconds: float) -> Iterator[None]:
+    """Bound the database work started in this block (in this thread or task) so that it
+    ends by ``at`` (a ``time.monotonic()`` value); past it, statements fail with
+    ``Unavailable`` (code ``time_budget_exceeded``)."""
+    token = _deadline.set(Deadline(at, budget_seconds))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def budget_exceeded(deadline: Deadline) -> Unavailable:
+    return Unavailable(
+        f"the request did not finish within its time budget of "
+        f"{deadline.budget_seconds:g} s; try again later or ask for less at once",
+        code="time_budget_exceeded",
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# JSON columns are read on every listed row: orjson is several times faster than json.
+JSON_CODEC: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
 
 
 def normalise_url(url: str) -> str:
@@ -29,7 +89,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
+def create_db_engine(
+    url: str, *, pool_size: int = 10, request_budget_seconds: float | None = None
+) -> Engine:
+    """An engine for ``url``. ``request_budget_seconds``: PostgreSQL sessions start with
+    that statement timeout, so a request's transaction needs no statement to set it."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -37,10 +101,26 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            **JSON_CODEC,
         )
         _configure_sqlite(engine)
+        _configure_deadlines(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    default_ms = 0
+    if request_budget_seconds is not None and "options=" not in url:
+        default_ms = int(request_budget_seconds * 1000)
+        connect_args["options"] = f"-c statement_timeout={default_ms}"
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        **JSON_CODEC,
+    )
+    _configure_deadlines(engine, session_timeout_ms=default_ms)
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -57,8 +137,92 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        _bound_sqlite_transaction(connection.connection)
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _bound_sqlite_transaction(pooled: Any) -> None:
+    # Set per transaction, since pooled connections serve requests and the worker in turn:
+    # under a deadline, long statements are interrupted and lock waits end at it.
+    dbapi_connection = pooled.dbapi_connection
+    deadline = _deadline.get()
+    if deadline is None:
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS
+        dbapi_connection.set_progress_handler(None, 0)
+    else:
+        busy_ms = min(SQLITE_BUSY_TIMEOUT_MS, deadline.remaining_ms())
+        dbapi_connection.set_progress_handler(deadline.passed, SQLITE_PROGRESS_STEPS)
+    if pooled.info.get("busy_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+        pooled.info["busy_ms"] = busy_ms
+
+
+def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None:
+    is_postgres = engine.dialect.name == "postgresql"
+
+    if is_postgres:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            # SET LOCAL is transaction-scoped: the pooled connection forgets it at the end.
+            # The session default (the whole budget) fits a request that has just begun,
+            # the hot path, so that costs no statement; work without a deadline lifts it.
+            deadline = _deadline.get()
+            if deadline is None:
+                if session_timeout_ms:
+                    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                return
+            remaining = deadline.remaining_ms()
+            if _tighter(session_timeout_ms, remaining, deadline):
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {remaining}")
+                connection.info[TIMEOUT_KEY] = remaining
+            else:
+                connection.info[TIMEOUT_KEY] = session_timeout_ms
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(connection: Any, cursor: Any, *_: Any) -> None:
+        deadline = _deadline.get()
+        if deadline is None:
+            return
+        if deadline.passed():
+            raise budget_exceeded(deadline)
+        if is_postgres and connection.in_transaction():
+            # A statement timeout bounds each statement, not the transaction: near the
+            # end, shorten it so that no statement outlives the deadline by much.
+            remaining = deadline.remaining_ms()
+            if _tighter(connection.info.get(TIMEOUT_KEY, 0), remaining, deadline):
+                cursor.execute(f"SET LOCAL statement_timeout = {remaining}")
+                connection.info[TIMEOUT_KEY] = remaining
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        deadline = _deadline.get()
+        if deadline is not None and _is_budget_error(
+            context.original_exception, is_postgres, deadline
+        ):
+            raise budget_exceeded(deadline) from context.original_exception
+
+
+def _tighter(in_force_ms: int, remaining_ms: int, deadline: Deadline) -> bool:
+    """Whether the timeout in force lets a statement run past the deadline by more than a
+    tenth of the budget (or is none at all)."""
+    slack = deadline.budget_seconds * 100
+    return not in_force_ms or not remaining_ms <= in_force_ms <= remaining_ms + slack
+
+
+def _is_budget_error(error: BaseException, is_postgres: bool, deadline: Deadline) -> bool:
+    if is_postgres:
+        return getattr(error, "sqlstate", None) == PG_QUERY_CANCELED
+    message = str(error)
+    if message == "interrupted":  # the progress handler stopped the statement
+        return True
+    # The busy timeout, cut to the rest of the budget, ran out while another writer held
+    # the database. (SQLite also says "locked" at once when a read transaction cannot
+    # become a write one; that is not the budget, and stays what it is.)
+    return message.startswith("database is locked") and (
+        time.monotonic() >= deadline.at - SQLITE_BUSY_SLACK
+    )
 
 
 class Database:
@@ -71,7 +235,13 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(create_db_engine(settings.database_url, pool_size=settings.database_pool_size))
+        return cls(
+            create_db_engine(
+                settings.database_url,
+                pool_size=settings.database_pool_size,
+                request_budget_seconds=settings.request_time_budget_seconds,
+            )
+        )
 
     def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self, write=write)

@@ -1,0 +1,379 @@
+"""Benchmark (issue 8, item 1): groupd's API path against the floor of its stack.
+
+On each database it starts ONE groupd server process (uvicorn, the app factory
+``groupd.api.app:create_app``) and the floor app (``bench/floor_app.py``: bare Starlette +
+orjson doing the same SQL and the same credential check with the same driver), both pinned
+to CPU 0, and drives each in turn with ``wrk`` pinned to CPU 1, in fixed-duration runs of:
+
+  get     GET  /api/v1/groups/{id}
+  list    GET  /api/v1/groups?parentId=...&limit=50   (a page of 50 of 200 children)
+  create  POST /api/v1/groups                          (a new child of one parent)
+  member  PUT  /api/v1/groups/{id}/members/{userId}    (a new member of a user group)
+
+Each scenario runs ``--rounds`` times per app, alternating which app goes first; the best
+run of each app counts (the machine is shared: the best run is the least disturbed one).
+It prints requests per second, p50 and p99 for both and the ratio groupd / floor.
+Targets (issue 8): get >= 70 % of the floor, create >= 50 %, on both databases.
+
+    .venv/bin/python bench/api_throughput.py                   # both databases
+    .venv/bin/python bench/api_throughput.py --db sqlite --duration 5 --rounds 1
+    .venv/bin/python bench/api_throughput.py --profile         # + py-spy of groupd's hot path
+
+Needs ``wrk`` (``apt-get install -y wrk``); ``--profile`` needs ``py-spy`` (PYSPY=path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    HOST,
+    PYTHON,
+    BenchDatabase,
+    Server,
+    api,
+    bootstrap,
+    check,
+    create_database,
+    drop_database,
+    free_port,
+    machine_info,
+    print_machine,
+    start_groupd,
+    start_server,
+    tenant_root,
+    vacuum_analyze,
+)
+
+SCENARIOS = ("get", "list", "create", "member")
+TARGETS = {"get": 0.70, "create": 0.50}
+SERVER_CPU = {0}
+LOAD_CPU = "1"
+LIST_CHILDREN = 200
+BACKGROUND_GROUPS = 10_000
+
+
+@dataclass
+class Fixture:
+    token: str
+    get_target: str
+    list_parent: str
+    create_parent: str
+    member_groups: dict[str, str]  # "<app>-<round>" -> user group uuid
+    users: list[str]
+
+
+def build_fixture(db: BenchDatabase, token: str, users: int, rounds: int) -> Fixture:
+    """Data through groupd's API: a background tree, a parent with 200 children, users
+    and one empty user group per app and round (so every added member is new)."""
+    server = start_groupd(db, log_name="setup.log")
+    try:
+        with api(server.base_url, token) as client:
+            root = tenant_root(client)
+            background = [{"id": str(uuid.uuid4()), "name": f"bg{i}"} for i in
+                          range(BACKGROUND_GROUPS)]
+            for i, item in enumerate(background):
+                item["parentId"] = root if i < 100 else background[i // 100 - 1]["id"]
+            for start in range(0, len(background), 10_000):
+                check(client.post("/api/v1/groups:batchCreate",
+                                  json={"groups": background[start:start + 10_000]}), 201)
+            list_parent = check(client.post("/api/v1/groups", json={
+                "name": "bench-list", "parentId": root}), 201)["id"]
+            children = check(client.post("/api/v1/groups:batchCreate", json={"groups": [
+                {"name": f"child{i}", "parentId": list_parent} for i in range(LIST_CHILDREN)
+            ]}), 201)["items"]
+            create_parent = check(client.post("/api/v1/groups", json={
+                "name": "bench-create", "parentId": root}), 201)["id"]
+            home = check(client.post("/api/v1/groups", json={
+                "name": "bench-users", "parentId": root}), 201)["id"]
+            user_ids: list[str] = []
+            for start in range(0, users, 10_000):
+                batch = [{"kind": "user", "name": f"user {n}", "loginName": f"u{n}@bench",
+                          "status": "active", "homeGroupId": home}
+                         for n in range(start, min(users, start + 10_000))]
+                items = check(client.post("/api/v1/objects:batchImport",
+                                          json={"objects": batch}), 201, 200)["items"]
+                user_ids.extend(item["id"] for item in items)
+            member_groups = {}
+            for app in ("groupd", "floor"):
+                for round_ in range(rounds + 1):  # +1 for the warm-up runs
+                    member_groups[f"{app}-{round_}"] = check(client.post("/api/v1/groups", json={
+                        "name": f"members-{app}-{round_}", "kind": "user"}), 201)["id"]
+    finally:
+        server.stop()
+    return Fixture(token, children[LIST_CHILDREN // 2]["id"], list_parent, create_parent,
+                   member_groups, user_ids)
+
+
+def lua_script(path: Path, scenario: str, fixture: Fixture, tag: str) -> None:
+    """A wrk script: the request of the scenario, and a JSON summary at the end."""
+    auth = f'wrk.headers["Authorization"] = "Bearer {fixture.token}"\n'
+    if scenario == "get":
+        body = f'{auth}wrk.method = "GET"\nwrk.path = "/api/v1/groups/{fixture.get_target}"\n'
+    elif scenario == "list":
+        body = (f'{auth}wrk.method = "GET"\n'
+                f'wrk.path = "/api/v1/groups?parentId={fixture.list_parent}&limit=50"\n')
+    elif scenario == "create":
+        body = (
+            f'{auth}wrk.headers["Content-Type"] = "application/json"\n'
+            "local n = 0\n"
+            "request = function()\n"
+            "  n = n + 1\n"
+            f'  local body = \'{{"name":"{tag}-\' .. n .. \'","parentId":"\'\n'
+            f'    .. "{fixture.create_parent}" .. \'"}}\'\n'
+            '  return wrk.format("POST", "/api/v1/groups", nil, body)\n'
+            "end\n"
+        )
+    else:
+        group = fixture.member_groups[tag]
+        users = ",".join(f'"{u}"' for u in fixture.users)
+        body = (
+            f"{auth}local users = {{{users}}}\n"
+            "local n = 0\n"
+            "request = function()\n"
+            "  n = n + 1\n"
+            "  local user = users[((n - 1) % #users) + 1]\n"
+            f'  return wrk.format("PUT", "/api/v1/groups/{group}/members/" .. user)\n'
+            "end\n"
+        )
+    done = (
+        "done = function(summary, latency, requests)\n"
+        "  local e = summary.errors\n"
+        '  io.write(string.format("WRKJSON {\\"requests\\":%d,\\"duration_us\\":%d,'
+        '\\"errors\\":%d,\\"socket_errors\\":%d,\\"p50_us\\":%d,\\"p90_us\\":%d,'
+        '\\"p99_us\\":%d,\\"max_us\\":%d}\\n", summary.requests, summary.duration,'
+        " e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50),"
+        " latency:percentile(90), latency:percentile(99), latency.max))\n"
+        "end\n"
+    )
+    path.write_text(body + done)
+
+
+@dataclass
+class Run:
+    database: str
+    app: str
+    scenario: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def drive(server: Server, script: Path, duration: float, connections: int) -> dict[str, Any]:
+    seconds = max(1, round(duration))
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+            "--timeout", "5s", "-s", str(script), server.base_url]
+    output = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
+                            check=True).stdout
+    for line in output.splitlines():
+        if line.startswith("WRKJSON "):
+            return json.loads(line[len("WRKJSON "):])  # type: ignore[no-any-return]
+    raise RuntimeError(f"wrk printed no summary:\n{output}")
+
+
+def start_floor(db: BenchDatabase) -> Server:
+    port = free_port()
+    argv = [PYTHON, "-m", "uvicorn", "--factory", "bench.floor_app:create_app", "--host", HOST,
+            "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    return start_server(argv, env={"FLOOR_DATABASE_URL": db.url}, port=port,
+                        log_path=db.workdir / "floor.log", cpus=SERVER_CPU)
+
+
+def sanity(servers: dict[str, Server], fixture: Fixture) -> None:
+    """Both apps answer the get with the same shape before anything is measured."""
+    shapes = {}
+    for name, server in servers.items():
+        with api(server.base_url, fixture.token) as client:
+            body = check(client.get(f"/api/v1/groups/{fixture.get_target}"), 200)
+            shapes[name] = body
+    if shapes["groupd"] != shapes["floor"]:
+        raise RuntimeError(f"the floor answers differently: {shapes}")
+
+
+def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | None
+                     ) -> list[Run]:
+    db = create_database(kind, "api")
+    runs: list[Run] = []
+    try:
+        token = bootstrap(db)
+        fixture = build_fixture(db, token, args.users, args.rounds)
+        vacuum_analyze(db)
+        servers = {
+            "groupd": start_groupd(db, cpus=SERVER_CPU, log_name="groupd.log"),
+            "floor": start_floor(db),
+        }
+        try:
+            sanity(servers, fixture)
+            scripts = db.workdir / "scripts"
+            scripts.mkdir()
+            for scenario in args.scenarios:
+                # Warm-up: one short run each (connection pools, caches, code paths).
+                for app in ("floor", "groupd"):
+                    script = scripts / f"{scenario}-{app}-warm.lua"
+                    lua_script(script, scenario, fixture, f"{app}-{args.rounds}")
+                    drive(servers[app], script, min(2.0, args.duration), args.connections)
+                for round_ in range(args.rounds):
+                    order = ("floor", "groupd") if round_ % 2 == 0 else ("groupd", "floor")
+                    for app in order:
+                        script = scripts / f"{scenario}-{app}-{round_}.lua"
+                        lua_script(script, scenario, fixture, f"{app}-{round_}")
+                        out = drive(servers[app], script, args.duration, args.connections)
+                        run = Run(kind, app, scenario, round_,
+                                  rps=out["requests"] / (out["duration_us"] / 1e6),
+                                  p50_ms=out["p50_us"] / 1000, p99_ms=out["p99_us"] / 1000,
+                                  errors=out["errors"] + out["socket_errors"],
+                                  requests=out["requests"])
+                        runs.append(run)
+                        print(f"  [{kind}] {scenario:<6} {app:<6} round {round_}: "
+                              f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+                              f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}", flush=True)
+            if profile_dir is not None:
+                profile(kind, servers["groupd"], fixture, scripts, profile_dir, args)
+        finally:
+            for server in servers.values():
+                server.stop()
+    finally:
+        drop_database(db)
+    return runs
+
+
+def profile(kind: str, server: Server, fixture: Fixture, scripts: Path, out_dir: Path,
+            args: argparse.Namespace) -> None:
+    """py-spy samples groupd while wrk drives it; prints the heaviest frames."""
+    pyspy = os.environ.get("PYSPY") or shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
+    env = {**os.environ, "PYTHONPATH": str(Path(pyspy).parent.parent)}
+    for scenario in ("get", "create"):
+        raw = out_dir / f"{kind}-{scenario}.txt"
+        spy = subprocess.Popen(
+            [pyspy, "record", "-p", str(server.pid), "-d", str(int(args.duration)), "-r", "250",
+             "-f", "raw", "-o", str(raw), "--nonblocking", "--gil"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        script = scripts / f"{scenario}-profile.lua"
+        lua_script(script, scenario, fixture, "groupd-0")
+        drive(server, script, args.duration, args.connections)
+        spy.wait(60)
+        if raw.exists():
+            summarise_profile(raw, f"{kind} {scenario}")
+
+
+GENERIC = ("threading.py", "runpy", "click/", "uvicorn/main.py", "uvicorn/__main__.py",
+           "uvicorn/server.py", "uvicorn/_compat.py", "asyncio/runners.py",
+           "asyncio/base_events.py", "anyio/_backends")
+
+
+def summarise_profile(raw: Path, title: str, top: int = 40) -> None:
+    """Share of GIL-holding samples per function: inclusive (each function counted once
+    per stack) and self; frames of the interpreter's plumbing are left out."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [frame.strip() for frame in stack.split(";")]
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        total += count
+        for frame in set(_short(f) for f in frames):
+            inclusive[frame] += count
+        if frames:
+            own[_short(frames[-1])] += count
+    print(f"\nprofile {title}: {total} samples of the thread holding the GIL (py-spy, 250 Hz)")
+    print("  inclusive  self   function")
+    shown = [(f, c) for f, c in inclusive.most_common() if not any(g in f for g in GENERIC)]
+    for frame, count in shown[:top]:
+        print(f"  {100 * count / total:6.1f} % {100 * own[frame] / total:5.1f} %  {frame}")
+    print("  top self:")
+    for frame, count in own.most_common(15):
+        print(f"  {100 * count / total:6.1f} %  {frame}")
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/module.py:12)`` -> ``func (package/module.py)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path = where.rsplit(":", 1)[0]
+    parts = Path(path).parts
+    for anchor in ("site-packages", "src", "lib"):
+        if anchor in parts:
+            parts = parts[len(parts) - parts[::-1].index(anchor):]
+            break
+    return f"{name} ({'/'.join(parts[-3:])})"
+
+
+def best(runs: list[Run], database: str, app: str, scenario: str) -> Run:
+    candidates = [r for r in runs if (r.database, r.app, r.scenario) == (database, app, scenario)]
+    return max(candidates, key=lambda r: r.rps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per app and scenario")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--users", type=int, default=40_000,
+                        help="users to add as members (each run adds new ones)")
+    parser.add_argument("--profile", action="store_true", help="py-spy groupd (get, create)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    args.scenarios = args.scenarios.split(",")
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    info = machine_info("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+                        if "postgresql" in args.db else None)
+    info["server_cpus"] = sorted(SERVER_CPU)
+    info["load_cpu"] = LOAD_CPU
+    print_machine(info)
+    print("command:", " ".join(sys.argv))
+    profile_dir = Path("/tmp") / f"groupd-profile-{os.getpid()}" if args.profile else None
+    if profile_dir:
+        profile_dir.mkdir(exist_ok=True)
+    runs: list[Run] = []
+    for kind in args.db.split(","):
+        runs.extend(measure_database(kind, args, profile_dir))
+    print("\nbest run of each (req/s; latency in ms; ratio = groupd / floor)")
+    print(f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>7}{'p99':>7}{'groupd':>9}{'p50':>7}"
+          f"{'p99':>7}{'ratio':>8}  target")
+    summary = []
+    for kind in args.db.split(","):
+        for scenario in args.scenarios:
+            floor = best(runs, kind, "floor", scenario)
+            ours = best(runs, kind, "groupd", scenario)
+            ratio = ours.rps / floor.rps
+            target = TARGETS.get(scenario)
+            mark = "" if target is None else (
+                f">= {target:.0%} {'PASS' if ratio >= target else 'MISS'}")
+            print(f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>7.2f}"
+                  f"{floor.p99_ms:>7.2f}{ours.rps:>9.0f}{ours.p50_ms:>7.2f}{ours.p99_ms:>7.2f}"
+                  f"{ratio:>7.0%}  {mark}")
+            summary.append({"database": kind, "scenario": scenario, "floor": asdict(floor),
+                            "groupd": asdict(ours), "ratio": ratio})
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "command": sys.argv,
+                                         "summary": summary,
+                                         "runs": [asdict(r) for r in runs]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

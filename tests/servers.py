@@ -1,0 +1,168 @@
+"""Real ``groupd serve`` processes for fault and load tests.
+
+A ``ServerProcess`` starts the installed ``groupd`` command on a free loopback port with
+the environment a test gives it, waits until ``/readyz`` answers, and can be killed with
+SIGKILL and started again on the same database. Every process started here is killed
+when its context ends, and at interpreter exit whatever a failing test left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+GROUPD = Path(sys.executable).with_name("groupd")
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+def _kill_leftovers() -> None:
+    for process in list(_RUNNING):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
+    _RUNNING.clear()
+
+
+atexit.register(_kill_leftovers)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_env(database_url: str, **settings: str | int | float | bool) -> dict[str, str]:
+    """The parent's environment without its GROUPD_ settings, plus these settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GROUPD_") or k.startswith("GROUPD_TEST_")}
+    env["GROUPD_DATABASE_URL"] = database_url
+    env["GROUPD_RATE_LIMIT_ENABLED"] = "false"
+    env["GROUPD_LOG_LEVEL"] = "warning"
+    for name, value in settings.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"GROUPD_{name.upper()}"] = text
+    return env
+
+
+class ServerProcess:
+    """One ``groupd serve`` process at a time; ``start`` after ``kill`` is a restart."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.starts = 0
+        self.kills = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the server is not running"
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.process is None, "the server is already running"
+        for _attempt in range(3):  # a free port can be taken between probe and bind
+            self.port = free_port()
+            with self.log_path.open("ab") as log:
+                log.write(f"--- start {self.starts + 1} on port {self.port}\n".encode())
+                process = subprocess.Popen(
+                    [str(GROUPD), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                    env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            _RUNNING.add(process)
+            self.process = process
+            if self._wait_ready(timeout):
+                self.starts += 1
+                return
+            self._reap(signal.SIGKILL)
+        raise RuntimeError(f"groupd did not become ready; log:\n{self.log_tail()}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    return False
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return True
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, transactions in flight are cut."""
+        self._reap(signal.SIGKILL)
+        self.kills += 1
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and a graceful shutdown; SIGKILL if it takes longer than ``timeout``."""
+        self._reap(signal.SIGTERM, timeout)
+
+    def _reap(self, sig: signal.Signals, timeout: float = 10.0) -> None:
+        process = self.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        _RUNNING.discard(process)
+        self.process = None
+
+    def log_problems(self, limit: int = 12) -> str:
+        """The distinct warnings and errors the server logged, one short line each."""
+        seen: dict[str, None] = {}
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or entry.get("level") not in ("warning", "error"):
+                continue
+            error = str(entry.get("exception") or "").strip().splitlines()[-1:] or [""]
+            message = str(entry.get("message", "")).splitlines()[0][:300]
+            seen.setdefault(f"{entry['level']}: {message} {error[0][:200]}", None)
+        shown = list(seen)[:limit]
+        more = f"\n... and {len(seen) - limit} more" if len(seen) > limit else ""
+        return "\n".join(shown) + more
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._reap(signal.SIGKILL)
