@@ -353,8 +353,8 @@ def main() -> None:
     for kind in args.db.split(","):
         runs.extend(measure_database(kind, args, profile_dir))
     print("\nbest run of each (req/s; latency in ms; ratio = groupd / floor)")
-    print(f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>7}{'p99':>7}{'groupd':>9}{'p50':>7}"
-          f"{'p99':>7}{'ratio':>8}  target")
+    print(f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>8}{'p99':>9}{'groupd':>9}{'p50':>8}"
+          f"{'p99':>9}{'ratio':>8}  target")
     summary = []
     for kind in args.db.split(","):
         for scenario in args.scenarios:
@@ -364,9 +364,9 @@ def main() -> None:
             target = TARGETS.get(scenario)
             mark = "" if target is None else (
                 f">= {target:.0%} {'PASS' if ratio >= target else 'MISS'}")
-            print(f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>7.2f}"
-                  f"{floor.p99_ms:>7.2f}{ours.rps:>9.0f}{ours.p50_ms:>7.2f}{ours.p99_ms:>7.2f}"
-                  f"{ratio:>7.0%}  {mark}")
+            print(f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>8.2f}"
+                  f"{floor.p99_ms:>9.2f}{ours.rps:>9.0f}{ours.p50_ms:>8.2f}{ours.p99_ms:>9.2f}"
+                  f"{ratio:>8.0%}  {mark}")
             summary.append({"database": kind, "scenario": scenario, "floor": asdict(floor),
                             "groupd": asdict(ours), "ratio": ratio})
     if args.json:

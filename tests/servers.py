@@ -45,8 +45,11 @@ def free_port() -> int:
 
 def server_env(database_url: str, **settings: str | int | float | bool) -> dict[str, str]:
     """The parent's environment without its GROUPD_ settings, plus these settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GROUPD_") or k.startswith("GROUPD_TEST_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GROUPD_") or k.startswith("GROUPD_TEST_")
+    }
     env["GROUPD_DATABASE_URL"] = database_url
     env["GROUPD_RATE_LIMIT_ENABLED"] = "false"
     env["GROUPD_LOG_LEVEL"] = "warning"
@@ -84,7 +87,9 @@ class ServerProcess:
                 log.write(f"--- start {self.starts + 1} on port {self.port}\n".encode())
                 process = subprocess.Popen(
                     [str(GROUPD), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                    env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                 )
             _RUNNING.add(process)
@@ -163,6 +168,10 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._reap(signal.SIGKILL)

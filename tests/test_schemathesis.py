@@ -52,7 +52,7 @@ from helpers import build_tree, create, devices, licence, user
 from invariants import assert_invariants
 
 SEED = int(os.environ.get("GROUPD_FUZZ_SEED", "20240611"))
-POSITIVE_EXAMPLES = int(os.environ.get("GROUPD_FUZZ_EXAMPLES", "10"))
+POSITIVE_EXAMPLES = int(os.environ.get("GROUPD_FUZZ_EXAMPLES", "8"))
 NEGATIVE_EXAMPLES = max(POSITIVE_EXAMPLES // 2, 1)
 STATEFUL_SCENARIOS = 2 * POSITIVE_EXAMPLES
 STATEFUL_STEPS = 8
@@ -93,10 +93,18 @@ class Directory:
             # The collection the id follows names it: /licenses/{id}, /groups/{id}, ...
             before = path.split("{" + name + "}")[0].rstrip("/").rsplit("/", 1)[-1].lower()
             lowered = before + "id"
-        for word, kind in (("activation", "activation"), ("licen", "licence"),
-                           ("operation", "operation"), ("member", "user"),
-                           ("object", "object"), ("device", "object"), ("user", "user"),
-                           ("parent", "group"), ("home", "static"), ("group", "group")):
+        for word, kind in (
+            ("activation", "activation"),
+            ("licen", "licence"),
+            ("operation", "operation"),
+            ("member", "user"),
+            ("object", "object"),
+            ("device", "object"),
+            ("user", "user"),
+            ("parent", "group"),
+            ("home", "static"),
+            ("group", "group"),
+        ):
             if word in lowered:
                 return self.pools.get(kind, [])
         return [i for ids in self.pools.values() for i in ids]
@@ -117,13 +125,17 @@ def seed_directory(client: TestClient, tenant: TenantFixture) -> Directory:
     team = create(client, h, "/api/v1/groups", {"name": "Fuzz team", "kind": "user"})
     found.add("group", team["id"], tenant.admin_group_id)
     for person in people:
-        assert client.put(f"/api/v1/groups/{team['id']}/members/{person['id']}",
-                          headers=h).status_code == 201
-    activations = client.get(f"/api/v1/licenses/{seats['id']}/activations",
-                             headers=h).json()["items"]
+        assert (
+            client.put(f"/api/v1/groups/{team['id']}/members/{person['id']}", headers=h).status_code
+            == 201
+        )
+    activations = client.get(f"/api/v1/licenses/{seats['id']}/activations", headers=h).json()[
+        "items"
+    ]
     found.add("activation", *[a["id"] for a in activations])
-    doomed = create(client, h, "/api/v1/groups", {"name": "Fuzz doomed",
-                                                  "parentId": tenant.root_id})
+    doomed = create(
+        client, h, "/api/v1/groups", {"name": "Fuzz doomed", "parentId": tenant.root_id}
+    )
     gone = client.delete(f"/api/v1/groups/{doomed['id']}", params={"wait": "2"}, headers=h)
     assert gone.status_code == 200, gone.text
     found.add("operation", gone.json()["id"])
@@ -133,8 +145,9 @@ def seed_directory(client: TestClient, tenant: TenantFixture) -> Directory:
 def mint(db: Database, username: str, kind: str = "api") -> str:
     with transaction(db) as uow:
         account = accounts.get_account(uow, username=username)
-        credential = accounts.issue_credential(uow, account=account, kind=kind,
-                                               ttl_seconds=3600, now=system_clock())
+        credential = accounts.issue_credential(
+            uow, account=account, kind=kind, ttl_seconds=3600, now=system_clock()
+        )
     return credential.secret
 
 
@@ -199,8 +212,9 @@ class Credentials:
         yield {"sessionId": self.session}
 
 
-def call_with_credentials(case: schemathesis.Case, credentials: Credentials, tally: Tally,
-                          label: str, checks: list[Any]) -> Any:
+def call_with_credentials(
+    case: schemathesis.Case, credentials: Credentials, tally: Tally, label: str, checks: list[Any]
+) -> Any:
     """Send the case with each credential in turn until one is not refused with 401.
 
     Every answer is checked; the last one is returned.
@@ -223,9 +237,9 @@ def settle(db: Database, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.engine.connect() as connection:
-            open_ops = connection.execute(text(
-                "SELECT COUNT(*) FROM operations WHERE state IN ('accepted', 'running')"
-            )).scalar_one()
+            open_ops = connection.execute(
+                text("SELECT COUNT(*) FROM operations WHERE state IN ('accepted', 'running')")
+            ).scalar_one()
         if not open_ops:
             return
         time.sleep(0.05)
@@ -245,24 +259,50 @@ def fuzz_app(context: AppContext) -> Iterator[Any]:
         context.worker.stop()
 
 
-def run_operations(schema: Any, found: Directory, credentials: Credentials, tally: Tally,
-                   checks: list[Any], prefix: str = "") -> None:
+def run_operations(
+    schema: Any,
+    found: Directory,
+    credentials: Credentials,
+    tally: Tally,
+    checks: list[Any],
+    prefix: str = "",
+) -> None:
     for result in schema.get_all_operations():
         operation = result.ok()
-        for mode, examples in ((GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
-                               (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)):
-            fuzz_operation(operation, mode, examples, found, credentials, tally, checks,
-                           prefix + operation.label)
+        for mode, examples in (
+            (GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
+            (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES),
+        ):
+            fuzz_operation(
+                operation,
+                mode,
+                examples,
+                found,
+                credentials,
+                tally,
+                checks,
+                prefix + operation.label,
+            )
 
 
-def fuzz_operation(operation: Any, mode: GenerationMode, examples: int, found: Directory,
-                   credentials: Credentials, tally: Tally, checks: list[Any],
-                   label: str) -> None:
+def fuzz_operation(
+    operation: Any,
+    mode: GenerationMode,
+    examples: int,
+    found: Directory,
+    credentials: Credentials,
+    tally: Tally,
+    checks: list[Any],
+    label: str,
+) -> None:
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     @hypothesis.seed(SEED)
     @hypothesis.settings(
-        max_examples=examples, deadline=None, database=None,
-        phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
     )
     def exercise(case: schemathesis.Case, data: st.DataObject) -> None:
         aim_at_directory(data, case, found)
@@ -280,18 +320,30 @@ def run_stateful(schema: Any, credentials: Credentials, tally: Tally) -> None:
 
     class Scenarios(machine):  # type: ignore[misc, valid-type]
         def call(self, case: schemathesis.Case, **kwargs: Any) -> Any:
-            return call_with_credentials(case, credentials, tally,
-                                         f"stateful {case.operation.label}", CHECKS)
+            return call_with_credentials(
+                case, credentials, tally, f"stateful {case.operation.label}", CHECKS
+            )
 
-        def validate_response(self, response: Any, case: schemathesis.Case,
-                              additional_checks: Any = None, **kwargs: Any) -> None:
+        def validate_response(
+            self,
+            response: Any,
+            case: schemathesis.Case,
+            additional_checks: Any = None,
+            **kwargs: Any,
+        ) -> None:
             pass  # done in ``call``, which saw every answer
 
-    Scenarios.run(settings=hypothesis.settings(
-        max_examples=STATEFUL_SCENARIOS, stateful_step_count=STATEFUL_STEPS, deadline=None,
-        database=None, derandomize=True, phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    ))
+    Scenarios.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
 
 
 def undocumented_schema(app: Any) -> Any:
@@ -322,8 +374,11 @@ def test_openapi_document_holds_for_every_operation(
     elapsed = time.monotonic() - started
 
     def count(kind: str) -> tuple[int, int]:
-        labels = [k for k in tally.cases if k.startswith(kind)] if kind else [
-            k for k in tally.cases if not k.startswith(("stateful ", "hidden "))]
+        labels = (
+            [k for k in tally.cases if k.startswith(kind)]
+            if kind
+            else [k for k in tally.cases if not k.startswith(("stateful ", "hidden "))]
+        )
         return len(labels), sum(tally.cases[k] for k in labels)
 
     documented, hidden_ops, stateful = count(""), count("hidden "), count("stateful ")
@@ -341,11 +396,16 @@ def test_openapi_document_holds_for_every_operation(
     assert_invariants(db)
 
 
-def test_delete_dry_run_answer_is_documented(fuzz_app: Any, acme: TenantFixture,
-                                             db: Database) -> None:
+def test_delete_dry_run_answer_is_documented(
+    fuzz_app: Any, acme: TenantFixture, db: Database
+) -> None:
     # Random cases rarely reach a real group with dryRun=true and a valid wait: pinned here.
-    group = create(TestClient(fuzz_app), acme.admin.headers, "/api/v1/groups",
-                   {"name": "Preview", "parentId": acme.root_id})
+    group = create(
+        TestClient(fuzz_app),
+        acme.admin.headers,
+        "/api/v1/groups",
+        {"name": "Preview", "parentId": acme.root_id},
+    )
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
     case = schema["/api/v1/groups/{id}"]["DELETE"].Case(
         path_parameters={"id": group["id"]}, query={"dryRun": "true"}

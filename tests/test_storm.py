@@ -93,9 +93,11 @@ class Tally:
             self.by_step[(step, response.status_code)] += 1
             if response.status_code >= 500 and len(self.failures) < 20:
                 request = response.request
-                self.failures.append(f"{request.method} {request.url.path}?"
-                                     f"{request.url.query.decode()} -> {response.status_code} "
-                                     f"{response.text[:400]}")
+                self.failures.append(
+                    f"{request.method} {request.url.path}?"
+                    f"{request.url.query.decode()} -> {response.status_code} "
+                    f"{response.text[:400]}"
+                )
 
     def transport_error(self, step: str, error: Exception) -> None:
         with self.lock:
@@ -112,8 +114,9 @@ class Tally:
 class Storm:
     """One client's steps. Each returns after one request."""
 
-    def __init__(self, index: int, client: httpx.Client, pool: Pool, tally: Tally,
-                 root: str, licence: str) -> None:
+    def __init__(
+        self, index: int, client: httpx.Client, pool: Pool, tally: Tally, root: str, licence: str
+    ) -> None:
         self.index = index
         self.licence = licence
         self.client = client
@@ -123,9 +126,15 @@ class Storm:
         self.rng = random.Random(SEED * 1000 + index)
         self.count = 0
         self.steps: list[tuple[Callable[[], None], int]] = [
-            (self.create_group, 14), (self.create_subtree, 6), (self.move_group, 14),
-            (self.rename_group, 4), (self.delete_group, 5), (self.import_objects, 14),
-            (self.move_object, 8), (self.add_activation, 4), (self.read, 28),
+            (self.create_group, 14),
+            (self.create_subtree, 6),
+            (self.move_group, 14),
+            (self.rename_group, 4),
+            (self.delete_group, 5),
+            (self.import_objects, 14),
+            (self.move_object, 8),
+            (self.add_activation, 4),
+            (self.read, 28),
         ]
 
     def step(self) -> None:
@@ -161,8 +170,9 @@ class Storm:
     # writes ----------------------------------------------------------------------------
     def create_group(self) -> None:
         parent = self.parent()
-        answer = self.send("create", "POST", "/api/v1/groups",
-                           json={"name": self.name("g"), "parentId": parent})
+        answer = self.send(
+            "create", "POST", "/api/v1/groups", json={"name": self.name("g"), "parentId": parent}
+        )
         if answer is not None and answer.status_code == 201:
             self.pool.add("groups", answer.json()["id"])
         self._gone(answer, "groups", parent)
@@ -171,31 +181,40 @@ class Storm:
         parent = self.parent()
         top = str(uuid.uuid4())
         items = [{"id": top, "name": self.name("s"), "parentId": parent}]
-        items += [{"id": str(uuid.uuid4()), "name": self.name("s"), "parentId": top}
-                  for _ in range(self.rng.randint(1, 4))]
-        answer = self.send("batchCreate", "POST", "/api/v1/groups:batchCreate",
-                           json={"groups": items})
+        items += [
+            {"id": str(uuid.uuid4()), "name": self.name("s"), "parentId": top}
+            for _ in range(self.rng.randint(1, 4))
+        ]
+        answer = self.send(
+            "batchCreate", "POST", "/api/v1/groups:batchCreate", json={"groups": items}
+        )
         if answer is not None and answer.status_code == 201:
             self.pool.add("groups", *[item["id"] for item in items])
         self._gone(answer, "groups", parent)
 
     def move_group(self) -> None:
         moved, parent = self.group(), self.group()
-        answer = self.send("move", "POST", f"/api/v1/groups/{moved}/move",
-                           json={"parentId": parent})
+        answer = self.send(
+            "move", "POST", f"/api/v1/groups/{moved}/move", json={"parentId": parent}
+        )
         self._gone(answer, "groups", moved)
 
     def rename_group(self) -> None:
         group = self.group()
-        answer = self.send("rename", "PATCH", f"/api/v1/groups/{group}",
-                           json={"name": self.name("r")})
+        answer = self.send(
+            "rename", "PATCH", f"/api/v1/groups/{group}", json={"name": self.name("r")}
+        )
         self._gone(answer, "groups", group)
 
     def delete_group(self) -> None:
         group = self.group()
         release = self.rng.choice(("true", "false"))
-        answer = self.send("delete", "DELETE", f"/api/v1/groups/{group}",
-                           params={"wait": "0", "releaseConsumedUnits": release})
+        answer = self.send(
+            "delete",
+            "DELETE",
+            f"/api/v1/groups/{group}",
+            params={"wait": "0", "releaseConsumedUnits": release},
+        )
         if answer is not None and answer.status_code in (200, 202):
             self.pool.add("operations", answer.json()["id"])
             self.pool.drop("groups", group)
@@ -203,11 +222,18 @@ class Storm:
 
     def import_objects(self) -> None:
         home = self.group()
-        objects = [{"kind": "device", "name": self.name("d"), "homeGroupId": home,
-                    "activations": [{"product": "Seats", "units": self.rng.randint(1, 3)}]}
-                   for _ in range(self.rng.randint(5, 40))]
-        answer = self.send("import", "POST", "/api/v1/objects:batchImport",
-                           json={"objects": objects})
+        objects = [
+            {
+                "kind": "device",
+                "name": self.name("d"),
+                "homeGroupId": home,
+                "activations": [{"product": "Seats", "units": self.rng.randint(1, 3)}],
+            }
+            for _ in range(self.rng.randint(5, 40))
+        ]
+        answer = self.send(
+            "import", "POST", "/api/v1/objects:batchImport", json={"objects": objects}
+        )
         if answer is not None and answer.status_code == 201:
             self.pool.add("objects", *[item["id"] for item in answer.json()["items"]])
         self._gone(answer, "groups", home)
@@ -216,8 +242,9 @@ class Storm:
         item = self.pool.pick("objects", self.rng)
         if item is None:
             return self.import_objects()
-        answer = self.send("moveObject", "POST", f"/api/v1/objects/{item}/move",
-                           json={"groupId": self.group()})
+        answer = self.send(
+            "moveObject", "POST", f"/api/v1/objects/{item}/move", json={"groupId": self.group()}
+        )
         self._gone(answer, "objects", item)
         return None
 
@@ -225,8 +252,12 @@ class Storm:
         item = self.pool.pick("objects", self.rng)
         if item is None:
             return self.import_objects()
-        answer = self.send("activate", "POST", f"/api/v1/licenses/{self.licence}/activations",
-                           json={"objectId": item, "units": 1})
+        answer = self.send(
+            "activate",
+            "POST",
+            f"/api/v1/licenses/{self.licence}/activations",
+            json={"objectId": item, "units": 1},
+        )
         self._gone(answer, "objects", item)
         return None
 
@@ -237,11 +268,16 @@ class Storm:
         if choice == 0:
             answer = self.send("get", "GET", f"/api/v1/groups/{group}")
         elif choice == 1:
-            answer = self.send("children", "GET", "/api/v1/groups",
-                               params={"parentId": group, "limit": 50})
+            answer = self.send(
+                "children", "GET", "/api/v1/groups", params={"parentId": group, "limit": 50}
+            )
         elif choice == 2:
-            answer = self.send("subtreeObjects", "GET", f"/api/v1/groups/{group}/objects",
-                               params={"recursive": "true", "limit": 100})
+            answer = self.send(
+                "subtreeObjects",
+                "GET",
+                f"/api/v1/groups/{group}/objects",
+                params={"recursive": "true", "limit": 100},
+            )
         else:
             operation = self.pool.pick("operations", self.rng)
             if operation is None:
@@ -256,41 +292,49 @@ def settle(db: Database, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.engine.connect() as connection:
-            open_ops = connection.execute(text(
-                "SELECT COUNT(*) FROM operations WHERE state IN ('accepted', 'running')"
-            )).scalar_one()
+            open_ops = connection.execute(
+                text("SELECT COUNT(*) FROM operations WHERE state IN ('accepted', 'running')")
+            ).scalar_one()
         if not open_ops:
             return
         time.sleep(0.1)
-    raise AssertionError(f"operations still open {timeout} s after the storm; "
-                         f"tangled: {tangled_groups(db)}")
+    raise AssertionError(
+        f"operations still open {timeout} s after the storm; tangled: {tangled_groups(db)}"
+    )
 
 
 def tangled_groups(db: Database) -> list[tuple[object, ...]]:
     """Groups whose parent belongs to another delete, or to none while they are in one."""
     with db.engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(text("""
+        return [
+            tuple(row)
+            for row in connection.execute(
+                text("""
             SELECT c.id, c.state, c.operation_id, c.depth, p.id, p.state, p.operation_id,
                    p.depth, o.state
             FROM groups c JOIN groups p ON p.id = c.parent_id
             LEFT JOIN operations o ON o.id = p.operation_id
             WHERE p.state <> 'live'
               AND (c.operation_id IS NULL OR c.operation_id <> p.operation_id)
-        """))]
+        """)
+            )
+        ]
 
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(server_env(database_url, **SERVER_SETTINGS),
-                       tmp_path / "groupd.log") as process:
+    with ServerProcess(
+        server_env(database_url, **SERVER_SETTINGS), tmp_path / "groupd.log"
+    ) as process:
         process.start()
         yield process
 
 
 def seed_zones(client: httpx.Client, tenant: TenantFixture, pool: Pool) -> str:
     """Four zones of 13 groups, each with devices holding seats."""
-    seats = client.post("/api/v1/licenses", json={"product": "Seats", "unitKind": "seat",
-                                                  "totalUnits": 10_000_000})
+    seats = client.post(
+        "/api/v1/licenses", json={"product": "Seats", "unitKind": "seat", "totalUnits": 10_000_000}
+    )
     assert seats.status_code == 201, seats.text
     items: list[dict[str, Any]] = []
     for zone in range(4):
@@ -299,22 +343,32 @@ def seed_zones(client: httpx.Client, tenant: TenantFixture, pool: Pool) -> str:
         for i in range(3):
             mid = str(uuid.uuid4())
             items.append({"id": mid, "name": f"z{zone}-{i}", "parentId": top})
-            items += [{"id": str(uuid.uuid4()), "name": f"z{zone}-{i}-{j}", "parentId": mid}
-                      for j in range(3)]
+            items += [
+                {"id": str(uuid.uuid4()), "name": f"z{zone}-{i}-{j}", "parentId": mid}
+                for j in range(3)
+            ]
     answer = client.post("/api/v1/groups:batchCreate", json={"groups": items})
     assert answer.status_code == 201, answer.text
     pool.add("groups", *[item["id"] for item in items])
-    objects = [{"kind": "device", "name": f"seed-{n}", "homeGroupId": item["id"],
-                "activations": [{"product": "Seats", "units": 1}]}
-               for item in items for n in range(5)]
+    objects = [
+        {
+            "kind": "device",
+            "name": f"seed-{n}",
+            "homeGroupId": item["id"],
+            "activations": [{"product": "Seats", "units": 1}],
+        }
+        for item in items
+        for n in range(5)
+    ]
     answer = client.post("/api/v1/objects:batchImport", json={"objects": objects})
     assert answer.status_code == 201, answer.text
     pool.add("objects", *[item["id"] for item in answer.json()["items"]])
     return str(seats.json()["id"])
 
 
-def test_storm_of_eight_clients(server: ServerProcess, acme: TenantFixture, db: Database,
-                                request: pytest.FixtureRequest) -> None:
+def test_storm_of_eight_clients(
+    server: ServerProcess, acme: TenantFixture, db: Database, request: pytest.FixtureRequest
+) -> None:
     pool, tally = Pool(), Tally()
     headers = acme.editor.headers
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
@@ -426,11 +480,17 @@ def test_delete_marks_a_child_created_under_a_subtree_moved_in_meanwhile(
         mover = make(uow, "M", make(uow, "B", root))
     holder = Held(db, lambda uow: make(uow, "h", z)).begin()  # holds Z
     assert holder.done.wait(10) and holder.error is None
-    move = Held(db, lambda uow: groups.move_group(
-        uow, actor=actor, group_id=mover, new_parent_id=q, now=now)).begin()
+    move = Held(
+        db,
+        lambda uow: groups.move_group(uow, actor=actor, group_id=mover, new_parent_id=q, now=now),
+    ).begin()
     assert move.done.wait(10) and move.error is None
-    delete = Held(db, lambda uow: deletion.request_delete(
-        uow, actor=actor, group_id=a, release_units=False, now=now))
+    delete = Held(
+        db,
+        lambda uow: deletion.request_delete(
+            uow, actor=actor, group_id=a, release_units=False, now=now
+        ),
+    )
     delete.release.set()  # commits as soon as phase 1 returns
     delete.begin()
     late = Held(db, lambda uow: make(uow, "late", mover)).begin()
