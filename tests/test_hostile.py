@@ -861,8 +861,7 @@ def _appviewx() -> list[Case]:
 
 
 def _known_bugs() -> list[Case]:
-    """5xx answers found by this catalogue in code outside its owner's files, reported to
-    the lead. Strict xfails: once fixed they pass, and the marker must go."""
+    """5xx answers this catalogue once found (now fixed): kept as regression cases."""
     return [
         Case(
             "native",
@@ -871,8 +870,6 @@ def _known_bugs() -> list[Case]:
             f"/api/v1/groups?cursor={HUGE_CURSOR}",
             400,
             ("cursor",),
-            bug="services.common.decode_cursor has no upper bound: PostgreSQL 'bigint out "
-            "of range', SQLite OverflowError, on every cursor-paged list",
         ),
         Case(
             "native",
@@ -887,8 +884,6 @@ def _known_bugs() -> list[Case]:
                 "homeGroupId": "$static",
                 "attributes": {"k": 10**30},
             },
-            bug="an attribute integer beyond 64 bits is accepted, then fails to render "
-            "(orjson: Integer exceeds 64-bit range)",
         ),
         Case(
             "native",
@@ -898,8 +893,6 @@ def _known_bugs() -> list[Case]:
             400,
             ("label",),
             json={"label": "l" * 300},
-            bug="no length check on an API token's label: PostgreSQL's varchar(200) "
-            "refuses it (500), SQLite stores it",
         ),
         Case(
             "eset",
@@ -908,7 +901,6 @@ def _known_bugs() -> list[Case]:
             f"/v1/device_groups?pageToken={HUGE_CURSOR}",
             400,
             ("pageToken",),
-            bug="services.common.decode_cursor has no upper bound (as native)",
         ),
         Case(
             "appviewx",
@@ -918,7 +910,6 @@ def _known_bugs() -> list[Case]:
             400,
             ("startIndex",),
             json={"payload": {"startIndex": 10**30}},
-            bug="startIndex has no upper bound: the offset overflows bigint (500)",
         ),
     ]
 

@@ -386,17 +386,6 @@ def test_a_failed_basic_login_on_a_read_route_survives_a_concurrent_write(
     """A wrong Basic password on a GET counts the failure, which writes the account row
     from a transaction that began reading. Another process committing meanwhile (here,
     while the password is being checked) must not turn the 401 into a 500."""
-    if world.db.is_sqlite:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "bug: on SQLite the read transaction cannot become a write one after another "
-                    "connection committed (SQLITE_BUSY_SNAPSHOT, 'database is locked' at once): "
-                    "api/auth.password_login should count failures in its own write unit of work"
-                ),
-            )
-        )
     verify = accounts_service._verify
 
     def verify_while_another_process_writes(password_hash: str, password: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from groupd.api.http import ApiRequest, parse_basic
 from groupd.errors import AuthenticationFailed
 from groupd.services import accounts
+from groupd.store.db import UnitOfWork
 
 TOKEN_KINDS = ("access", "api")
 
@@ -15,17 +16,28 @@ def password_login(req: ApiRequest, username: str, password: str) -> accounts.Ac
     settings = req.ctx.settings
     if not username or not password:
         raise AuthenticationFailed("a username and a password are required")
-    outcome = accounts.check_password(
-        req.uow,
-        username=username,
-        password=password,
-        now=req.now,
-        max_failures=settings.login_max_failures,
-        lockout_seconds=settings.login_lockout_seconds,
-    )
+    def check(uow: UnitOfWork) -> accounts.LoginOutcome:
+        return accounts.check_password(
+            uow,
+            username=username,
+            password=password,
+            now=req.now,
+            max_failures=settings.login_max_failures,
+            lockout_seconds=settings.login_lockout_seconds,
+        )
+
+    if req.uow.write:
+        outcome = check(req.uow)
+        if outcome.error is not None:
+            # The refusal must not roll back what it counted: keep the failure count.
+            req.uow.commit()
+    else:
+        # A read transaction cannot always become a write one (SQLite refuses once another
+        # connection has committed since it began): count in a transaction of its own.
+        with req.ctx.db.unit_of_work() as own:
+            outcome = check(own)
+            own.commit()
     if outcome.error is not None:
-        # The refusal must not roll back what it counted: keep the failure and lock-out.
-        req.uow.commit()
         raise outcome.error
     assert outcome.account is not None
     return outcome.account

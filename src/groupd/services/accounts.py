@@ -25,6 +25,7 @@ from groupd.values import clean_name
 
 _hasher = PasswordHasher()
 SLIDE_GRANULARITY = 30.0  # seconds
+LABEL_MAX = 200
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 TOKEN_PREFIX = {"access": "gda", "refresh": "gdr", "api": "gdk", "session": "gds", "service": "gdt"}
@@ -268,6 +269,10 @@ def issue_credential(
     label: str | None = None,
 ) -> IssuedToken:
     """A new random secret of ``kind`` for the account; only its hash is stored."""
+    if label is not None:
+        label = clean_name(label, field="label")
+        if len(label) > LABEL_MAX:
+            raise InvalidInput(f"label is longer than {LABEL_MAX} characters", field="label")
     secret = f"{TOKEN_PREFIX[kind]}_{secrets.token_urlsafe(32)}"
     expires_at = now + timedelta(seconds=ttl_seconds)
     uow.session.add(
@@ -296,7 +301,11 @@ def open_session(
     """A login session: it ends after ``idle_timeout_seconds`` without use (each use
     moves that deadline), and in any case ``SESSION_MAX_AGE_SECONDS`` after the login."""
     return issue_credential(
-        uow, account=account, kind="session", ttl_seconds=SESSION_MAX_AGE_SECONDS, now=now,
+        uow,
+        account=account,
+        kind="session",
+        ttl_seconds=SESSION_MAX_AGE_SECONDS,
+        now=now,
         idle_timeout_seconds=idle_timeout_seconds,
     )
 
@@ -332,7 +341,10 @@ def refresh_tokens(
         raise AuthenticationFailed("the account is disabled")
     credential.revoked_at = now
     return issue_token_pair(
-        uow, account=_account_view(account), now=now, access_ttl=access_ttl,
+        uow,
+        account=_account_view(account),
+        now=now,
+        access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,
     )
 
@@ -365,8 +377,20 @@ def resolve_token(
     ).one_or_none()
     if row is None:
         raise AuthenticationFailed("the token is not valid")
-    (credential_id, kind, revoked_at, expires_at, idle_timeout, last_used_at,
-     account_id, account_uuid, tenant_id, username, role, active) = row
+    (
+        credential_id,
+        kind,
+        revoked_at,
+        expires_at,
+        idle_timeout,
+        last_used_at,
+        account_id,
+        account_uuid,
+        tenant_id,
+        username,
+        role,
+        active,
+    ) = row
     if kind not in kinds:
         raise AuthenticationFailed("this kind of token is not accepted here")
     if revoked_at is not None:

@@ -15,6 +15,7 @@ from groupd.errors import InvalidInput, NotFound, PermissionDenied
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 MAX_PAGE = 1000
+MAX_KEY = 2**63 - 1  # keys are 64-bit on every database
 
 
 def utcnow() -> datetime:
@@ -71,7 +72,7 @@ def decode_cursor(cursor: str | None, *, field: str = "cursor") -> int:
         if not raw.startswith("k"):
             raise ValueError(raw)
         value = int(raw[1:])
-        if value < 0:
+        if not 0 <= value <= MAX_KEY:
             raise ValueError(raw)
         return value
     except (ValueError, binascii.Error, UnicodeDecodeError):

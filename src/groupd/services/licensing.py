@@ -5,11 +5,11 @@ and the database CHECK keeps ``0 <= used <= total``."""
 from __future__ import annotations
 
 import uuid
-from uuid import UUID
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -71,7 +71,12 @@ def _licence_view(licence: Licence) -> LicenceView:
 
 
 def create_licence(
-    uow: UnitOfWork, *, actor: Actor, product: str, unit_kind: str, total_units: int,
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    product: str,
+    unit_kind: str,
+    total_units: int,
     now: datetime,
 ) -> LicenceView:
     """A new unit pool; ``product`` is unique in the tenant (vendor APIs name pools)."""
@@ -129,12 +134,16 @@ def list_licences(
     uow: UnitOfWork, *, actor: Actor, limit: int = 50, cursor: str | None = None
 ) -> Page:
     check_limit(limit)
-    rows = uow.session.execute(
-        select(Licence)
-        .where(Licence.tenant_id == actor.tenant_id, Licence.id > decode_cursor(cursor))
-        .order_by(Licence.id)
-        .limit(limit + 1)
-    ).scalars().all()
+    rows = (
+        uow.session.execute(
+            select(Licence)
+            .where(Licence.tenant_id == actor.tenant_id, Licence.id > decode_cursor(cursor))
+            .order_by(Licence.id)
+            .limit(limit + 1)
+        )
+        .scalars()
+        .all()
+    )
     items = [_licence_view(row) for row in rows[:limit]]
     return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
 
@@ -163,12 +172,16 @@ def activate_many(
         conditions.append(Licence.product.in_(by_product))
     from sqlalchemy import or_
 
-    licences = session.execute(
-        select(Licence)
-        .where(Licence.tenant_id == actor.tenant_id, or_(*conditions))
-        .order_by(Licence.id)
-        .with_for_update()
-    ).scalars().all()
+    licences = (
+        session.execute(
+            select(Licence)
+            .where(Licence.tenant_id == actor.tenant_id, or_(*conditions))
+            .order_by(Licence.id)
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
     uuid_map = {licence.uuid: licence for licence in licences}
     product_map = {licence.product: licence for licence in licences}
     demand: dict[int, int] = defaultdict(int)
@@ -207,8 +220,9 @@ def activate_many(
             }
         )
         views.append(
-            ActivationView(0, activation_uuid, licence.uuid, object_uuid, object_name,
-                           spec.units, False, now)
+            ActivationView(
+                0, activation_uuid, licence.uuid, object_uuid, object_name, spec.units, False, now
+            )
         )
     for licence in licences:
         needed = demand.get(licence.id, 0)
@@ -228,8 +242,9 @@ def activate_many(
                     .values(used_units=Licence.used_units + needed)
                 )
     except IntegrityError:
-        raise Conflict("the object is already activated on that licence",
-                       code="already_activated") from None
+        raise Conflict(
+            "the object is already activated on that licence", code="already_activated"
+        ) from None
     return views
 
 
@@ -244,11 +259,14 @@ def activate(
     (view,) = activate_many(
         uow,
         actor=actor,
-        wanted=[(obj.id, obj.uuid, obj.name, ActivationSpec(units=units, licence_uuid=licence.uuid))],
+        wanted=[
+            (obj.id, obj.uuid, obj.name, ActivationSpec(units=units, licence_uuid=licence.uuid))
+        ],
         now=now,
     )
-    return get_activation(uow, actor=actor, licence_id=str(licence.uuid),
-                          activation_id=str(view.uuid))
+    return get_activation(
+        uow, actor=actor, licence_id=str(licence.uuid), activation_id=str(view.uuid)
+    )
 
 
 def _activation_query(tenant_id: int) -> Any:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from uuid import UUID
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -180,9 +180,7 @@ def _clean_object(spec: ObjectSpec) -> ObjectSpec:
         spec.login_name = clean_name(spec.login_name, field="loginName")
         spec.status = spec.status or "active"
         if spec.status not in USER_STATUSES:
-            raise InvalidInput(
-                f"status must be one of {', '.join(USER_STATUSES)}", field="status"
-            )
+            raise InvalidInput(f"status must be one of {', '.join(USER_STATUSES)}", field="status")
     else:
         if spec.login_name is not None or spec.status is not None:
             raise InvalidInput("only users have a loginName and a status", field="loginName")
@@ -192,6 +190,10 @@ def _clean_object(spec: ObjectSpec) -> ObjectSpec:
         )
     for name, value in spec.attributes.items():
         clean_name(name, field="attributes key")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise InvalidInput(
+                f"attributes: '{name}' is outside the 64-bit integer range", field="attributes"
+            )
         if isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX:
             raise InvalidInput(
                 f"attribute '{name}' is longer than {ATTRIBUTE_VALUE_MAX} characters",
@@ -203,15 +205,18 @@ def _clean_object(spec: ObjectSpec) -> ObjectSpec:
     return spec
 
 
-def create_object(
-    uow: UnitOfWork, *, actor: Actor, spec: ObjectSpec, now: datetime
-) -> ObjectView:
+def create_object(uow: UnitOfWork, *, actor: Actor, spec: ObjectSpec, now: datetime) -> ObjectView:
     """Create one device or user in a live static group."""
     return import_objects(uow, actor=actor, specs=[spec], now=now)[0]
 
 
 def import_objects(
-    uow: UnitOfWork, *, actor: Actor, specs: list[ObjectSpec], now: datetime, max_batch: int = BATCH_MAX
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    specs: list[ObjectSpec],
+    now: datetime,
+    max_batch: int = BATCH_MAX,
 ) -> list[ObjectView]:
     """Create up to ``max_batch`` objects, with their activations, in bulk statements.
 
@@ -273,7 +278,9 @@ def import_objects(
     except IntegrityError as error:
         message = str(error.orig).lower()
         if "login" in message:
-            raise Conflict("a user with that loginName already exists", code="login_taken") from None
+            raise Conflict(
+                "a user with that loginName already exists", code="login_taken"
+            ) from None
         raise Conflict("an object with that uuid already exists", code="uuid_taken") from None
     wanted = [
         (object_id, object_uuid, spec.name, activation)
@@ -342,8 +349,9 @@ def update_object(
             raise InvalidInput(f"status must be one of {', '.join(USER_STATUSES)}", field="status")
         changes["status"] = status
     if attributes is not _UNSET:
-        spec = ObjectSpec(kind="device", name="x", home_group_uuid=uuid.uuid4(),
-                          attributes=attributes or {})
+        spec = ObjectSpec(
+            kind="device", name="x", home_group_uuid=uuid.uuid4(), attributes=attributes or {}
+        )
         changes["attributes"] = _clean_object(spec).attributes
     if changes:
         changes["version"] = obj.version + 1
@@ -358,7 +366,11 @@ UNSET = _UNSET
 
 
 def move_object(
-    uow: UnitOfWork, *, actor: Actor, object_id: str | UUID, group_id: str | UUID,
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    object_id: str | UUID,
+    group_id: str | UUID,
     now: datetime,
 ) -> ObjectView:
     """Re-home an object in another live static group of the tenant."""

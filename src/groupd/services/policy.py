@@ -106,8 +106,13 @@ def list_agent_groups(
     cursor: str | None = None
     while True:
         page = groups.list_groups(
-            uow, actor=actor, kind=POLICY, agent_id=agent_id, value_types=value_types,
-            limit=MAX_PAGE, cursor=cursor,
+            uow,
+            actor=actor,
+            kind=POLICY,
+            agent_id=agent_id,
+            value_types=value_types,
+            limit=MAX_PAGE,
+            cursor=cursor,
         )
         items.extend(page.items)
         if page.next_cursor is None:
@@ -135,14 +140,24 @@ def create_policy_group(
         uow,
         actor=actor,
         spec=groups.GroupSpec(
-            name=name, kind=POLICY, value_type=value_type, values=values,
-            agent_id=agent_id, description=description,
+            name=name,
+            kind=POLICY,
+            value_type=value_type,
+            values=values,
+            agent_id=agent_id,
+            description=description,
         ),
         now=now,
     )
     audit.record_event(
-        uow, actor=actor, action="group.create", target_type="group", target_uuid=view.uuid,
-        target_name=view.name, outcome="succeeded", now=now,
+        uow,
+        actor=actor,
+        action="group.create",
+        target_type="group",
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=now,
     )
     return view
 
@@ -173,8 +188,14 @@ def update_policy_group(
         changes.description = description
     view = groups.update_group(uow, actor=actor, group_id=group.uuid, changes=changes, now=now)
     audit.record_event(
-        uow, actor=actor, action="group.update", target_type="group", target_uuid=view.uuid,
-        target_name=view.name, outcome="succeeded", now=now,
+        uow,
+        actor=actor,
+        action="group.update",
+        target_type="group",
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=now,
     )
     return view
 

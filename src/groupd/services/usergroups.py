@@ -22,6 +22,7 @@ from groupd.services.common import MAX_PAGE, Actor
 from groupd.store.db import UnitOfWork
 from groupd.store.models import Group, Membership
 
+MAX_OFFSET = 1_000_000_000
 SORT_COLUMNS = ("name", "description", "createdAt")
 NAMES_MAX = 1000
 
@@ -87,8 +88,14 @@ def create_user_group(
         now=now,
     )
     audit.record_event(
-        uow, actor=actor, action="group.create", target_type="group", target_uuid=view.uuid,
-        target_name=view.name, outcome="succeeded", now=now,
+        uow,
+        actor=actor,
+        action="group.create",
+        target_type="group",
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=now,
     )
     return view
 
@@ -113,8 +120,8 @@ def search_user_groups(
         raise InvalidInput(
             f"sort column must be one of {', '.join(SORT_COLUMNS)}", field="sortColumn"
         )
-    if offset < 0:
-        raise InvalidInput("the start of a page cannot be negative", field="offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"the start of a page is between 0 and {MAX_OFFSET}", field="offset")
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"a page holds 1 to {MAX_PAGE} records", field="limit")
     conditions: list[Any] = [
@@ -131,11 +138,11 @@ def search_user_groups(
             )
         )
     total = int(
-        uow.session.execute(select(func.count()).select_from(Group).where(*conditions))
-        .scalar_one()
+        uow.session.execute(select(func.count()).select_from(Group).where(*conditions)).scalar_one()
     )
-    column = {"name": Group.name, "description": Group.description,
-              "createdAt": Group.created_at}[sort_by]
+    column = {"name": Group.name, "description": Group.description, "createdAt": Group.created_at}[
+        sort_by
+    ]
     # The id breaks ties, so equal descriptions still page without repeats or gaps.
     order = (column.desc(), Group.id.desc()) if descending else (column.asc(), Group.id.asc())
     rows = uow.session.execute(
@@ -145,8 +152,9 @@ def search_user_groups(
         .offset(offset)
         .limit(limit)
     ).all()
-    items = [UserGroupSummary(r.uuid, r.name, r.description, r.protected, r.created_at)
-             for r in rows]
+    items = [
+        UserGroupSummary(r.uuid, r.name, r.description, r.protected, r.created_at) for r in rows
+    ]
     return UserGroupPage(items, total, offset)
 
 
@@ -156,7 +164,8 @@ def _clean_names(names: Sequence[str], *, field: str) -> list[str]:
     for name in names:
         if not name.strip():
             raise InvalidInput(
-                f"{field} holds an empty user group name", code="usergroup_name_missing",
+                f"{field} holds an empty user group name",
+                code="usergroup_name_missing",
                 field=field,
             )
     return list(dict.fromkeys(names))
@@ -181,8 +190,7 @@ def update_user_memberships(
     """
     actor.require("editor")
     if login_name is None or not login_name.strip():
-        raise InvalidInput("a login name is required", code="login_name_missing",
-                           field="loginName")
+        raise InvalidInput("a login name is required", code="login_name_missing", field="loginName")
     to_assign = _clean_names(assign, field="assign")
     to_unassign = _clean_names(unassign, field="unassign")
     both = sorted(set(to_assign) & set(to_unassign))
@@ -190,13 +198,15 @@ def update_user_memberships(
         raise InvalidInput(
             "a user group cannot be assigned and unassigned in one call: "
             + ", ".join(f"'{n}'" for n in both),
-            code="conflicting_assignment", names=both,
+            code="conflicting_assignment",
+            names=both,
         )
     try:
         user = objects.get_user_by_login(uow, actor=actor, login_name=login_name)
     except NotFound:
-        raise NotFound(f"no user with login name '{login_name}'", code="user_not_found",
-                       loginName=login_name) from None
+        raise NotFound(
+            f"no user with login name '{login_name}'", code="user_not_found", loginName=login_name
+        ) from None
     wanted = [*to_assign, *to_unassign]
     found: dict[str, tuple[int, uuid.UUID]] = {}
     if wanted:
@@ -217,16 +227,21 @@ def update_user_memberships(
     if missing:
         raise NotFound(
             "no user group named " + ", ".join(f"'{n}'" for n in missing),
-            code="usergroup_not_found", names=missing,
+            code="usergroup_not_found",
+            names=missing,
         )
-    current = set(
-        uow.session.execute(
-            select(Membership.group_id).where(
-                Membership.object_id == user.id,
-                Membership.group_id.in_([key for key, _ in found.values()]),
-            )
-        ).scalars()
-    ) if found else set()
+    current = (
+        set(
+            uow.session.execute(
+                select(Membership.group_id).where(
+                    Membership.object_id == user.id,
+                    Membership.group_id.in_([key for key, _ in found.values()]),
+                )
+            ).scalars()
+        )
+        if found
+        else set()
+    )
     assigned: list[str] = []
     unassigned: list[str] = []
     for name in to_assign:
@@ -241,18 +256,29 @@ def update_user_memberships(
         if key in current:
             memberships.remove_member(uow, actor=actor, group_id=group_uuid, object_id=user.uuid)
             unassigned.append(name)
-            _record_membership(uow, actor, "membership.remove", group_uuid, name, login_name,
-                               now)
+            _record_membership(uow, actor, "membership.remove", group_uuid, name, login_name, now)
     return MembershipChange(user.uuid, login_name, assigned, unassigned)
 
 
 def _record_membership(
-    uow: UnitOfWork, actor: Actor, action: str, group_uuid: uuid.UUID, group_name: str,
-    login_name: str, now: datetime,
+    uow: UnitOfWork,
+    actor: Actor,
+    action: str,
+    group_uuid: uuid.UUID,
+    group_name: str,
+    login_name: str,
+    now: datetime,
 ) -> None:
     audit.record_event(
-        uow, actor=actor, action=action, target_type="group", target_uuid=group_uuid,
-        target_name=group_name, outcome="succeeded", detail=f"member '{login_name}'", now=now,
+        uow,
+        actor=actor,
+        action=action,
+        target_type="group",
+        target_uuid=group_uuid,
+        target_name=group_name,
+        outcome="succeeded",
+        detail=f"member '{login_name}'",
+        now=now,
     )
 
 
@@ -274,6 +300,7 @@ def request_user_group_delete(
     except NotFound:
         # Deleted by someone else between the lookup and the lock: the same answer.
         raise NotFound(
-            f"no user group named '{view.name}'", code="usergroup_not_found",
+            f"no user group named '{view.name}'",
+            code="usergroup_not_found",
             names=[view.name],
         ) from None

@@ -50,8 +50,12 @@ def _password_check(req: ApiRequest, username: str, password: str) -> accounts.L
     (committed) even though the request then fails."""
     settings = req.ctx.settings
     outcome = accounts.check_password(
-        req.uow, username=username, password=password, now=req.now,
-        max_failures=settings.login_max_failures, lockout_seconds=settings.login_lockout_seconds,
+        req.uow,
+        username=username,
+        password=password,
+        now=req.now,
+        max_failures=settings.login_max_failures,
+        lockout_seconds=settings.login_lockout_seconds,
     )
     if outcome.error is not None:
         req.uow.commit()
@@ -63,8 +67,14 @@ def _password_check(req: ApiRequest, username: str, password: str) -> accounts.L
 def _record_credential(req: ApiRequest, account: accounts.AccountView, action: str) -> None:
     actor = accounts.account_actor(account, request_id=req.request_id, source=req.actor_source)
     audit.record_event(
-        req.uow, actor=actor, action=action, target_type="account", target_uuid=account.uuid,
-        target_name=account.username, outcome="succeeded", now=req.now,
+        req.uow,
+        actor=actor,
+        action=action,
+        target_type="account",
+        target_uuid=account.uuid,
+        target_name=account.username,
+        outcome="succeeded",
+        now=req.now,
     )
 
 
@@ -73,19 +83,25 @@ def login(req: ApiRequest) -> Response:
     username = _header(req, "username")
     password = _header(req, "password")
     if not username or not password:
-        raise InvalidInput("the username and password headers are required",
-                           code="login_credentials_missing")
+        raise InvalidInput(
+            "the username and password headers are required", code="login_credentials_missing"
+        )
     outcome = _password_check(req, username, password)
     assert outcome.account is not None
     check_gwkey(req, outcome.account)
     session = accounts.open_session(
-        req.uow, account=outcome.account, now=req.now,
+        req.uow,
+        account=outcome.account,
+        now=req.now,
         idle_timeout_seconds=req.ctx.settings.session_idle_timeout_seconds,
     )
     _record_credential(req, outcome.account, "session.create")
     return envelope(
-        s.LoginResult(status="SUCCESS", session_id=session.secret,
-                      available_login_attempt_count=outcome.attempts_left),
+        s.LoginResult(
+            status="SUCCESS",
+            session_id=session.secret,
+            available_login_attempt_count=outcome.attempts_left,
+        ),
         headers={"Cache-Control": "no-store"},
     )
 
@@ -104,23 +120,33 @@ def service_token(req: ApiRequest) -> Response:
     source_of(req)
     scheme, _, value = (req.headers.get("authorization") or "").strip().partition(" ")
     if scheme.lower() != "basic" or not value.strip():
-        raise InvalidInput("Invalid Request::[Basic clientId:clientSecret credentials are "
-                           "required]", code="client_credentials_invalid")
+        raise InvalidInput(
+            "Invalid Request::[Basic clientId:clientSecret credentials are required]",
+            code="client_credentials_invalid",
+        )
     try:
         client_id, client_secret = parse_basic(value)
     except AuthenticationFailed as error:
-        raise InvalidInput(f"Invalid Request::[{error.detail}]",
-                           code="client_credentials_invalid") from None
+        raise InvalidInput(
+            f"Invalid Request::[{error.detail}]", code="client_credentials_invalid"
+        ) from None
     grant = _grant_type(req)
     if grant.lower() != "client_credentials":
-        raise InvalidInput("Invalid Request::[grant_type must be client_credentials]",
-                           code="client_credentials_invalid", field="grant_type")
+        raise InvalidInput(
+            "Invalid Request::[grant_type must be client_credentials]",
+            code="client_credentials_invalid",
+            field="grant_type",
+        )
     outcome = _password_check(req, client_id, client_secret)
     assert outcome.account is not None
     check_gwkey(req, outcome.account)
     token = accounts.issue_credential(
-        req.uow, account=outcome.account, kind="service", now=req.now,
-        ttl_seconds=req.ctx.settings.access_token_ttl_seconds, label="appviewx service token",
+        req.uow,
+        account=outcome.account,
+        kind="service",
+        now=req.now,
+        ttl_seconds=req.ctx.settings.access_token_ttl_seconds,
+        label="appviewx service token",
     )
     _record_credential(req, outcome.account, "token.create")
     return envelope(token.secret, headers={"Cache-Control": "no-store"})
@@ -129,7 +155,10 @@ def service_token(req: ApiRequest) -> Response:
 def add_user_group(req: ApiRequest) -> Response:
     payload = req.decode(s.UserGroupAddBody).payload or s.UserGroupAdd()
     usergroups.create_user_group(
-        req.uow, actor=req.actor, name=payload.name, description=payload.description,
+        req.uow,
+        actor=req.actor,
+        name=payload.name,
+        description=payload.description,
         now=req.now,
     )
     return envelope(ADDED, ADDED, status=201)
@@ -145,25 +174,32 @@ def search_user_groups(req: ApiRequest) -> Response:
     descending = SORT_ORDERS.get(payload.sort_order.lower())
     if descending is None:
         raise InvalidInput("sortOrder must be asc or desc", field="sortOrder")
-    if payload.start_index < 1:
-        raise InvalidInput("startIndex counts from 1", field="startIndex")
+    if not 1 <= payload.start_index <= usergroups.MAX_OFFSET:
+        raise InvalidInput(
+            f"startIndex counts from 1 up to {usergroups.MAX_OFFSET}", field="startIndex"
+        )
     if not 1 <= payload.max_size <= 1000:
         raise InvalidInput("maxSize must be between 1 and 1000", field="maxSize")
     page = usergroups.search_user_groups(
-        req.uow, actor=req.actor, filter_value=payload.filter_value, sort_by=sort_by,
-        descending=descending, offset=payload.start_index - 1, limit=payload.max_size,
+        req.uow,
+        actor=req.actor,
+        filter_value=payload.filter_value,
+        sort_by=sort_by,
+        descending=descending,
+        offset=payload.start_index - 1,
+        limit=payload.max_size,
     )
     if not page.items:
         raise NotFound(
             f"no user group matches (of {page.total}) from record {payload.start_index}",
-            code="no_matching_records", totalRecords=page.total,
+            code="no_matching_records",
+            totalRecords=page.total,
         )
     first = payload.start_index
     result = s.UserGroupSearchResult(
         data=[
             # groupd's user groups have no disabled state: every live one is Active.
-            s.UserGroupItem(name=item.name, description=item.description, state="A",
-                            id=item.name)
+            s.UserGroupItem(name=item.name, description=item.description, state="A", id=item.name)
             for item in page.items
         ],
         total_records=page.total,
@@ -176,12 +212,17 @@ def search_user_groups(req: ApiRequest) -> Response:
 def update_user_groups(req: ApiRequest) -> Response:
     payload = req.decode(s.UserGroupAssignmentBody).payload or s.UserGroupAssignment()
     if payload.unassign_user_groups is not None and payload.un_assign_user_groups is not None:
-        raise InvalidInput("give unassignUserGroups or unAssignUserGroups, not both",
-                           field="unassignUserGroups")
+        raise InvalidInput(
+            "give unassignUserGroups or unAssignUserGroups, not both", field="unassignUserGroups"
+        )
     unassign = payload.unassign_user_groups or payload.un_assign_user_groups or []
     usergroups.update_user_memberships(
-        req.uow, actor=req.actor, login_name=payload.login_name,
-        assign=payload.assign_user_groups, unassign=unassign, now=req.now,
+        req.uow,
+        actor=req.actor,
+        login_name=payload.login_name,
+        assign=payload.assign_user_groups,
+        unassign=unassign,
+        now=req.now,
     )
     return envelope(MODIFIED, MODIFIED)
 
@@ -198,7 +239,9 @@ async def delete_user_group(req: ApiRequest) -> Response:
     assert plan.operation_uuid is not None
     ctx.worker.notify()
     view = await wait_for_operation(
-        ctx, actor=actor, operation_uuid=plan.operation_uuid,
+        ctx,
+        actor=actor,
+        operation_uuid=plan.operation_uuid,
         budget_seconds=ctx.settings.delete_wait_seconds,
     )
     if view.state == "succeeded":
@@ -209,15 +252,20 @@ async def delete_user_group(req: ApiRequest) -> Response:
     # so it borrows HTTP's: 202, with where to follow it.
     location = f"/api/v1/operations/{view.uuid}"
     return envelope(
-        {"operationId": str(view.uuid), "state": view.state}, DELETE_ACCEPTED, status=202,
+        {"operationId": str(view.uuid), "state": view.state},
+        DELETE_ACCEPTED,
+        status=202,
         tags={"operationId": str(view.uuid), "location": location},
         headers={"Location": location},
     )
 
 
 GATEWAY = [
-    QueryParam("gwsource", required=True, description="where the call comes from (web, "
-               "external, ...); recorded in the audit trail"),
+    QueryParam(
+        "gwsource",
+        required=True,
+        description="where the call comes from (web, external, ...); recorded in the audit trail",
+    ),
     QueryParam("gwkey", description="the tenant's name; must match the credentials"),
 ]
 CREDENTIALS = [
@@ -229,34 +277,92 @@ CREDENTIALS = [
 def endpoints() -> list[Endpoint]:
     # Every call may write: a session slides its idle deadline on each use.
     common: dict[str, Any] = {
-        "write": True, "raw_query": True, "document": DOCUMENTED, "tags": ["appviewx"],
+        "write": True,
+        "raw_query": True,
+        "document": DOCUMENTED,
+        "tags": ["appviewx"],
     }
     return [
-        Endpoint("POST", LOGIN_PATH, login, APPVIEWX, role=None, json_body=False,
-                 summary="AppViewX: log in (username/password headers) for a sessionId",
-                 query=GATEWAY, headers=[QueryParam("username"), QueryParam("password")],
-                 errors=(400, 401), **common),
-        Endpoint("POST", SERVICE_TOKEN_PATH, service_token, APPVIEWX, role=None,
-                 json_body=False,
-                 summary="AppViewX: a service token for Basic clientId:clientSecret",
-                 query=GATEWAY, errors=(400, 401), **common),
-        Endpoint("POST", "/avxapi/usergroup", add_user_group, APPVIEWX, role="editor",
-                 status=201, summary="AppViewX: add a user group", body=s.UserGroupAddBody,
-                 response=s.Envelope, query=GATEWAY, headers=CREDENTIALS,
-                 errors=(400, 401, 403, 409), **common),
-        Endpoint("POST", "/avxapi/usergroup-search", search_user_groups, APPVIEWX,
-                 role="viewer", summary="AppViewX: search user groups",
-                 body=s.UserGroupSearchBody, response=s.Envelope, query=GATEWAY,
-                 headers=CREDENTIALS, **common),
-        Endpoint("PUT", "/avxapi/user-updateUsergroups", update_user_groups, APPVIEWX,
-                 role="editor", summary="AppViewX: assign a user to user groups and unassign it",
-                 body=s.UserGroupAssignmentBody, response=s.Envelope, query=GATEWAY,
-                 headers=CREDENTIALS, **common),
-        Endpoint("DELETE", "/avxapi/userGroup", delete_user_group, APPVIEWX, role="editor",
-                 is_async=True, json_body=False,
-                 summary="AppViewX: delete a user group (the Admin group and groups with "
-                         "active users are refused)",
-                 response=s.Envelope,
-                 query=[QueryParam("userGroupName", required=True), *GATEWAY],
-                 headers=CREDENTIALS, errors=(400, 401, 403, 404, 405), **common),
+        Endpoint(
+            "POST",
+            LOGIN_PATH,
+            login,
+            APPVIEWX,
+            role=None,
+            json_body=False,
+            summary="AppViewX: log in (username/password headers) for a sessionId",
+            query=GATEWAY,
+            headers=[QueryParam("username"), QueryParam("password")],
+            errors=(400, 401),
+            **common,
+        ),
+        Endpoint(
+            "POST",
+            SERVICE_TOKEN_PATH,
+            service_token,
+            APPVIEWX,
+            role=None,
+            json_body=False,
+            summary="AppViewX: a service token for Basic clientId:clientSecret",
+            query=GATEWAY,
+            errors=(400, 401),
+            **common,
+        ),
+        Endpoint(
+            "POST",
+            "/avxapi/usergroup",
+            add_user_group,
+            APPVIEWX,
+            role="editor",
+            status=201,
+            summary="AppViewX: add a user group",
+            body=s.UserGroupAddBody,
+            response=s.Envelope,
+            query=GATEWAY,
+            headers=CREDENTIALS,
+            errors=(400, 401, 403, 409),
+            **common,
+        ),
+        Endpoint(
+            "POST",
+            "/avxapi/usergroup-search",
+            search_user_groups,
+            APPVIEWX,
+            role="viewer",
+            summary="AppViewX: search user groups",
+            body=s.UserGroupSearchBody,
+            response=s.Envelope,
+            query=GATEWAY,
+            headers=CREDENTIALS,
+            **common,
+        ),
+        Endpoint(
+            "PUT",
+            "/avxapi/user-updateUsergroups",
+            update_user_groups,
+            APPVIEWX,
+            role="editor",
+            summary="AppViewX: assign a user to user groups and unassign it",
+            body=s.UserGroupAssignmentBody,
+            response=s.Envelope,
+            query=GATEWAY,
+            headers=CREDENTIALS,
+            **common,
+        ),
+        Endpoint(
+            "DELETE",
+            "/avxapi/userGroup",
+            delete_user_group,
+            APPVIEWX,
+            role="editor",
+            is_async=True,
+            json_body=False,
+            summary="AppViewX: delete a user group (the Admin group and groups with "
+            "active users are refused)",
+            response=s.Envelope,
+            query=[QueryParam("userGroupName", required=True), *GATEWAY],
+            headers=CREDENTIALS,
+            errors=(400, 401, 403, 404, 405),
+            **common,
+        ),
     ]

@@ -76,8 +76,11 @@ ADMIN_GROUP = Answer(405, "RBAC_US_015", "Admin usergroup cannot be deleted")
 ACTIVE_USERS = Answer(
     400, "RBAC_US_019", "Usergroup(s) which have active user(s) cannot be deleted"
 )
-INTERNAL = Answer(500, "GROUPD_INTERNAL_ERROR",
-                  "An unexpected error occurred; it has been logged with the request id.")
+INTERNAL = Answer(
+    500,
+    "GROUPD_INTERNAL_ERROR",
+    "An unexpected error occurred; it has been logged with the request id.",
+)
 
 # Most specific first: the first match wins.
 RULES: tuple[Rule, ...] = (
@@ -85,14 +88,18 @@ RULES: tuple[Rule, ...] = (
     Rule(UnsupportedMediaType, Answer(415, "GROUPD_UNSUPPORTED_MEDIA_TYPE", None)),
     Rule(NotAcceptable, Answer(406, "GROUPD_NOT_ACCEPTABLE", None)),
     Rule(InvalidInput, _mandatory("gwsource"), code="gwsource_missing"),
-    Rule(InvalidInput, Answer(400, "MANDATORY_FIELD_MISSING",
-                              "Username or password cannot be null or empty"),
-         code="login_credentials_missing"),
+    Rule(
+        InvalidInput,
+        Answer(400, "MANDATORY_FIELD_MISSING", "Username or password cannot be null or empty"),
+        code="login_credentials_missing",
+    ),
     Rule(InvalidInput, Answer(400, "ACCT_SA_001", None), code="client_credentials_invalid"),
     Rule(InvalidInput, GROUP_NAME_MISSING, code="usergroup_name_missing"),
-    Rule(InvalidInput,
-         Answer(400, "ACCT_US_015", "Mandatory Field 'loginName' is missing or empty"),
-         code="login_name_missing"),
+    Rule(
+        InvalidInput,
+        Answer(400, "ACCT_US_015", "Mandatory Field 'loginName' is missing or empty"),
+        code="login_name_missing",
+    ),
     Rule(InvalidInput, Answer(400, "INVALID_REQUEST", None)),
     Rule(NotFound, GROUP_NOT_FOUND, code="usergroup_not_found"),
     Rule(NotFound, NO_RECORDS, code="no_matching_records"),
@@ -108,12 +115,19 @@ RULES: tuple[Rule, ...] = (
     Rule(AccountLocked, Answer(401, "GROUPD_ACCOUNT_LOCKED", None)),
     Rule(AuthenticationFailed, LOGIN_FAILED, path=LOGIN_PATH),
     # AppViewX answers wrong client credentials with 400, not 401 (its 2026 API guide).
-    Rule(AuthenticationFailed,
-         Answer(400, "OAUTH_CLNT_015", "Client Password is incorrect::[Invalid Client credential]"),
-         path=SERVICE_TOKEN_PATH),
+    Rule(
+        AuthenticationFailed,
+        Answer(400, "OAUTH_CLNT_015", "Client Password is incorrect::[Invalid Client credential]"),
+        path=SERVICE_TOKEN_PATH,
+    ),
     Rule(AuthenticationFailed, INVALID_CREDENTIALS),
     Rule(PermissionDenied, NO_ACCESS),
     Rule(RateLimited, Answer(429, "GROUPD_RATE_LIMITED", None)),
+    Rule(
+        Unavailable,
+        Answer(503, "GROUPD_TIME_BUDGET_EXCEEDED", None),
+        code="time_budget_exceeded",
+    ),
     Rule(Unavailable, Answer(503, "GROUPD_MAINTENANCE", None)),
 )
 FALLBACK = Answer(400, "INVALID_REQUEST", None)
@@ -132,12 +146,15 @@ def answer_for(error: GroupdError, *, path: str) -> Answer:
 
 
 def envelope(
-    response: object = None, message: str | None = None, *, status: int = 200,
-    app_status_code: str | None = None, tags: dict[str, object] | None = None,
+    response: object = None,
+    message: str | None = None,
+    *,
+    status: int = 200,
+    app_status_code: str | None = None,
+    tags: dict[str, object] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = Envelope(response=response, message=message, app_status_code=app_status_code,
-                    tags=tags)
+    body = Envelope(response=response, message=message, app_status_code=app_status_code, tags=tags)
     return json_response(body, status, headers=headers)
 
 
@@ -145,12 +162,16 @@ def source_of(req: ApiRequest) -> str:
     """The mandatory ``gwsource``; it becomes the source of every audit event."""
     value = req.query_str("gwsource")
     if not value:
-        raise InvalidInput("the query parameter gwsource is required (e.g. gwsource=external)",
-                           code="gwsource_missing", field="gwsource")
+        raise InvalidInput(
+            "the query parameter gwsource is required (e.g. gwsource=external)",
+            code="gwsource_missing",
+            field="gwsource",
+        )
     if not GWSOURCE.fullmatch(value):
         raise InvalidInput(
             "gwsource must be 1 to 64 letters, digits or '_.:-' (e.g. web, external)",
-            code="gwsource_missing", field="gwsource",
+            code="gwsource_missing",
+            field="gwsource",
         )
     req.actor_source = value
     return value
@@ -181,11 +202,11 @@ class AppViewXSurface:
         session = (req.headers.get("sessionid") or "").strip()
         token = (req.headers.get("token") or "").strip()
         if session:
-            account = accounts.resolve_token(req.uow, secret=session, kinds=("session",),
-                                             now=req.now)
+            account = accounts.resolve_token(
+                req.uow, secret=session, kinds=("session",), now=req.now
+            )
         elif token:
-            account = accounts.resolve_token(req.uow, secret=token, kinds=("service",),
-                                             now=req.now)
+            account = accounts.resolve_token(req.uow, secret=token, kinds=("service",), now=req.now)
         else:
             raise AuthenticationFailed("a sessionId or token header is required")
         check_gwkey(req, account)
@@ -196,7 +217,8 @@ class AppViewXSurface:
         message = answer.message or error.detail
         tags: dict[str, object] = {"detail": error.detail, "requestId": req.request_id}
         tags.update(
-            (key, value) for key, value in error.extra.items()
+            (key, value)
+            for key, value in error.extra.items()
             if key not in ("retry_after", "attempts_left")
         )
         headers: dict[str, str] = {}
@@ -209,17 +231,28 @@ class AppViewXSurface:
         if req.endpoint.path == LOGIN_PATH:
             # A failed login answers in the login's own shape, with the attempts left.
             response = LoginResult(
-                status="FAILURE", app_status_code=answer.app_status_code,
+                status="FAILURE",
+                app_status_code=answer.app_status_code,
                 status_description=message,
                 available_login_attempt_count=error.extra.get("attempts_left"),
             )
-        return envelope(response, message, status=answer.status,
-                        app_status_code=answer.app_status_code, tags=tags, headers=headers)
+        return envelope(
+            response,
+            message,
+            status=answer.status,
+            app_status_code=answer.app_status_code,
+            tags=tags,
+            headers=headers,
+        )
 
     def render_internal_error(self, req: ApiRequest) -> Response:
-        return envelope(None, INTERNAL.message, status=INTERNAL.status,
-                        app_status_code=INTERNAL.app_status_code,
-                        tags={"requestId": req.request_id})
+        return envelope(
+            None,
+            INTERNAL.message,
+            status=INTERNAL.status,
+            app_status_code=INTERNAL.app_status_code,
+            tags={"requestId": req.request_id},
+        )
 
 
 APPVIEWX = AppViewXSurface()
