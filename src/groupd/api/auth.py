@@ -16,14 +16,16 @@ def password_login(req: ApiRequest, username: str, password: str) -> accounts.Ac
     settings = req.ctx.settings
     if not username or not password:
         raise AuthenticationFailed("a username and a password are required")
-    def check(uow: UnitOfWork) -> accounts.LoginOutcome:
+
+    def check(record_in: UnitOfWork) -> accounts.LoginOutcome:
         return accounts.check_password(
-            uow,
+            req.uow,
             username=username,
             password=password,
             now=req.now,
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
+            record_in=record_in,
         )
 
     if req.uow.write:
@@ -33,7 +35,7 @@ def password_login(req: ApiRequest, username: str, password: str) -> accounts.Ac
             req.uow.commit()
     else:
         # A read transaction cannot always become a write one (SQLite refuses once another
-        # connection has committed since it began): count in a transaction of its own.
+        # connection has committed since it began): count in a short transaction of its own.
         with req.ctx.db.unit_of_work() as own:
             outcome = check(own)
             own.commit()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -147,8 +149,13 @@ class ApiRequest:
             if self.endpoint.raw_query:
                 raw = raw.replace(";", "&")
             try:
-                pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=False,
-                                  errors="strict", max_num_fields=200)
+                pairs = parse_qsl(
+                    raw,
+                    keep_blank_values=True,
+                    strict_parsing=False,
+                    errors="strict",
+                    max_num_fields=200,
+                )
             except (ValueError, UnicodeDecodeError):
                 raise InvalidInput("the query string is malformed") from None
             parsed: dict[str, list[str]] = {}
@@ -178,7 +185,12 @@ class ApiRequest:
         raise InvalidInput(f"query parameter '{name}' must be true or false", field=name)
 
     def query_int(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None,
+        self,
+        name: str,
+        default: int,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
         clamp: bool = False,
     ) -> int:
         value = self.query_str(name)
@@ -247,8 +259,7 @@ class ApiRequest:
                 f"the body must be application/x-www-form-urlencoded, not '{media or 'none'}'"
             )
         try:
-            pairs = parse_qsl(self.body.decode("utf-8"), keep_blank_values=True,
-                              max_num_fields=50)
+            pairs = parse_qsl(self.body.decode("utf-8"), keep_blank_values=True, max_num_fields=50)
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("the form body is malformed") from None
         form: dict[str, str] = {}
@@ -267,7 +278,7 @@ class ApiRequest:
         # between them is bounded by its own parameters (a delete's ``wait``).
         budget = self.ctx.settings.request_time_budget_seconds
 
-        def run() -> T:
+        def run_once() -> T:
             with (
                 request_deadline(time.monotonic() + budget, budget),
                 self.ctx.db.unit_of_work(write=write) as uow,
@@ -276,7 +287,25 @@ class ApiRequest:
                 uow.commit()
                 return result
 
-        return await run_in_threadpool(run)
+        return await run_in_threadpool(retry_transient, run_once)
+
+
+TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+TRANSIENT_ATTEMPTS = 3
+
+
+def retry_transient(work: Callable[[], T]) -> T:
+    """Run ``work`` (a whole unit of work) again when PostgreSQL chose it as the victim of
+    a deadlock or a serialization failure: it rolled back whole, so a retry is safe."""
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            return work()
+        except OperationalError as error:
+            sqlstate = getattr(error.orig, "sqlstate", None)
+            if sqlstate not in TRANSIENT_SQLSTATES or attempt == TRANSIENT_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
 
 
 def refuse_nul(value: str, *, where: str) -> None:
@@ -361,6 +390,9 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
     # The time budget runs from the request's arrival, so time spent queueing for a worker
     # thread counts too; the deadline is set inside the thread that does the work.
     def run_sync(req: ApiRequest, deadline: float) -> Response:
+        return retry_transient(lambda: run_sync_once(req, deadline))
+
+    def run_sync_once(req: ApiRequest, deadline: float) -> Response:
         with (
             request_deadline(deadline, budget),
             ctx.db.unit_of_work(write=endpoint.write) as uow,

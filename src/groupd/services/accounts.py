@@ -196,14 +196,18 @@ def check_password(
     now: datetime,
     max_failures: int,
     lockout_seconds: int,
+    record_in: UnitOfWork | None = None,
 ) -> LoginOutcome:
     """Verify a password, counting failures and locking the account after too many.
 
     Every login path (token grant, Basic, AppViewX login, ESET token) goes through here,
-    so the throttle is shared. The caller commits even when the outcome is a failure.
+    so the throttle is shared. The account is read without a lock and argon2 runs with no
+    lock held; the outcome is then written with atomic UPDATEs in ``record_in`` (default
+    ``uow``), which the caller commits even when the outcome is a failure.
     """
+    writer = record_in or uow
     account = uow.session.execute(
-        select(Account).where(Account.username == username).with_for_update()
+        select(Account).where(Account.username == username)
     ).scalar_one_or_none()
     if account is None or not account.active:
         _hasher_cost_equaliser(password)
@@ -216,14 +220,27 @@ def check_password(
             0,
         )
     if _verify(account.password_hash, password):
-        account.failed_logins = 0
-        account.locked_until = None
+        if account.failed_logins or account.locked_until is not None:
+            writer.session.execute(
+                update(Account)
+                .where(Account.id == account.id)
+                .values(failed_logins=0, locked_until=None)
+            )
         return LoginOutcome(_account_view(account), None, max_failures)
-    account.failed_logins += 1
-    left = max(max_failures - account.failed_logins, 0)
-    if account.failed_logins >= max_failures:
-        account.locked_until = now + timedelta(seconds=lockout_seconds)
-        account.failed_logins = 0
+    failures = int(
+        writer.session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(failed_logins=Account.failed_logins + 1)
+            .returning(Account.failed_logins)
+        ).scalar_one()
+    )
+    if failures >= max_failures:
+        writer.session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(failed_logins=0, locked_until=now + timedelta(seconds=lockout_seconds))
+        )
         return LoginOutcome(
             None,
             AccountLocked(
@@ -232,7 +249,9 @@ def check_password(
             ),
             0,
         )
-    return LoginOutcome(None, AuthenticationFailed("invalid credentials"), left)
+    return LoginOutcome(
+        None, AuthenticationFailed("invalid credentials"), max(max_failures - failures, 0)
+    )
 
 
 _DUMMY_HASH = _hasher.hash("not-a-real-password")

@@ -534,7 +534,7 @@ def move_group(
     session = uow.session
     try:
         with session.begin_nested():
-            session.execute(
+            move_paths = (
                 update(Group)
                 .where(in_subtree(old_prefix, tenant_id=actor.tenant_id))
                 .values(
@@ -543,6 +543,10 @@ def move_group(
                 )
                 .execution_options(synchronize_session=False)
             )
+            # Under READ COMMITTED a child created under the subtree while this statement
+            # waited for its parent's lock is not in its snapshot: repeat until none is left.
+            while session.execute(move_paths).rowcount:  # type: ignore[attr-defined]
+                pass
             session.execute(
                 update(Group)
                 .where(Group.id == group.id)
