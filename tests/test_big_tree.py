@@ -90,7 +90,9 @@ def test_hundred_thousand_groups(client: TestClient, acme: TenantFixture, db: Da
         s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
     ]
     assert len(statements) <= 12, statements
-    assert len(writes) == 3, writes  # subtree paths, the root's parent, the audit event
+    # the subtree's paths (run again until it finds no row left, normally once more), the
+    # root's parent, the audit event: a few statements, whatever the subtree's size
+    assert len(writes) <= 4, writes
     with db.engine.connect() as connection:
         depth = connection.execute(
             text("SELECT MAX(depth) FROM groups WHERE kind = 'static'")
