@@ -38,15 +38,18 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2 with a small cost for these tests: still the real hash and check, but each
     costs a millisecond instead of 0.2 s of CPU, and this file logs in a lot (autouse, so
     it is in place before the tenant fixtures create their accounts)."""
-    monkeypatch.setattr(accounts, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(
+        accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 # helpers ------------------------------------------------------------------------------
-def login(client: TestClient, username: str, password: str = PASSWORD,
-          query: str = GW) -> httpx.Response:
-    return client.post(f"/avxapi/login?{query}", json={},
-                       headers={"username": username, "password": password})
+def login(
+    client: TestClient, username: str, password: str = PASSWORD, query: str = GW
+) -> httpx.Response:
+    return client.post(
+        f"/avxapi/login?{query}", json={}, headers={"username": username, "password": password}
+    )
 
 
 def session_of(client: TestClient, username: str) -> dict[str, str]:
@@ -60,31 +63,37 @@ def session_for(db: Database, caller: Caller) -> dict[str, str]:
     (the login itself is tested below): tests that only need a session stay fast."""
     with transaction(db) as uow:
         account = accounts.get_account(uow, username=caller.username)
-        session = accounts.open_session(uow, account=account, now=system_clock(),
-                                        idle_timeout_seconds=900)
+        session = accounts.open_session(
+            uow, account=account, now=system_clock(), idle_timeout_seconds=900
+        )
     return {"sessionId": session.secret}
 
 
-def add_group(client: TestClient, auth: dict[str, str], name: str, description: str = "",
-              query: str = GW) -> httpx.Response:
-    return client.post(f"/avxapi/usergroup?{query}", headers=auth,
-                       json={"payload": {"name": name, "description": description}})
+def add_group(
+    client: TestClient, auth: dict[str, str], name: str, description: str = "", query: str = GW
+) -> httpx.Response:
+    return client.post(
+        f"/avxapi/usergroup?{query}",
+        headers=auth,
+        json={"payload": {"name": name, "description": description}},
+    )
 
 
-def search(client: TestClient, auth: dict[str, str], query: str = GW,
-           **payload: Any) -> httpx.Response:
-    return client.post(f"/avxapi/usergroup-search?{query}", headers=auth,
-                       json={"payload": payload})
+def search(
+    client: TestClient, auth: dict[str, str], query: str = GW, **payload: Any
+) -> httpx.Response:
+    return client.post(f"/avxapi/usergroup-search?{query}", headers=auth, json={"payload": payload})
 
 
-def assign(client: TestClient, auth: dict[str, str], payload: dict[str, Any],
-           query: str = GW) -> httpx.Response:
-    return client.put(f"/avxapi/user-updateUsergroups?{query}", headers=auth,
-                      json={"payload": payload})
+def assign(
+    client: TestClient, auth: dict[str, str], payload: dict[str, Any], query: str = GW
+) -> httpx.Response:
+    return client.put(
+        f"/avxapi/user-updateUsergroups?{query}", headers=auth, json={"payload": payload}
+    )
 
 
-def delete(client: TestClient, auth: dict[str, str], name: str,
-           query: str = GW) -> httpx.Response:
+def delete(client: TestClient, auth: dict[str, str], name: str, query: str = GW) -> httpx.Response:
     return client.delete(f"/avxapi/userGroup?userGroupName={name};{query}", headers=auth)
 
 
@@ -93,11 +102,14 @@ def basic(username: str, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Basic {raw}"}
 
 
-def service_token(client: TestClient, username: str, password: str = PASSWORD,
-                  query: str = GW) -> httpx.Response:
-    return client.post(f"/avxapi/acctmgmt-get-service-token?{query}",
-                       headers=basic(username, password),
-                       data={"grant_type": "client_credentials"})
+def service_token(
+    client: TestClient, username: str, password: str = PASSWORD, query: str = GW
+) -> httpx.Response:
+    return client.post(
+        f"/avxapi/acctmgmt-get-service-token?{query}",
+        headers=basic(username, password),
+        data={"grant_type": "client_credentials"},
+    )
 
 
 def fails(response: httpx.Response, status: int, code: str, message: str | None = None) -> None:
@@ -114,23 +126,29 @@ def fails(response: httpx.Response, status: int, code: str, message: str | None 
 def table_counts(db: Database) -> dict[str, int]:
     tables = ("groups", "objects", "memberships", "operations", "audit_events")
     with db.engine.connect() as connection:
-        counts = {t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
-                  for t in tables}
+        counts = {
+            t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables
+        }
         counts["not_live"] = connection.execute(
-            text("SELECT COUNT(*) FROM groups WHERE state <> 'live'")).scalar_one()
+            text("SELECT COUNT(*) FROM groups WHERE state <> 'live'")
+        ).scalar_one()
     return counts
 
 
 def audit_sources(db: Database, action: str) -> list[str | None]:
     with db.engine.connect() as connection:
-        return [row[0] for row in connection.execute(
-            text("SELECT source FROM audit_events WHERE action = :a ORDER BY id"),
-            {"a": action})]
+        return [
+            row[0]
+            for row in connection.execute(
+                text("SELECT source FROM audit_events WHERE action = :a ORDER BY id"), {"a": action}
+            )
+        ]
 
 
 def user_group_id(client: TestClient, tenant: TenantFixture, name: str) -> str:
-    items = client.get("/api/v1/groups", params={"kind": "user", "name": name},
-                       headers=tenant.editor.headers).json()["items"]
+    items = client.get(
+        "/api/v1/groups", params={"kind": "user", "name": name}, headers=tenant.editor.headers
+    ).json()["items"]
     assert len(items) == 1, items
     return str(items[0]["id"])
 
@@ -144,8 +162,9 @@ def member_logins(client: TestClient, tenant: TenantFixture, group: str) -> list
 @pytest.fixture
 def people(client: TestClient, acme: TenantFixture) -> dict[str, dict[str, Any]]:
     """A static group with two users: alice (active) and bob (inactive)."""
-    home = create(client, acme.editor.headers, "/api/v1/groups",
-                  {"name": "People", "parentId": acme.root_id})
+    home = create(
+        client, acme.editor.headers, "/api/v1/groups", {"name": "People", "parentId": acme.root_id}
+    )
     return {
         "alice": user(client, acme.editor.headers, home["id"], "alice"),
         "bob": user(client, acme.editor.headers, home["id"], "bob", status="inactive"),
@@ -153,54 +172,75 @@ def people(client: TestClient, acme: TenantFixture) -> dict[str, dict[str, Any]]
 
 
 # the seed ------------------------------------------------------------------------------
-def test_seed_sample_request_answers_the_sample_body(client: TestClient, acme: TenantFixture,
-                                                     db: Database) -> None:
+def test_seed_sample_request_answers_the_sample_body(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     auth = session_of(client, acme.editor.username)
     added = add_group(client, auth, "group_1", "the seed's group", query="gwsource=web")
     assert added.status_code == 201, added.text
-    assert added.json() == {"response": "Usergroup added successfully",
-                            "message": "Usergroup added successfully",
-                            "appStatusCode": None, "tags": None, "headers": None}
-    response = client.delete("/avxapi/userGroup?userGroupName=group_1;gwsource=external",
-                             headers=auth)
+    assert added.json() == {
+        "response": "Usergroup added successfully",
+        "message": "Usergroup added successfully",
+        "appStatusCode": None,
+        "tags": None,
+        "headers": None,
+    }
+    response = client.delete(
+        "/avxapi/userGroup?userGroupName=group_1;gwsource=external", headers=auth
+    )
     assert response.status_code == 200, response.text
     assert response.json() == SAMPLE_BODY
     assert list(response.json()) == ENVELOPE_KEYS
-    fails(search(client, auth, filterValue="group_1"), 404, "NO_RECORDS_FOUND",
-          "No matching records found.")
+    fails(
+        search(client, auth, filterValue="group_1"),
+        404,
+        "NO_RECORDS_FOUND",
+        "No matching records found.",
+    )
     # gwsource is the audit events' source, through phase 2's closing event too.
     assert audit_sources(db, "group.create") == ["web"]
     assert audit_sources(db, "group.delete.accepted") == ["external"]
     assert audit_sources(db, "group.delete.succeeded") == ["external"]
     # The seed's URL as printed has a blank before the name; '&' separates as well as ';'.
     assert add_group(client, auth, "group_2").status_code == 201
-    spaced = client.delete("/avxapi/userGroup?userGroupName=%20group_2&gwsource=external",
-                           headers=auth)
+    spaced = client.delete(
+        "/avxapi/userGroup?userGroupName=%20group_2&gwsource=external", headers=auth
+    )
     assert spaced.json() == SAMPLE_BODY
     assert_invariants(db)
 
 
-def test_delete_of_an_unknown_group_is_404(client: TestClient, acme: TenantFixture,
-                                           db: Database) -> None:
+def test_delete_of_an_unknown_group_is_404(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     auth = session_for(db, acme.editor)
     before = table_counts(db)
     fails(delete(client, auth, "group_1"), 404, "ACCT_USERGROUP_030", "UserGroup doesnot exist.")
-    fails(client.delete(f"/avxapi/userGroup?{GW}", headers=auth), 400, "ACCT_USERGROUP_001",
-          "Mandatory field 'userGroupName' is missing or empty.")
-    fails(client.delete(f"/avxapi/userGroup?userGroupName=a;userGroupName=b;{GW}",
-                        headers=auth), 400, "INVALID_REQUEST")
+    fails(
+        client.delete(f"/avxapi/userGroup?{GW}", headers=auth),
+        400,
+        "ACCT_USERGROUP_001",
+        "Mandatory field 'userGroupName' is missing or empty.",
+    )
+    fails(
+        client.delete(f"/avxapi/userGroup?userGroupName=a;userGroupName=b;{GW}", headers=auth),
+        400,
+        "INVALID_REQUEST",
+    )
     assert table_counts(db) == before
     assert_invariants(db)
 
 
-def test_delete_by_a_viewer_is_403(client: TestClient, acme: TenantFixture,
-                                   db: Database) -> None:
-    assert add_group(client, session_for(db, acme.editor), "group_1").status_code \
-        == 201
+def test_delete_by_a_viewer_is_403(client: TestClient, acme: TenantFixture, db: Database) -> None:
+    assert add_group(client, session_for(db, acme.editor), "group_1").status_code == 201
     viewer = session_for(db, acme.viewer)
     before = table_counts(db)
-    fails(delete(client, viewer, "group_1"), 403, "AVX_GW_005",
-          "User does not have access to the targeted API")
+    fails(
+        delete(client, viewer, "group_1"),
+        403,
+        "AVX_GW_005",
+        "User does not have access to the targeted API",
+    )
     assert table_counts(db) == before
     assert search(client, viewer, filterValue="group_1").json()["response"]["totalRecords"] == 1
     assert_invariants(db)
@@ -212,31 +252,42 @@ def test_delete_of_a_group_with_active_users_is_400(
     auth = session_for(db, acme.editor)
     assert add_group(client, auth, "team").status_code == 201
     for login_name in ("alice", "bob"):
-        assert assign(client, auth, {"loginName": login_name,
-                                     "assignUserGroups": ["team"]}).status_code == 200
+        assert (
+            assign(
+                client, auth, {"loginName": login_name, "assignUserGroups": ["team"]}
+            ).status_code
+            == 200
+        )
     before = table_counts(db)
     refused = delete(client, auth, "team")
     fails(refused, 400, "RBAC_US_019", "Usergroup(s) which have active user(s) cannot be deleted")
     blockers = refused.json()["tags"]["blockers"]
-    assert [(b["rule"], b["groupName"], b["activeMembers"]) for b in blockers] == \
-        [("active_members", "team", 1)]
+    assert [(b["rule"], b["groupName"], b["activeMembers"]) for b in blockers] == [
+        ("active_members", "team", 1)
+    ]
     assert table_counts(db) == before
     # Inactive members do not block: the memberships go, the users stay.
-    deactivated = client.patch(f"/api/v1/objects/{people['alice']['id']}",
-                               json={"status": "inactive"}, headers=acme.editor.headers)
+    deactivated = client.patch(
+        f"/api/v1/objects/{people['alice']['id']}",
+        json={"status": "inactive"},
+        headers=acme.editor.headers,
+    )
     assert deactivated.status_code == 200, deactivated.text
     assert delete(client, auth, "team").json() == SAMPLE_BODY
     after = table_counts(db)
     assert after["memberships"] == before["memberships"] - 2
     assert after["objects"] == before["objects"]
     for person in people.values():
-        assert client.get(f"/api/v1/objects/{person['id']}",
-                          headers=acme.editor.headers).status_code == 200
+        assert (
+            client.get(f"/api/v1/objects/{person['id']}", headers=acme.editor.headers).status_code
+            == 200
+        )
     assert_invariants(db)
 
 
-def test_delete_of_the_admin_group_is_405(client: TestClient, acme: TenantFixture,
-                                          db: Database) -> None:
+def test_delete_of_the_admin_group_is_405(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     auth = session_for(db, acme.admin)
     before = table_counts(db)
     refused = delete(client, auth, "Admin")
@@ -246,8 +297,9 @@ def test_delete_of_the_admin_group_is_405(client: TestClient, acme: TenantFixtur
     assert_invariants(db)
 
 
-def test_a_slow_delete_answers_202_and_completes(database_url: str, db: Database,
-                                                 acme: TenantFixture) -> None:
+def test_a_slow_delete_answers_202_and_completes(
+    database_url: str, db: Database, acme: TenantFixture
+) -> None:
     ctx = AppContext.create(make_settings(database_url, delete_wait_seconds=0.0), db=db)
     with TestClient(create_app(context=ctx, start_worker=False)) as client:
         auth = session_for(db, acme.editor)
@@ -267,32 +319,54 @@ def test_a_slow_delete_answers_202_and_completes(database_url: str, db: Database
 
 
 # gwsource, gwkey, credentials ------------------------------------------------------------
-def test_gwsource_is_mandatory_everywhere(client: TestClient, acme: TenantFixture,
-                                          db: Database) -> None:
+def test_gwsource_is_mandatory_everywhere(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     missing = "Mandatory field is missing or invalid - gwsource"
     fails(login(client, acme.editor.username, query=""), 400, "MANDATORY_FIELD_MISSING", missing)
-    fails(service_token(client, acme.editor.username, query="gwkey=acme"), 400,
-          "MANDATORY_FIELD_MISSING", missing)
+    fails(
+        service_token(client, acme.editor.username, query="gwkey=acme"),
+        400,
+        "MANDATORY_FIELD_MISSING",
+        missing,
+    )
     auth = session_for(db, acme.editor)
     assert add_group(client, auth, "group_1").status_code == 201
     before = table_counts(db)
-    fails(add_group(client, auth, "group_2", query="gwsource="), 400, "MANDATORY_FIELD_MISSING",
-          missing)
+    fails(
+        add_group(client, auth, "group_2", query="gwsource="),
+        400,
+        "MANDATORY_FIELD_MISSING",
+        missing,
+    )
     fails(search(client, auth, query="gwkey=acme"), 400, "MANDATORY_FIELD_MISSING", missing)
     fails(assign(client, auth, {"loginName": "x"}, query=""), 400, "MANDATORY_FIELD_MISSING")
-    fails(client.delete("/avxapi/userGroup?userGroupName=group_1", headers=auth), 400,
-          "MANDATORY_FIELD_MISSING", missing)
-    fails(delete(client, auth, "group_1", query="gwsource=not%20a%20source"), 400,
-          "MANDATORY_FIELD_MISSING", missing)
+    fails(
+        client.delete("/avxapi/userGroup?userGroupName=group_1", headers=auth),
+        400,
+        "MANDATORY_FIELD_MISSING",
+        missing,
+    )
+    fails(
+        delete(client, auth, "group_1", query="gwsource=not%20a%20source"),
+        400,
+        "MANDATORY_FIELD_MISSING",
+        missing,
+    )
     # Without credentials either, the missing gwsource is what is named.
-    fails(client.delete("/avxapi/userGroup?userGroupName=group_1"), 400,
-          "MANDATORY_FIELD_MISSING", missing)
+    fails(
+        client.delete("/avxapi/userGroup?userGroupName=group_1"),
+        400,
+        "MANDATORY_FIELD_MISSING",
+        missing,
+    )
     assert table_counts(db) == before
     assert_invariants(db)
 
 
-def test_credentials_are_required_and_checked(client: TestClient, acme: TenantFixture,
-                                              db: Database) -> None:
+def test_credentials_are_required_and_checked(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
     invalid = "Authentication failed, reason - Invalid Credentials."
     fails(search(client, {}), 401, "AVX_GW_003", invalid)
     fails(search(client, {"sessionId": "gds_not-a-session"}), 401, "AVX_GW_003", invalid)
@@ -305,18 +379,22 @@ def test_credentials_are_required_and_checked(client: TestClient, acme: TenantFi
     assert_invariants(db)
 
 
-def test_gwkey_names_the_tenant(client: TestClient, acme: TenantFixture, globex: TenantFixture,
-                                db: Database) -> None:
+def test_gwkey_names_the_tenant(
+    client: TestClient, acme: TenantFixture, globex: TenantFixture, db: Database
+) -> None:
     acme_auth = session_for(db, acme.editor)
     globex_auth = session_for(db, globex.editor)
-    assert add_group(client, globex_auth, "shared", query=f"{GW}&gwkey=globex").status_code \
-        == 201
+    assert add_group(client, globex_auth, "shared", query=f"{GW}&gwkey=globex").status_code == 201
     assert add_group(client, acme_auth, "shared", query=f"{GW}&gwkey=acme").status_code == 201
     # A session used under another tenant's key, or an unknown key: 401 alike.
     for key in ("globex", "nobody"):
         fails(search(client, acme_auth, query=f"{GW}&gwkey={key}"), 401, "AVX_GW_003")
-        fails(login(client, acme.editor.username, query=f"{GW}&gwkey={key}"), 401,
-              "AVX_GW_003", "Login failed. Invalid credentials")
+        fails(
+            login(client, acme.editor.username, query=f"{GW}&gwkey={key}"),
+            401,
+            "AVX_GW_003",
+            "Login failed. Invalid credentials",
+        )
     keyed = login(client, acme.editor.username, query=f"{GW};gwkey=acme")
     assert keyed.status_code == 200, keyed.text
     # Names are per tenant: acme's delete never reaches globex's group of the same name.
@@ -335,30 +413,46 @@ def test_login_answers(client: TestClient, acme: TenantFixture, db: Database) ->
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert list(body) == ENVELOPE_KEYS
-    assert list(body["response"]) == ["status", "appStatusCode", "statusDescription",
-                                      "sessionId", "availableLoginAttemptCount"]
+    assert list(body["response"]) == [
+        "status",
+        "appStatusCode",
+        "statusDescription",
+        "sessionId",
+        "availableLoginAttemptCount",
+    ]
     assert body["response"]["status"] == "SUCCESS"
     assert body["response"]["appStatusCode"] is None
     assert body["response"]["statusDescription"] is None
     assert body["response"]["availableLoginAttemptCount"] == 10
     assert isinstance(body["response"]["sessionId"], str)
-    assert [body["message"], body["appStatusCode"], body["tags"], body["headers"]] == \
-        [None, None, None, None]
+    assert [body["message"], body["appStatusCode"], body["tags"], body["headers"]] == [
+        None,
+        None,
+        None,
+        None,
+    ]
     assert audit_sources(db, "session.create") == ["external"]
     empty = "Username or password cannot be null or empty"
     fails(login(client, acme.viewer.username, ""), 400, "MANDATORY_FIELD_MISSING", empty)
-    fails(client.post(f"/avxapi/login?{GW}", headers={"username": acme.viewer.username}), 400,
-          "MANDATORY_FIELD_MISSING", empty)
+    fails(
+        client.post(f"/avxapi/login?{GW}", headers={"username": acme.viewer.username}),
+        400,
+        "MANDATORY_FIELD_MISSING",
+        empty,
+    )
     wrong = login(client, acme.viewer.username, "not the password")
     fails(wrong, 401, "AVX_GW_003", "Login failed. Invalid credentials")
     assert wrong.json()["response"] == {
-        "status": "FAILURE", "appStatusCode": "AVX_GW_003",
-        "statusDescription": "Login failed. Invalid credentials", "sessionId": None,
+        "status": "FAILURE",
+        "appStatusCode": "AVX_GW_003",
+        "statusDescription": "Login failed. Invalid credentials",
+        "sessionId": None,
         "availableLoginAttemptCount": 9,
     }
     # A success starts the count afresh.
-    assert login(client, acme.viewer.username).json()["response"][
-        "availableLoginAttemptCount"] == 10
+    assert (
+        login(client, acme.viewer.username).json()["response"]["availableLoginAttemptCount"] == 10
+    )
     assert_invariants(db)
 
 
@@ -373,20 +467,22 @@ def clocked(database_url: str, db: Database) -> Iterator[tuple[TestClient, Manua
 
 def failed_logins(db: Database, username: str) -> int:
     with db.engine.connect() as connection:
-        return int(connection.execute(
-            text("SELECT failed_logins FROM accounts WHERE username = :u"), {"u": username}
-        ).scalar_one())
+        return int(
+            connection.execute(
+                text("SELECT failed_logins FROM accounts WHERE username = :u"), {"u": username}
+            ).scalar_one()
+        )
 
 
-def test_lockout_after_failures_then_cool_down(clocked: tuple[TestClient, ManualClock],
-                                               acme: TenantFixture, db: Database) -> None:
+def test_lockout_after_failures_then_cool_down(
+    clocked: tuple[TestClient, ManualClock], acme: TenantFixture, db: Database
+) -> None:
     client, clock = clocked
     name = acme.editor.username
     first = login(client, name, "wrong password")
     assert first.json()["response"]["availableLoginAttemptCount"] == 2
     assert failed_logins(db, name) == 1  # the refusal kept its count
-    assert login(client, name, "wrong again").json()["response"][
-        "availableLoginAttemptCount"] == 1
+    assert login(client, name, "wrong again").json()["response"]["availableLoginAttemptCount"] == 1
     locked = login(client, name, "wrong a third time")
     fails(locked, 401, "GROUPD_ACCOUNT_LOCKED")
     assert locked.json()["response"]["availableLoginAttemptCount"] == 0
@@ -394,8 +490,10 @@ def test_lockout_after_failures_then_cool_down(clocked: tuple[TestClient, Manual
     # Locked means locked: the right password, and every other login path, wait too.
     fails(login(client, name), 401, "GROUPD_ACCOUNT_LOCKED")
     fails(service_token(client, name), 401, "GROUPD_ACCOUNT_LOCKED")
-    token_grant = client.post("/api/v1/auth/token", data={
-        "grant_type": "password", "username": name, "password": PASSWORD})
+    token_grant = client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": name, "password": PASSWORD},
+    )
     assert token_grant.status_code in (400, 401)
     clock.advance(299)
     fails(login(client, name), 401, "GROUPD_ACCOUNT_LOCKED")
@@ -406,8 +504,9 @@ def test_lockout_after_failures_then_cool_down(clocked: tuple[TestClient, Manual
     assert_invariants(db)
 
 
-def test_sessions_expire_when_idle(clocked: tuple[TestClient, ManualClock],
-                                   acme: TenantFixture, db: Database) -> None:
+def test_sessions_expire_when_idle(
+    clocked: tuple[TestClient, ManualClock], acme: TenantFixture, db: Database
+) -> None:
     client, clock = clocked
     session = session_of(client, acme.editor.username)
     service = {"token": service_token(client, acme.editor.username).json()["response"]}
@@ -435,18 +534,35 @@ def test_service_token(client: TestClient, acme: TenantFixture, db: Database) ->
     assert search(client, {"token": token}).status_code == 200
     fails(search(client, {"sessionId": token}), 401, "AVX_GW_003")
     # The JSON form of AppViewX's OAuth page, grant type in any case.
-    as_json = client.post(f"/avxapi/acctmgmt-get-service-token?{GW}",
-                          headers=basic(acme.viewer.username),
-                          json={"payload": {"grant_type": "Client_Credentials"}})
+    as_json = client.post(
+        f"/avxapi/acctmgmt-get-service-token?{GW}",
+        headers=basic(acme.viewer.username),
+        json={"payload": {"grant_type": "Client_Credentials"}},
+    )
     assert as_json.status_code == 200, as_json.text
-    fails(service_token(client, acme.viewer.username, "wrong secret"), 400, "OAUTH_CLNT_015",
-          "Client Password is incorrect::[Invalid Client credential]")
+    fails(
+        service_token(client, acme.viewer.username, "wrong secret"),
+        400,
+        "OAUTH_CLNT_015",
+        "Client Password is incorrect::[Invalid Client credential]",
+    )
     fails(service_token(client, "nobody@acme", "wrong secret"), 400, "OAUTH_CLNT_015")
-    fails(client.post(f"/avxapi/acctmgmt-get-service-token?{GW}",
-                      data={"grant_type": "client_credentials"}), 400, "ACCT_SA_001")
-    fails(client.post(f"/avxapi/acctmgmt-get-service-token?{GW}",
-                      headers=basic(acme.viewer.username), data={"grant_type": "password"}),
-          400, "ACCT_SA_001")
+    fails(
+        client.post(
+            f"/avxapi/acctmgmt-get-service-token?{GW}", data={"grant_type": "client_credentials"}
+        ),
+        400,
+        "ACCT_SA_001",
+    )
+    fails(
+        client.post(
+            f"/avxapi/acctmgmt-get-service-token?{GW}",
+            headers=basic(acme.viewer.username),
+            data={"grant_type": "password"},
+        ),
+        400,
+        "ACCT_SA_001",
+    )
     assert audit_sources(db, "token.create") == ["external", "external"]
     assert_invariants(db)
 
@@ -461,34 +577,54 @@ def test_add_user_group(client: TestClient, acme: TenantFixture, db: Database) -
     fails(add_group(client, auth, "Admin"), 409, "RBAC_US_023")
     missing = "Mandatory field 'userGroupName' is missing or empty."
     fails(add_group(client, auth, "  "), 400, "ACCT_USERGROUP_001", missing)
-    fails(client.post(f"/avxapi/usergroup?{GW}", headers=auth,
-                      json={"payload": {"description": "no name"}}),
-          400, "ACCT_USERGROUP_001", missing)
-    fails(client.post(f"/avxapi/usergroup?{GW}", headers=auth, json={}), 400,
-          "ACCT_USERGROUP_001", missing)
-    unknown = client.post(f"/avxapi/usergroup?{GW}", headers=auth,
-                          json={"payload": {"name": "x", "roles": ["admin"]}})
+    fails(
+        client.post(
+            f"/avxapi/usergroup?{GW}", headers=auth, json={"payload": {"description": "no name"}}
+        ),
+        400,
+        "ACCT_USERGROUP_001",
+        missing,
+    )
+    fails(
+        client.post(f"/avxapi/usergroup?{GW}", headers=auth, json={}),
+        400,
+        "ACCT_USERGROUP_001",
+        missing,
+    )
+    unknown = client.post(
+        f"/avxapi/usergroup?{GW}", headers=auth, json={"payload": {"name": "x", "roles": ["admin"]}}
+    )
     fails(unknown, 400, "INVALID_REQUEST")
     assert "roles" in unknown.json()["message"]
     fails(add_group(client, auth, "bad\u0000name"), 400, "INVALID_REQUEST")
-    fails(client.post(f"/avxapi/usergroup?{GW}", headers=auth, content=b"name=x"), 415,
-          "GROUPD_UNSUPPORTED_MEDIA_TYPE")
+    fails(
+        client.post(f"/avxapi/usergroup?{GW}", headers=auth, content=b"name=x"),
+        415,
+        "GROUPD_UNSUPPORTED_MEDIA_TYPE",
+    )
     fails(add_group(client, viewer, "other"), 403, "AVX_GW_005")
     assert table_counts(db) == before
     assert_invariants(db)
 
 
-def test_search_user_groups(client: TestClient, acme: TenantFixture, globex: TenantFixture,
-                            db: Database) -> None:
+def test_search_user_groups(
+    client: TestClient, acme: TenantFixture, globex: TenantFixture, db: Database
+) -> None:
     auth = session_for(db, acme.editor)
     for number in range(1, 6):
         assert add_group(client, auth, f"g0{number}", f"Team {number}").status_code == 201
     assert add_group(client, auth, "nights", "Night SHIFT").status_code == 201
-    assert add_group(client, session_for(db, globex.editor), "g09").status_code \
-        == 201
+    assert add_group(client, session_for(db, globex.editor), "g09").status_code == 201
     viewer = session_for(db, acme.viewer)
-    page = search(client, viewer, startIndex=2, maxSize=2, sortColumn="name", sortOrder="asc",
-                  filterValue="G0")
+    page = search(
+        client,
+        viewer,
+        startIndex=2,
+        maxSize=2,
+        sortColumn="name",
+        sortOrder="asc",
+        filterValue="G0",
+    )
     assert page.status_code == 200, page.text
     assert page.json()["message"] == "Matching results found for the given input."
     result = page.json()["response"]
@@ -497,7 +633,9 @@ def test_search_user_groups(client: TestClient, acme: TenantFixture, globex: Ten
             {"name": "g02", "description": "Team 2", "state": "A", "_id": "g02"},
             {"name": "g03", "description": "Team 3", "state": "A", "_id": "g03"},
         ],
-        "totalRecords": 5, "obtainedRecords": 2, "obtainedRecordRange": {"start": 2, "end": 3},
+        "totalRecords": 5,
+        "obtainedRecords": 2,
+        "obtainedRecordRange": {"start": 2, "end": 3},
     }
     desc = search(client, viewer, startIndex=1, maxSize=2, sortOrder="DESC", filterValue="g0")
     assert [i["name"] for i in desc.json()["response"]["data"]] == ["g05", "g04"]
@@ -507,66 +645,135 @@ def test_search_user_groups(client: TestClient, acme: TenantFixture, globex: Ten
     assert everything["totalRecords"] == 7  # with Admin, without globex's group
     assert "g09" not in [i["name"] for i in everything["data"]]
     by_description = search(client, viewer, sortColumn="description", filterValue="team")
-    assert [i["name"] for i in by_description.json()["response"]["data"]] == \
-        ["g01", "g02", "g03", "g04", "g05"]
+    assert [i["name"] for i in by_description.json()["response"]["data"]] == [
+        "g01",
+        "g02",
+        "g03",
+        "g04",
+        "g05",
+    ]
     assert search(client, viewer, sortColumn="_id").status_code == 200
     no_match = "No matching records found."
-    fails(search(client, viewer, filterValue="nothing like it"), 404, "NO_RECORDS_FOUND",
-          no_match)
+    fails(search(client, viewer, filterValue="nothing like it"), 404, "NO_RECORDS_FOUND", no_match)
     fails(search(client, viewer, filterValue="%"), 404, "NO_RECORDS_FOUND", no_match)
-    fails(search(client, viewer, startIndex=8, filterValue=""), 404, "NO_RECORDS_FOUND",
-          no_match)
-    for bad in ({"sortOrder": "up"}, {"sortColumn": "state"}, {"startIndex": 0},
-                {"maxSize": 0}, {"maxSize": 1001}, {"startIndex": "1"}):
+    fails(search(client, viewer, startIndex=8, filterValue=""), 404, "NO_RECORDS_FOUND", no_match)
+    for bad in (
+        {"sortOrder": "up"},
+        {"sortColumn": "state"},
+        {"startIndex": 0},
+        {"maxSize": 0},
+        {"maxSize": 1001},
+        {"startIndex": "1"},
+    ):
         fails(search(client, viewer, **bad), 400, "INVALID_REQUEST")
     assert_invariants(db)
 
 
-def test_assign_and_unassign_users(client: TestClient, acme: TenantFixture, db: Database,
-                                   people: dict[str, dict[str, Any]]) -> None:
+def test_assign_and_unassign_users(
+    client: TestClient, acme: TenantFixture, db: Database, people: dict[str, dict[str, Any]]
+) -> None:
     auth = session_for(db, acme.editor)
     for name in ("team1", "team2", "team3"):
         assert add_group(client, auth, name).status_code == 201
-    modified = assign(client, auth, {"loginName": "alice",
-                                     "assignUserGroups": ["team1", "team2"]})
+    modified = assign(client, auth, {"loginName": "alice", "assignUserGroups": ["team1", "team2"]})
     assert modified.status_code == 200, modified.text
     assert modified.json() == {
         "response": "Successfully modified user-usergroup association",
         "message": "Successfully modified user-usergroup association",
-        "appStatusCode": None, "tags": None, "headers": None,
+        "appStatusCode": None,
+        "tags": None,
+        "headers": None,
     }
     assert member_logins(client, acme, "team1") == ["alice"]
-    moved = assign(client, auth, {"loginName": "alice", "assignUserGroups": ["team1", "team3"],
-                                  "unassignUserGroups": ["team2"]})
+    moved = assign(
+        client,
+        auth,
+        {
+            "loginName": "alice",
+            "assignUserGroups": ["team1", "team3"],
+            "unassignUserGroups": ["team2"],
+        },
+    )
     assert moved.status_code == 200, moved.text
-    assert [member_logins(client, acme, g) for g in ("team1", "team2", "team3")] == \
-        [["alice"], [], ["alice"]]
+    assert [member_logins(client, acme, g) for g in ("team1", "team2", "team3")] == [
+        ["alice"],
+        [],
+        ["alice"],
+    ]
     # Already so, either way: no change, no error. The 2020 spelling works too.
-    again = assign(client, auth, {"loginName": "alice", "assignUserGroups": ["team1"],
-                                  "unAssignUserGroups": ["team2"]})
+    again = assign(
+        client,
+        auth,
+        {"loginName": "alice", "assignUserGroups": ["team1"], "unAssignUserGroups": ["team2"]},
+    )
     assert again.status_code == 200, again.text
     assert audit_sources(db, "membership.add") == ["external"] * 3
     assert audit_sources(db, "membership.remove") == ["external"]
     before = table_counts(db)
-    unknown = assign(client, auth, {"loginName": "alice", "assignUserGroups": ["team2", "nope"],
-                                    "unassignUserGroups": ["team1", "gone"]})
+    unknown = assign(
+        client,
+        auth,
+        {
+            "loginName": "alice",
+            "assignUserGroups": ["team2", "nope"],
+            "unassignUserGroups": ["team1", "gone"],
+        },
+    )
     fails(unknown, 404, "ACCT_USERGROUP_030")
     assert unknown.json()["tags"]["names"] == ["nope", "gone"]
-    fails(assign(client, auth, {"loginName": "carol", "assignUserGroups": ["team2"]}), 404,
-          "GROUPD_USER_NOT_FOUND")
-    fails(assign(client, auth, {"assignUserGroups": ["team2"]}), 400, "ACCT_US_015",
-          "Mandatory Field 'loginName' is missing or empty")
-    fails(assign(client, auth, {"loginName": "alice", "assignUserGroups": ["team2"],
-                                "unassignUserGroups": ["team2"]}), 400, "INVALID_REQUEST")
-    fails(assign(client, auth, {"loginName": "alice", "unassignUserGroups": ["team1"],
-                                "unAssignUserGroups": ["team3"]}), 400, "INVALID_REQUEST")
-    fails(assign(client, auth, {"loginName": "alice", "assignUserGroups": [""]}), 400,
-          "ACCT_USERGROUP_001")
-    fails(assign(client, session_for(db, acme.viewer),
-                 {"loginName": "alice", "assignUserGroups": ["team2"]}), 403, "AVX_GW_005")
+    fails(
+        assign(client, auth, {"loginName": "carol", "assignUserGroups": ["team2"]}),
+        404,
+        "GROUPD_USER_NOT_FOUND",
+    )
+    fails(
+        assign(client, auth, {"assignUserGroups": ["team2"]}),
+        400,
+        "ACCT_US_015",
+        "Mandatory Field 'loginName' is missing or empty",
+    )
+    fails(
+        assign(
+            client,
+            auth,
+            {"loginName": "alice", "assignUserGroups": ["team2"], "unassignUserGroups": ["team2"]},
+        ),
+        400,
+        "INVALID_REQUEST",
+    )
+    fails(
+        assign(
+            client,
+            auth,
+            {
+                "loginName": "alice",
+                "unassignUserGroups": ["team1"],
+                "unAssignUserGroups": ["team3"],
+            },
+        ),
+        400,
+        "INVALID_REQUEST",
+    )
+    fails(
+        assign(client, auth, {"loginName": "alice", "assignUserGroups": [""]}),
+        400,
+        "ACCT_USERGROUP_001",
+    )
+    fails(
+        assign(
+            client,
+            session_for(db, acme.viewer),
+            {"loginName": "alice", "assignUserGroups": ["team2"]},
+        ),
+        403,
+        "AVX_GW_005",
+    )
     assert table_counts(db) == before
-    assert [member_logins(client, acme, g) for g in ("team1", "team2", "team3")] == \
-        [["alice"], [], ["alice"]]
+    assert [member_logins(client, acme, g) for g in ("team1", "team2", "team3")] == [
+        ["alice"],
+        [],
+        ["alice"],
+    ]
     # The member now blocks the delete of either of her groups.
     fails(delete(client, auth, "team3"), 400, "RBAC_US_019")
     assert delete(client, auth, "team2").json() == SAMPLE_BODY

@@ -52,7 +52,8 @@ def nfc(value: str) -> str:
 # valid values: (raw, expected normal form) ----------------------------------------------
 def _user_ids() -> st.SearchStrategy[tuple[str, str]]:
     text = st.text(NO_SPACE, min_size=1, max_size=40).filter(
-        lambda s: not any(c.isspace() for c in s))
+        lambda s: not any(c.isspace() for c in s)
+    )
     return text.map(lambda s: (s, nfc(s)))
 
 
@@ -61,18 +62,17 @@ def _strings() -> st.SearchStrategy[tuple[str, str]]:
 
 
 def _actions() -> st.SearchStrategy[tuple[str, str]]:
-    return st.from_regex(r"[A-Za-z][A-Za-z0-9_.:\-]{0,40}", fullmatch=True).map(
-        lambda s: (s, s))
+    return st.from_regex(r"[A-Za-z][A-Za-z0-9_.:\-]{0,40}", fullmatch=True).map(lambda s: (s, s))
 
 
-def _written(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-             exploded: bool) -> str:
+def _written(address: ipaddress.IPv4Address | ipaddress.IPv6Address, exploded: bool) -> str:
     return address.exploded.upper() if exploded and address.version == 6 else str(address)
 
 
 def _ips() -> st.SearchStrategy[tuple[str, str]]:
     return st.tuples(st.ip_addresses(), st.booleans()).map(
-        lambda pair: (_written(pair[0], pair[1]), str(pair[0])))
+        lambda pair: (_written(pair[0], pair[1]), str(pair[0]))
+    )
 
 
 def _ranges() -> st.SearchStrategy[tuple[str, str]]:
@@ -126,11 +126,11 @@ CONTROL = st.characters(categories=("Cc",))
 SPACE = st.sampled_from([" ", "\u00a0", "\u2003", "\u3000"])
 
 
-def _with(inner: st.SearchStrategy[str], extra: st.SearchStrategy[str]
-          ) -> st.SearchStrategy[str]:
+def _with(inner: st.SearchStrategy[str], extra: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """A value from ``inner`` with a character from ``extra`` spliced in."""
     return st.tuples(inner, extra, st.integers(0, 1000)).map(
-        lambda t: t[0][: t[2] % (len(t[0]) + 1)] + t[1] + t[0][t[2] % (len(t[0]) + 1):])
+        lambda t: t[0][: t[2] % (len(t[0]) + 1)] + t[1] + t[0][t[2] % (len(t[0]) + 1) :]
+    )
 
 
 BAD_USER_IDS = st.one_of(
@@ -147,14 +147,15 @@ BAD_STRINGS = st.one_of(
 BAD_ACTIONS = st.one_of(
     st.just(""),
     st.from_regex(r"[0-9_.:\-][A-Za-z0-9_.:\-]{0,20}", fullmatch=True),
-    _with(st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True),
-          st.sampled_from([" ", "/", "*", "é", "\t", ","])),
+    _with(
+        st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True),
+        st.sampled_from([" ", "/", "*", "é", "\t", ","]),
+    ),
     st.from_regex(r"[A-Za-z][A-Za-z0-9]{128,140}", fullmatch=True),
 )
 BAD_IPS = st.one_of(
     st.text(max_size=20).filter(_not_an_ip),
-    st.tuples(*[st.integers(0, 300)] * 4).map(lambda t: ".".join(map(str, t))).filter(
-        _not_an_ip),
+    st.tuples(*[st.integers(0, 300)] * 4).map(lambda t: ".".join(map(str, t))).filter(_not_an_ip),
     st.ip_addresses(v=4).map(lambda a: f"{a}/32"),  # a network is not an address
     st.ip_addresses(v=6).map(lambda a: f"{a}%eth0"),
     st.integers(0, 2**32 - 1).map(str),  # the integer form of an address is not accepted
@@ -190,8 +191,9 @@ BAD_RANGES = st.one_of(
     st.text(max_size=20).filter(_not_a_range),
 )
 
-GROUP_TYPES: dict[str, tuple[Callable[[], st.SearchStrategy[tuple[str, str]]],
-                             st.SearchStrategy[str]]] = {
+GROUP_TYPES: dict[
+    str, tuple[Callable[[], st.SearchStrategy[tuple[str, str]]], st.SearchStrategy[str]]
+] = {
     "User ID": (_user_ids, BAD_USER_IDS),
     "Generic Strings": (_strings, BAD_STRINGS),
     "Actions": (_actions, BAD_ACTIONS),
@@ -202,8 +204,12 @@ GROUP_TYPES: dict[str, tuple[Callable[[], st.SearchStrategy[tuple[str, str]]],
 
 def valid_lists(grouptype: str) -> st.SearchStrategy[Valid]:
     pairs = st.lists(GROUP_TYPES[grouptype][0](), min_size=1, max_size=6)
-    return pairs.map(lambda items: ([raw for raw, _ in items],
-                                    list(dict.fromkeys(expected for _, expected in items))))
+    return pairs.map(
+        lambda items: (
+            [raw for raw, _ in items],
+            list(dict.fromkeys(expected for _, expected in items)),
+        )
+    )
 
 
 def post_xml(client: TestClient, headers: dict[str, str], fields: dict[str, Any]) -> Any:
@@ -211,8 +217,11 @@ def post_xml(client: TestClient, headers: dict[str, str], fields: dict[str, Any]
     for name, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
             ET.SubElement(root, name).text = item
-    return client.post(BASE, content=ET.tostring(root, encoding="utf-8"), headers={
-        **headers, "Content-Type": "application/xml", "Accept": "application/xml"})
+    return client.post(
+        BASE,
+        content=ET.tostring(root, encoding="utf-8"),
+        headers={**headers, "Content-Type": "application/xml", "Accept": "application/xml"},
+    )
 
 
 def answered_values(response: Any, as_xml: bool) -> list[str]:
@@ -231,30 +240,43 @@ def test_valid_values_round_trip_and_invalid_ones_are_refused(
     stored: dict[str, list[str]] = {}
 
     @EXAMPLES
-    @given(valid=valid_lists(grouptype), bad=GROUP_TYPES[grouptype][1],
-           position=st.integers(0, 6), as_xml=st.booleans())
+    @given(
+        valid=valid_lists(grouptype),
+        bad=GROUP_TYPES[grouptype][1],
+        position=st.integers(0, 6),
+        as_xml=st.booleans(),
+    )
     def check(valid: Valid, bad: str, position: int, as_xml: bool) -> None:
         raw, expected = valid
         name = next(names)
         fields = {"agentid": AGENT, "grouptype": grouptype, "groupname": name, "values": raw}
-        created = (post_xml(client, headers, fields) if as_xml
-                   else client.post(BASE, json=fields, headers=headers))
+        created = (
+            post_xml(client, headers, fields)
+            if as_xml
+            else client.post(BASE, json=fields, headers=headers)
+        )
         assert created.status_code == 201, created.text
         assert answered_values(created, as_xml) == expected
-        groupid = (SafeET.fromstring(created.content, forbid_dtd=True).findtext("groupid")
-                   if as_xml else created.json()["groupid"])
+        groupid = (
+            SafeET.fromstring(created.content, forbid_dtd=True).findtext("groupid")
+            if as_xml
+            else created.json()["groupid"]
+        )
         stored[name] = expected
         # Read back in the other format.
-        read = client.get(f"{BASE}/{groupid}", headers={
-            **headers, "Accept": "application/json" if as_xml else "application/xml"})
+        read = client.get(
+            f"{BASE}/{groupid}",
+            headers={**headers, "Accept": "application/json" if as_xml else "application/xml"},
+        )
         assert read.status_code == 200
         assert answered_values(read, not as_xml) == expected
 
         # One bad value among good ones: refused, named, nothing stored.
         index = position % (len(raw) + 1)
         mixed = [*raw[:index], bad, *raw[index:]]
-        refused = client.post(BASE, headers=headers, json={**fields, "groupname": f"{name}!",
-                                                           "values": mixed})
+        refused = client.post(
+            BASE, headers=headers, json={**fields, "groupname": f"{name}!", "values": mixed}
+        )
         assert refused.status_code == 405, (bad, refused.text)
         message = refused.json()["message"]
         # A NUL is refused for the body as a whole, before any value is looked at.
@@ -262,15 +284,17 @@ def test_valid_values_round_trip_and_invalid_ones_are_refused(
         assert message.startswith(f"Invalid input: {where}"), message
         if len(bad) <= 64 and "\x00" not in bad:
             assert repr(bad) in message, message
-        added = client.put(f"{BASE}/{groupid}", headers=headers,
-                           json={"addvalues": [bad], "removevalues": raw})
+        added = client.put(
+            f"{BASE}/{groupid}", headers=headers, json={"addvalues": [bad], "removevalues": raw}
+        )
         assert added.status_code == 405, (bad, added.text)
         where = "the body contains a NUL" if "\x00" in bad else "addvalues[0]"
         assert added.json()["message"].startswith(f"Invalid input: {where}")
 
     check()
     # Nothing that was refused got in; everything accepted is there, as normalised.
-    listed = client.get(BASE, params={"agentid": AGENT, "grouptype": grouptype},
-                        headers=headers).json()["groups"]
+    listed = client.get(
+        BASE, params={"agentid": AGENT, "grouptype": grouptype}, headers=headers
+    ).json()["groups"]
     assert {g["groupname"]: g["values"] for g in listed} == stored
     assert_invariants(db)

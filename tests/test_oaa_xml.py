@@ -19,9 +19,10 @@ from invariants import assert_invariants
 
 BASE = "/oaa-policy/group/v1"
 AGENT = "dede64d3-1d6a-42e9-89e1-714e88f8967c"
-FIELDS = (b"<agentid>" + AGENT.encode() + b"</agentid><grouptype>Generic Strings</grouptype>"
-          b"<groupname>Hostile</groupname>")
-
+FIELDS = (
+    b"<agentid>" + AGENT.encode() + b"</agentid><grouptype>Generic Strings</grouptype>"
+    b"<groupname>Hostile</groupname>"
+)
 
 
 def billion_laughs(levels: int) -> bytes:
@@ -30,8 +31,10 @@ def billion_laughs(levels: int) -> bytes:
     for level in range(1, levels + 1):
         refs = b"".join(b"&lol%d;" % (level - 1) for _ in range(10))
         entities.append(b'<!ENTITY lol%d "%s">' % (level, refs))
-    return (b'<?xml version="1.0"?>\n<!DOCTYPE group [\n' + b"\n".join(entities) + b"]>\n"
-            b"<group>" + FIELDS + b"<values>&lol%d;</values></group>" % levels)
+    return (
+        b'<?xml version="1.0"?>\n<!DOCTYPE group [\n' + b"\n".join(entities) + b"]>\n"
+        b"<group>" + FIELDS + b"<values>&lol%d;</values></group>" % levels
+    )
 
 
 BILLION_LAUGHS = billion_laughs(9)  # 3 GB if a parser expanded it
@@ -63,7 +66,8 @@ INTERNAL_DTD_ONLY = (
 )
 UNDECLARED_ENTITY = b"<group>" + FIELDS + b"<values>&lol;</values></group>"
 XINCLUDE = (
-    b'<group xmlns:xi="http://www.w3.org/2001/XInclude">' + FIELDS
+    b'<group xmlns:xi="http://www.w3.org/2001/XInclude">'
+    + FIELDS
     + b'<xi:include href="file:///etc/passwd" parse="text"/></group>'
 )
 HOSTILE = {
@@ -87,15 +91,22 @@ def token_basic(caller: Caller) -> dict[str, str]:
 
 def table_counts(db: Database) -> dict[str, int]:
     with db.engine.connect() as connection:
-        return {t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
-                for t in TABLES}
+        return {
+            t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in TABLES
+        }
 
 
 def policy_rows(db: Database) -> list[tuple[Any, ...]]:
     with db.engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(text(
-            "SELECT id, name, description, agent_id, version, state FROM groups "
-            "WHERE kind = 'policy' ORDER BY id"))]
+        return [
+            tuple(row)
+            for row in connection.execute(
+                text(
+                    "SELECT id, name, description, agent_id, version, state FROM groups "
+                    "WHERE kind = 'policy' ORDER BY id"
+                )
+            )
+        ]
 
 
 def measured(send: Any) -> tuple[Any, int, int]:
@@ -126,11 +137,21 @@ def test_the_payloads_are_what_they_claim() -> None:
 def test_hostile_xml_is_refused_unexpanded_with_flat_memory(
     client: TestClient, acme: TenantFixture, db: Database
 ) -> None:
-    headers = {**token_basic(acme.editor), "Content-Type": "application/xml",
-               "Accept": "application/xml"}
-    target = client.post(BASE, headers={**headers, "Content-Type": "application/json"},
-                         json={"agentid": AGENT, "grouptype": "Generic Strings",
-                               "groupname": "Target", "values": ["keep"]})
+    headers = {
+        **token_basic(acme.editor),
+        "Content-Type": "application/xml",
+        "Accept": "application/xml",
+    }
+    target = client.post(
+        BASE,
+        headers={**headers, "Content-Type": "application/json"},
+        json={
+            "agentid": AGENT,
+            "grouptype": "Generic Strings",
+            "groupname": "Target",
+            "values": ["keep"],
+        },
+    )
     assert target.status_code == 201, target.text
     groupid = SafeET.fromstring(target.content, forbid_dtd=True).findtext("groupid")
     # Warm up the request path so one-time allocations do not count as the payload's.
@@ -138,15 +159,16 @@ def test_hostile_xml_is_refused_unexpanded_with_flat_memory(
     # The measure sees what the server parses: 4 MB of harmless values show up in it.
     big = b"<group>" + b"<removevalues>%s</removevalues>" % (b"y" * 1000) * 4000 + b"</group>"
     control, control_peak, _ = measured(
-        lambda: client.put(f"{BASE}/{groupid}", headers=headers, content=big))
+        lambda: client.put(f"{BASE}/{groupid}", headers=headers, content=big)
+    )
     assert control.status_code == 200, control.text
     assert control_peak > len(big), control_peak
     counts, rows = table_counts(db), policy_rows(db)
     for name, payload in HOSTILE.items():
         for method, path in (("POST", BASE), ("PUT", f"{BASE}/{groupid}")):
             response, peak, rss_growth = measured(
-                lambda m=method, p=path, b=payload: client.request(m, p, headers=headers,
-                                                                   content=b))
+                lambda m=method, p=path, b=payload: client.request(m, p, headers=headers, content=b)
+            )
             assert 400 <= response.status_code < 500, (name, method, response.text)
             assert response.status_code == 405, (name, method)
             answer = SafeET.fromstring(response.content, forbid_dtd=True)

@@ -15,6 +15,7 @@ document says, and the invariants once every accepted delete has finished. Run w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -57,8 +58,10 @@ NEGATIVE_EXAMPLES = max(POSITIVE_EXAMPLES // 2, 1)
 STATEFUL_SCENARIOS = 2 * POSITIVE_EXAMPLES
 STATEFUL_STEPS = 8
 # "No 5xx, no answer that breaks the schema". Schemathesis's other default checks judge
-# how precise the document is (e.g. a schema-valid but unknown enum value answered 400);
-# that is reported separately, it is not a server fault.
+# how precise the document is. ``positive_data_acceptance`` stays off: requests the schema
+# allows are still refused with 400 where no JSON Schema can say why (a ``cursor`` must be
+# one the server issued) or where the document does not state the rule (name characters,
+# password length, ``since`` as ISO 8601, ``341.0`` as an integer); it is not a server fault.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -333,17 +336,22 @@ def run_stateful(schema: Any, credentials: Credentials, tally: Tally) -> None:
         ) -> None:
             pass  # done in ``call``, which saw every answer
 
-    Scenarios.run(
-        settings=hypothesis.settings(
-            max_examples=STATEFUL_SCENARIOS,
-            stateful_step_count=STATEFUL_STEPS,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
+    # Which rules are valid depends on the bundles, filled from the server's answers, and
+    # the directory is not reset between scenarios: when Hypothesis replays a known prefix
+    # and finds other rules valid it stops the exploration. The answers already seen were
+    # checked in ``call``; the caller asserts there were some.
+    with contextlib.suppress(hypothesis.errors.FlakyStrategyDefinition):
+        Scenarios.run(
+            settings=hypothesis.settings(
+                max_examples=STATEFUL_SCENARIOS,
+                stateful_step_count=STATEFUL_STEPS,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
         )
-    )
 
 
 def undocumented_schema(app: Any) -> Any:
@@ -392,6 +400,7 @@ def test_openapi_document_holds_for_every_operation(
         f"== {label}\n{text}" for label, text in sorted(tally.failures.items())
     )
     assert documented[0] == len(list(schema.get_all_operations()))
+    assert stateful[1] >= STATEFUL_SCENARIOS, "the stateful phase stopped before it began"
     assert all(status < 500 for status in tally.statuses), tally.statuses
     assert_invariants(db)
 

@@ -57,6 +57,7 @@ def test_tree_operations_match_a_model(
         row.uuid: by_id.get(row.parent_id) for row in built_in
     }
     worker = Worker(db, settings)
+    serial = itertools.count()
 
     def descendants(node: uuid.UUID) -> set[uuid.UUID]:
         out = {node}
@@ -77,7 +78,7 @@ def test_tree_operations_match_a_model(
                 view = groups.create_group(
                     uow,
                     actor=actor,
-                    spec=groups.GroupSpec(name=f"n{len(parent_of)}-{a}", parent_uuid=parent),
+                    spec=groups.GroupSpec(name=f"n{next(serial)}", parent_uuid=parent),
                     now=now,
                 )
             parent_of[view.uuid] = parent

@@ -31,6 +31,7 @@ REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not found",
+    405: "Invalid input (OAA) or refused (AppViewX)",
     406: "Not acceptable",
     409: "Conflict",
     412: "Precondition failed",
@@ -38,6 +39,7 @@ REASONS = {
     415: "Unsupported media type",
     429: "Too many requests",
     503: "Maintenance",
+    504: "Deadline exceeded",
 }
 
 
@@ -98,10 +100,18 @@ def _operation_id(endpoint: Endpoint) -> str:
     return endpoint.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 
+# Path parameters that name a resource by UUID: ``{id}``, ``{objectId}``, ``{groupUuid}``.
+# Case matters: OAA's ``{groupid}`` is a name or a number, not a UUID.
+UUID_PARAM = re.compile(r"^id$|Id$|Uuid$")
+
+
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in re.findall(r"{(\w+)}", endpoint.path):
-        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+        path_schema: dict[str, Any] = {"type": "string"}
+        if UUID_PARAM.search(name):
+            path_schema["format"] = "uuid"
+        params.append({"name": name, "in": "path", "required": True, "schema": path_schema})
     for where, items in (("query", endpoint.query), ("header", endpoint.headers)):
         for item in items:
             schema: dict[str, Any] = {"type": item.type}

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import AccountLocked, AuthenticationFailed, Conflict, InvalidInput, NotFound
 from groupd.services import groups
-from groupd.services.common import Actor, allocate_ids, system_actor
+from groupd.services.common import Actor, allocate_ids, new_uuid, system_actor
 from groupd.store.db import UnitOfWork
 from groupd.store.models import ROLES, Account, Credential, Group, Tenant
 from groupd.store.tree import child_path
@@ -78,7 +78,7 @@ def create_tenant(uow: UnitOfWork, *, name: str, now: datetime) -> TenantView:
 def _create_root(uow: UnitOfWork, *, tenant_id: int, now: datetime) -> uuid.UUID:
     # The one static group without a parent; created here only, never through the API.
     (group_id,) = allocate_ids(uow.session, "groups", 1)
-    root_uuid = uuid.uuid4()
+    root_uuid = new_uuid()
     uow.session.add(
         Group(
             id=group_id,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +18,17 @@ from groupd.errors import InvalidInput, NotFound, PermissionDenied
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 MAX_PAGE = 1000
 MAX_KEY = 2**63 - 1  # keys are 64-bit on every database
+
+
+def new_uuid() -> uuid.UUID:
+    """A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds, then
+    random bits. Rows created together sit together in the uuid indexes as they do in
+    the key order, so bulk deletes touch few index pages (random v4 uuids scatter them)."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & (2**48 - 1)) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
+    return uuid.UUID(int=value)
 
 
 def utcnow() -> datetime:

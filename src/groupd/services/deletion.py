@@ -12,7 +12,6 @@ operation: a crash between chunks loses nothing and repeats nothing.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ from sqlalchemy.orm import aliased
 
 from groupd.errors import DeleteRefused, InvalidInput, NotFound
 from groupd.services import audit
-from groupd.services.common import Actor, parse_uuid, system_actor
+from groupd.services.common import Actor, new_uuid, parse_uuid, system_actor
 from groupd.services.groups import check_version, lock_live_group
 from groupd.store.db import UnitOfWork
 from groupd.store.models import (
@@ -311,7 +310,7 @@ def request_delete(
         return DeletePlan(root.uuid, root.name, impact, None, True)
     session = uow.session
     operation = Operation(
-        uuid=uuid.uuid4(),
+        uuid=new_uuid(),
         tenant_id=actor.tenant_id,
         kind=DELETE_KIND,
         target_uuid=root.uuid,
@@ -502,7 +501,14 @@ def run_delete_chunk(
     ).scalar_one_or_none()
     objects_filter = in_chunk if boundary is None else and_(in_chunk, DirectoryObject.id < boundary)
     object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
-    _remove_objects(uow, object_ids=object_ids, release=release, progress=progress, now=now)
+    _remove_objects(
+        uow,
+        object_ids=object_ids,
+        objects_filter=objects_filter,
+        release=release,
+        progress=progress,
+        now=now,
+    )
     if boundary is None:
         memberships = session.execute(
             delete(Membership)
@@ -533,7 +539,13 @@ def _bump(progress: dict[str, Any], key: str, count: int) -> None:
 
 
 def _remove_objects(
-    uow: UnitOfWork, *, object_ids: Any, release: bool, progress: dict[str, Any], now: datetime
+    uow: UnitOfWork,
+    *,
+    object_ids: Any,
+    objects_filter: Any,
+    release: bool,
+    progress: dict[str, Any],
+    now: datetime,
 ) -> None:
     """Activations (released or orphaned), memberships, then the objects themselves."""
     session = uow.session
@@ -580,13 +592,15 @@ def _remove_objects(
     kinds = dict(
         session.execute(
             select(DirectoryObject.kind, func.count())
-            .where(DirectoryObject.id.in_(object_ids))
+            .where(objects_filter)
             .group_by(DirectoryObject.kind)
         ).all()
     )
     session.execute(
         delete(DirectoryObject)
-        .where(DirectoryObject.id.in_(object_ids))
+        # Filtered directly: "id IN (SELECT id FROM objects ...)" is planned by PostgreSQL
+        # as a scan of the whole table; this is an index range on home_group_id.
+        .where(objects_filter)
         .execution_options(synchronize_session=False)
     )
     _bump(progress, "devices", int(kinds.get("device", 0)))

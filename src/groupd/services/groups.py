@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from groupd.services.common import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    new_uuid,
     parse_uuid,
     parse_uuid_field,
 )
@@ -334,7 +334,7 @@ def batch_create_groups(
     specs = [_clean_spec(spec) for spec in specs]
     session = uow.session
     ids = allocate_ids(session, "groups", len(specs))
-    uuids = [spec.uuid or uuid.uuid4() for spec in specs]
+    uuids = [spec.uuid or new_uuid() for spec in specs]
     in_batch: dict[UUID, tuple[int, str, str, int]] = {}  # uuid -> id, path, kind, depth
     outside = {s.parent_uuid for s in specs if s.parent_uuid is not None} - set(uuids)
     existing: dict[UUID, tuple[int, str, str, int]] = {}

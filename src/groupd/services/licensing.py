@@ -20,6 +20,7 @@ from groupd.services.common import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    new_uuid,
     parse_uuid,
 )
 from groupd.services.groups import Page
@@ -205,7 +206,7 @@ def activate_many(
         if not 1 <= spec.units <= UNITS_MAX:
             raise InvalidInput("units must be a positive number", field="units")
         demand[licence.id] += spec.units
-        activation_uuid = uuid.uuid4()
+        activation_uuid = new_uuid()
         rows.append(
             {
                 "uuid": activation_uuid,

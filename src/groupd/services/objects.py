@@ -20,6 +20,7 @@ from groupd.services.common import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    new_uuid,
     parse_uuid,
 )
 from groupd.services.groups import Page
@@ -252,7 +253,7 @@ def import_objects(
                 field="homeGroupId",
             )
     ids = allocate_ids(session, "objects", len(specs))
-    uuids = [spec.uuid or uuid.uuid4() for spec in specs]
+    uuids = [spec.uuid or new_uuid() for spec in specs]
     if len(set(uuids)) != len(uuids):
         raise InvalidInput("the batch names the same uuid twice", field="uuid")
     rows = [

@@ -12,6 +12,8 @@ a block (the delete worker, the CLI) has no deadline.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from groupd.errors import Unavailable
 from groupd.settings import Settings
 
+log = logging.getLogger("groupd.db")
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # SQLite calls the progress handler every this many virtual-machine steps (~0.1-1 ms).
 SQLITE_PROGRESS_STEPS = 10_000
@@ -133,6 +137,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Checkpoints run in the background (Database's checkpointer), not inside the
+        # commit of whichever writer crossed the threshold: a big delete's chunks would
+        # otherwise each pay for copying thousands of pages back into the database.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -232,6 +240,30 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if self.is_sqlite:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="groupd-wal-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        """Fold the WAL back into the database every second, without blocking anyone
+        (PASSIVE: it copies what no reader still needs and never waits for a lock)."""
+        while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_SECONDS):
+            try:
+                # A raw connection: it is in autocommit mode, outside any transaction,
+                # which a checkpoint needs.
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.close()
+                finally:
+                    raw.close()
+            except Exception as error:  # the file may be gone (tests); try again later
+                log.debug("WAL checkpoint skipped: %s", error)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -247,6 +279,9 @@ class Database:
         return UnitOfWork(self, write=write)
 
     def dispose(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=5)
         self.engine.dispose()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import Response
 
@@ -196,6 +197,24 @@ def check_gwkey(req: ApiRequest, account: AccountView) -> None:
 
 class AppViewXSurface:
     name = "appviewx"
+    # For the OpenAPI document: errors are the same envelope as answers; the vendor refuses
+    # deleting the Admin group with 405 and a taken name with 409.
+    openapi_error_content: dict[str, Any] = {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["response", "message", "appStatusCode", "tags", "headers"],
+                "properties": {
+                    "response": {},
+                    "message": {"type": ["string", "null"]},
+                    "appStatusCode": {"type": ["string", "null"]},
+                    "tags": {"type": ["object", "null"]},
+                    "headers": {"type": ["object", "null"]},
+                },
+            }
+        }
+    }
+    openapi_extra_statuses: tuple[int, ...] = (405, 409)
 
     def authenticate(self, req: ApiRequest) -> AccountView:
         source_of(req)

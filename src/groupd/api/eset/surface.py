@@ -32,10 +32,8 @@ from groupd.errors import (
 from groupd.services.accounts import AccountView
 
 SOURCE = "eset"
-# The OpenAPI builder describes every error as problem+json; ESET answers google.rpc.Status
-# in application/json, so documented these calls would contradict the document (as for
-# the other dialects). docs/compat/eset.md describes them instead.
-DOCUMENTED = False
+# In /openapi.json, with ESET's own error body (``openapi_error_content`` below).
+DOCUMENTED = True
 TYPE_PREFIX = "type.googleapis.com/google.rpc."
 # Conflicts that are name or id clashes: AIP's ALREADY_EXISTS. Every other conflict
 # (a delete guard, moving a built-in, too few free units) is a request the current
@@ -193,10 +191,31 @@ def internal_error(req: ApiRequest) -> Response:
     return error_response(500, "Internal server failure. Try again later.", details=details)
 
 
+# google.rpc.Status as ``status_body`` writes it; the token endpoint adds the OAuth fields.
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message", "details"],
+    "properties": {
+        "code": {"type": "integer"},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+        "error": {"type": "string"},
+        "error_description": {"type": "string"},
+    },
+}
+
+
 class EsetSurface:
     """Bearer access tokens only; a missing or malformed header is the seed's 400."""
 
     name = "eset"
+    # For the OpenAPI document: every error is a google.rpc.Status, a delete still running
+    # answers 202 with ``[]``, and a delete whose response-id wait ran out answers 504.
+    openapi_error_content: dict[str, Any] = {"application/json": {"schema": STATUS_SCHEMA}}
+    openapi_pending_content: dict[str, Any] = {
+        "application/json": {"schema": {"type": "array", "maxItems": 0}}
+    }
+    openapi_extra_statuses: tuple[int, ...] = (504,)
 
     def authenticate(self, req: ApiRequest) -> AccountView:
         req.actor_source = SOURCE

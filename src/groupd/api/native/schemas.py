@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 Scalar = str | int | float | bool | None
+
+# What the document states beyond the Python types. Bounds msgspec enforces name the field
+# in their 400; ``extra_json_schema`` only documents a rule the service already enforces
+# with its own message (the hostile catalogue pins those messages).
+Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
+GroupKind = Literal["static", "user", "policy"]
+ObjectKind = Literal["device", "user"]
+UserStatus = Literal["active", "inactive"]
+UnitKind = Literal["seat", "user"]
+Role = Literal["admin", "editor", "viewer"]
+ValueType = Annotated[
+    str, msgspec.Meta(extra_json_schema={"enum": ["user_id", "string", "action", "ip", "ip_range"]})
+]
+GrantType = Annotated[str, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token"]})]
+Units = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+TotalUnits = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+TtlSeconds = Annotated[int, msgspec.Meta(ge=60, le=315_360_000)]
+BATCH_MAX = 10_000
 
 
 class In(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -26,21 +44,24 @@ class LinkedEntity(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class GroupCreate(In):
     name: str
-    parent_id: str | None = None
-    kind: str = "static"
+    parent_id: Uuid | None = None
+    kind: GroupKind = "static"
     description: str | None = None
-    value_type: str | None = None
+    value_type: ValueType | None = None
     values: list[str] | None = None
     linked_entity: LinkedEntity | None = None
     agent_id: str | None = None
 
 
 class GroupBatchItem(GroupCreate, kw_only=True):
-    id: str | None = None
+    id: Uuid | None = None
 
 
 class GroupBatch(In):
-    groups: list[GroupBatchItem]
+    groups: Annotated[
+        list[GroupBatchItem],
+        msgspec.Meta(min_length=1, extra_json_schema={"maxItems": BATCH_MAX}),
+    ]
 
 
 class GroupUpdate(In):
@@ -51,12 +72,12 @@ class GroupUpdate(In):
 
 
 class GroupMove(In):
-    parent_id: str
+    parent_id: Uuid
 
 
 class GroupOut(Out):
-    id: str
-    parent_id: str | None
+    id: Uuid
+    parent_id: Uuid | None
     name: str
     description: str
     kind: str
@@ -80,41 +101,44 @@ class GroupBatchOut(Out):
 
 # objects --------------------------------------------------------------------------
 class ActivationIn(In):
-    units: int = 1
-    license_id: str | None = None
+    units: Units = 1
+    license_id: Uuid | None = None
     product: str | None = None
 
 
 class ObjectCreate(In):
-    kind: str
+    kind: ObjectKind
     name: str
-    home_group_id: str
+    home_group_id: Uuid
     login_name: str | None = None
-    status: str | None = None
+    status: UserStatus | None = None
     attributes: dict[str, Scalar] = {}
-    id: str | None = None
+    id: Uuid | None = None
     activations: list[ActivationIn] = []
 
 
 class ObjectBatch(In):
-    objects: list[ObjectCreate]
+    objects: Annotated[
+        list[ObjectCreate],
+        msgspec.Meta(min_length=1, extra_json_schema={"maxItems": BATCH_MAX}),
+    ]
 
 
 class ObjectUpdate(In):
     name: str | UnsetType = UNSET
-    status: str | UnsetType = UNSET
+    status: UserStatus | UnsetType = UNSET
     attributes: dict[str, Scalar] | UnsetType = UNSET
 
 
 class ObjectMove(In):
-    group_id: str
+    group_id: Uuid
 
 
 class ObjectOut(Out):
-    id: str
+    id: Uuid
     kind: str
     name: str
-    home_group_id: str
+    home_group_id: Uuid
     login_name: str | None
     status: str | None
     attributes: dict[str, Any]
@@ -130,9 +154,9 @@ class ObjectBatchOut(Out):
 
 
 class MembershipOut(Out):
-    group_id: str
+    group_id: Uuid
     group_name: str
-    object_id: str
+    object_id: Uuid
 
 
 class MembershipList(Out):
@@ -142,12 +166,12 @@ class MembershipList(Out):
 # licences -------------------------------------------------------------------------
 class LicenseCreate(In):
     product: str
-    unit_kind: str
-    total_units: int
+    unit_kind: UnitKind
+    total_units: TotalUnits
 
 
 class LicenseOut(Out):
-    id: str
+    id: Uuid
     product: str
     unit_kind: str
     total_units: int
@@ -160,14 +184,14 @@ class LicensePage(Out):
 
 
 class ActivationCreate(In):
-    object_id: str
-    units: int = 1
+    object_id: Uuid
+    units: Units = 1
 
 
 class ActivationOut(Out):
-    id: str
-    license_id: str
-    object_id: str
+    id: Uuid
+    license_id: Uuid
+    object_id: Uuid
     object_name: str
     units: int
     orphaned: bool
@@ -232,7 +256,7 @@ class AuditPage(Out):
 
 # accounts and credentials ---------------------------------------------------------
 class TokenRequest(In):
-    grant_type: str
+    grant_type: GrantType
     username: str | None = None
     password: str | None = None
     refresh_token: str | None = None
@@ -246,7 +270,7 @@ class TokenOut(Out):
 
 
 class ApiTokenCreate(In):
-    ttl_seconds: int | None = None
+    ttl_seconds: TtlSeconds | None = None
     label: str | None = None
 
 
@@ -257,12 +281,12 @@ class ApiTokenOut(Out):
 
 class AccountCreate(In):
     username: str
-    role: str
-    password: str
+    role: Role
+    password: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 8, "maxLength": 1024})]
 
 
 class AccountOut(Out):
-    id: str
+    id: Uuid
     username: str
     role: str
     active: bool

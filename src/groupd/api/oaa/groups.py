@@ -83,13 +83,16 @@ def wire_group(view: GroupView, *, with_values: bool = True) -> OaaGroup:
 
 
 def group_answer(
-    view: GroupView, message: str, status: int, answer: Format, *, with_values: bool = True,
+    view: GroupView,
+    message: str,
+    status: int,
+    answer: Format,
+    *,
+    with_values: bool = True,
     headers: dict[str, str] | None = None,
 ) -> Response:
     group = wire_group(view, with_values=with_values)
-    body = OaaGroupResponse(
-        status=str(status), message=message, groupid=group.groupid, group=group
-    )
+    body = OaaGroupResponse(status=str(status), message=message, groupid=group.groupid, group=group)
     return render(body, answer, status, headers=headers)
 
 
@@ -164,8 +167,9 @@ async def delete_group(req: ApiRequest) -> Response:
     group_id = req.path_params["groupid"]
 
     def phase_one(uow: UnitOfWork) -> policy.PolicyDelete:
-        return policy.request_policy_delete(uow, actor=actor, group_id=group_id,
-                                            now=req.ctx.clock())
+        return policy.request_policy_delete(
+            uow, actor=actor, group_id=group_id, now=req.ctx.clock()
+        )
 
     accepted = await req.transact(phase_one)
     req.ctx.worker.notify()
@@ -173,7 +177,9 @@ async def delete_group(req: ApiRequest) -> Response:
     # the job whatever happens to this request, so OAA (which has no "accepted, still
     # running" answer) hears "deleted" even when the wait budget runs out first.
     operation = await wait_for_operation(
-        req.ctx, actor=actor, operation_uuid=accepted.operation_uuid,
+        req.ctx,
+        actor=actor,
+        operation_uuid=accepted.operation_uuid,
         budget_seconds=req.ctx.settings.delete_wait_seconds,
     )
     if operation.state == "failed":
@@ -184,27 +190,71 @@ async def delete_group(req: ApiRequest) -> Response:
 
 
 def endpoints() -> list[Endpoint]:
-    # OAA's errors are GroupResponses (and answers may be XML), while the OpenAPI builder
-    # describes every error as problem+json: documented, these calls would contradict the
-    # document. docs/compat/oaa.md describes them instead.
+    # Documented with OAA's error body (OaaSurface.openapi_error_content).
     common: dict[str, Any] = {
-        "tags": ["oaa"], "document": False, "errors": (401, 403, 404, 405, 406, 409, 415),
+        "tags": ["oaa"],
+        "document": True,
+        "errors": (401, 403, 404, 405, 406, 409, 415),
     }
     return [
-        Endpoint("POST", COLLECTION, create_group, OAA, role="editor", write=True,
-                 summary="OAA: create a policy group", body=OaaGroupCreate,
-                 response=OaaGroupResponse, status=201, **common),
-        Endpoint("GET", COLLECTION, list_groups, OAA, summary="OAA: an agent's policy groups",
-                 response=OaaAllGroupResponse,
-                 query=[QueryParam("agentid", description="the agent's UUID", required=True),
-                        QueryParam("grouptype", description="comma-separated group types")],
-                 **common),
-        Endpoint("GET", ITEM, get_group, OAA, summary="OAA: a policy group",
-                 response=OaaGroupResponse, **common),
-        Endpoint("PUT", ITEM, update_group, OAA, role="editor", write=True,
-                 summary="OAA: rename a policy group, add and remove values",
-                 body=OaaGroupUpdate, response=OaaGroupResponse, **common),
-        Endpoint("DELETE", ITEM, delete_group, OAA, role="editor", write=True, is_async=True,
-                 summary="OAA: delete a policy group", response=OaaGroupResponse,
-                 json_body=False, **common),
+        Endpoint(
+            "POST",
+            COLLECTION,
+            create_group,
+            OAA,
+            role="editor",
+            write=True,
+            summary="OAA: create a policy group",
+            body=OaaGroupCreate,
+            response=OaaGroupResponse,
+            status=201,
+            **common,
+        ),
+        Endpoint(
+            "GET",
+            COLLECTION,
+            list_groups,
+            OAA,
+            summary="OAA: an agent's policy groups",
+            response=OaaAllGroupResponse,
+            query=[
+                QueryParam("agentid", description="the agent's UUID", required=True),
+                QueryParam("grouptype", description="comma-separated group types"),
+            ],
+            **common,
+        ),
+        Endpoint(
+            "GET",
+            ITEM,
+            get_group,
+            OAA,
+            summary="OAA: a policy group",
+            response=OaaGroupResponse,
+            **common,
+        ),
+        Endpoint(
+            "PUT",
+            ITEM,
+            update_group,
+            OAA,
+            role="editor",
+            write=True,
+            summary="OAA: rename a policy group, add and remove values",
+            body=OaaGroupUpdate,
+            response=OaaGroupResponse,
+            **common,
+        ),
+        Endpoint(
+            "DELETE",
+            ITEM,
+            delete_group,
+            OAA,
+            role="editor",
+            write=True,
+            is_async=True,
+            summary="OAA: delete a policy group",
+            response=OaaGroupResponse,
+            json_body=False,
+            **common,
+        ),
     ]

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from groupd.api.auth import basic_account
@@ -71,6 +73,19 @@ def _error_format(req: ApiRequest) -> Format:
 
 class OaaSurface:
     name = "oaa"
+    # For the OpenAPI document: errors are a GroupResponse (``status`` holds the HTTP status
+    # as a string). A client that asks for XML by Accept gets the same in XML; JSON is the
+    # default, so the document states JSON. Bad input is 405, not 400.
+    openapi_error_content: dict[str, Any] = {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {"status": {"type": "string"}, "message": {"type": "string"}},
+            }
+        }
+    }
+    openapi_extra_statuses: tuple[int, ...] = (405, 406, 409)
 
     def authenticate(self, req: ApiRequest) -> AccountView:
         scheme, _, value = req.headers.get("authorization", "").strip().partition(" ")
@@ -100,8 +115,7 @@ class OaaSurface:
     def render_internal_error(self, req: ApiRequest) -> Response:
         body = OaaGroupResponse(
             status="500",
-            message="Internal server error: it has been logged with request id "
-            f"{req.request_id}",
+            message=f"Internal server error: it has been logged with request id {req.request_id}",
         )
         return render(body, _error_format(req), 500)
 

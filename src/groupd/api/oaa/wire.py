@@ -270,7 +270,9 @@ def render(
     if answer.kind == "xml":
         root = ALL_GROUP_RESPONSE if isinstance(payload, OaaAllGroupResponse) else GROUP_RESPONSE
         return Response(
-            xml_document(root, payload), status_code=status, headers=headers,
+            xml_document(root, payload),
+            status_code=status,
+            headers=headers,
             media_type=answer.media_type,
         )
     return json_response(payload, status, headers=headers, media_type=answer.media_type)
