@@ -296,13 +296,17 @@ TRANSIENT_ATTEMPTS = 3
 
 def retry_transient(work: Callable[[], T]) -> T:
     """Run ``work`` (a whole unit of work) again when PostgreSQL chose it as the victim of
-    a deadlock or a serialization failure: it rolled back whole, so a retry is safe."""
+    a deadlock or a serialization failure, or lost its connection: it rolled back whole,
+    so a retry is safe."""
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
             return work()
         except OperationalError as error:
             sqlstate = getattr(error.orig, "sqlstate", None)
-            if sqlstate not in TRANSIENT_SQLSTATES or attempt == TRANSIENT_ATTEMPTS:
+            # A dropped connection (a database restart) is invalidated by the pool; the
+            # retry gets a fresh one. This is why the pool does not ping on checkout.
+            transient = sqlstate in TRANSIENT_SQLSTATES or error.connection_invalidated
+            if not transient or attempt == TRANSIENT_ATTEMPTS:
                 raise
             time.sleep(random.uniform(0.01, 0.05) * attempt)
     raise AssertionError("unreachable")

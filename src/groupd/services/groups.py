@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -192,14 +192,22 @@ def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupV
     return _view(row)
 
 
+_GET_LIVE_GROUP = _view_query().where(
+    Group.uuid == bindparam("group_uuid"),
+    Group.tenant_id == bindparam("tenant_id"),
+    Group.state == "live",
+)
+
+
 def get_group(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) -> GroupView:
     """One live group of the actor's tenant."""
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
-    row = uow.session.execute(
-        _view_query().where(
-            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
-        )
-    ).one_or_none()
+    # The hot read: a statement built once, executed on the connection.
+    row = (
+        uow.session.connection()
+        .execute(_GET_LIVE_GROUP, {"group_uuid": key, "tenant_id": actor.tenant_id})
+        .one_or_none()
+    )
     if row is None:
         raise NotFound(f"no group '{group_id}'")
     return _view(row)

@@ -119,7 +119,8 @@ def create_db_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
+        pool_recycle=1800,
         connect_args=connect_args,
         **JSON_CODEC,
     )
