@@ -18,7 +18,7 @@ from groupd.services.common import (
 )
 from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
-from groupd.store.models import AuditEvent
+from groupd.store.models import AuditEvent, table_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,9 @@ class AuditView:
     at: datetime
 
 
+_APPEND = insert(table_of(AuditEvent))
+
+
 def record_event(
     uow: UnitOfWork,
     *,
@@ -52,21 +55,23 @@ def record_event(
     tenant_id: int | None = None,
 ) -> None:
     """Append one event; it commits or rolls back with the change it describes."""
-    uow.session.execute(
-        insert(AuditEvent).values(
-            tenant_id=tenant_id if tenant_id is not None else actor.tenant_id,
-            actor=actor.username,
-            action=action,
-            target_type=target_type,
-            target_uuid=target_uuid,
-            target_name=target_name,
-            request_id=actor.request_id or None,
-            source=actor.source,
-            outcome=outcome,
-            counts=counts or {},
-            detail=detail[:2000] if detail else None,
-            at=now,
-        )
+    # A statement built once, run on the connection: most writes append an event.
+    uow.session.connection().execute(
+        _APPEND,
+        {
+            "tenant_id": tenant_id if tenant_id is not None else actor.tenant_id,
+            "actor": actor.username,
+            "action": action,
+            "target_type": target_type,
+            "target_uuid": target_uuid,
+            "target_name": target_name,
+            "request_id": actor.request_id or None,
+            "source": actor.source,
+            "outcome": outcome,
+            "counts": counts or {},
+            "detail": detail[:2000] if detail else None,
+            "at": now,
+        },
     )
 
 

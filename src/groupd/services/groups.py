@@ -408,8 +408,6 @@ def batch_create_groups(
             session.connection().execute(insert(table_of(Group)), rows_to_insert)
     except IntegrityError as error:
         raise _name_conflict(error, [s.name for s in specs]) from None
-    if len(specs) == 1:
-        return [find_group_view(uow, tenant_id=actor.tenant_id, group_id=ids[0])]
     parent_uuid_by_id = {v[0]: k for k, v in in_batch.items()}
     parent_uuid_by_id.update({v[0]: k for k, v in existing.items()})
     return [
