@@ -17,27 +17,28 @@ def password_login(req: ApiRequest, username: str, password: str) -> accounts.Ac
     if not username or not password:
         raise AuthenticationFailed("a username and a password are required")
 
-    def check(record_in: UnitOfWork) -> accounts.LoginOutcome:
-        return accounts.check_password(
-            req.uow,
-            username=username,
-            password=password,
+    check = accounts.verify_password(req.uow, username=username, password=password, now=req.now)
+
+    def record(uow: UnitOfWork) -> accounts.LoginOutcome:
+        return accounts.record_login(
+            uow,
+            check=check,
             now=req.now,
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
-            record_in=record_in,
         )
 
     if req.uow.write:
-        outcome = check(req.uow)
+        outcome = record(req.uow)
         if outcome.error is not None:
             # The refusal must not roll back what it counted: keep the failure count.
             req.uow.commit()
     else:
         # A read transaction cannot always become a write one (SQLite refuses once another
-        # connection has committed since it began): count in a short transaction of its own.
+        # connection has committed since it began): record in a short transaction of its
+        # own, opened only now that argon2 is done.
         with req.ctx.db.unit_of_work() as own:
-            outcome = check(own)
+            outcome = record(own)
             own.commit()
     if outcome.error is not None:
         raise outcome.error

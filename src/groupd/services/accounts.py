@@ -188,57 +188,71 @@ class LoginOutcome:
     attempts_left: int
 
 
-def check_password(
-    uow: UnitOfWork,
-    *,
-    username: str,
-    password: str,
-    now: datetime,
-    max_failures: int,
-    lockout_seconds: int,
-    record_in: UnitOfWork | None = None,
-) -> LoginOutcome:
-    """Verify a password, counting failures and locking the account after too many.
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """What reading the account and running argon2 found, before anything is written."""
 
-    Every login path (token grant, Basic, AppViewX login, ESET token) goes through here,
-    so the throttle is shared. The account is read without a lock and argon2 runs with no
-    lock held; the outcome is then written with atomic UPDATEs in ``record_in`` (default
-    ``uow``), which the caller commits even when the outcome is a failure.
-    """
-    writer = record_in or uow
+    account_id: int | None
+    account: AccountView | None
+    verified: bool
+    error: AuthenticationFailed | None
+    needs_reset: bool
+
+
+def verify_password(
+    uow: UnitOfWork, *, username: str, password: str, now: datetime
+) -> PasswordCheck:
+    """Read the account (no lock) and verify the password (argon2, with no lock held)."""
     account = uow.session.execute(
         select(Account).where(Account.username == username)
     ).scalar_one_or_none()
     if account is None or not account.active:
         _hasher_cost_equaliser(password)
-        return LoginOutcome(None, AuthenticationFailed("invalid credentials"), max_failures)
+        return PasswordCheck(None, None, False, AuthenticationFailed("invalid credentials"), False)
     if account.locked_until is not None and account.locked_until > now:
         wait = int((account.locked_until - now).total_seconds()) + 1
-        return LoginOutcome(
-            None,
-            AccountLocked(f"too many failed logins; try again in {wait} s", retry_after=wait),
-            0,
-        )
+        locked = AccountLocked(f"too many failed logins; try again in {wait} s", retry_after=wait)
+        return PasswordCheck(account.id, None, False, locked, False)
     if _verify(account.password_hash, password):
-        if account.failed_logins or account.locked_until is not None:
-            writer.session.execute(
+        reset = bool(account.failed_logins) or account.locked_until is not None
+        return PasswordCheck(account.id, _account_view(account), True, None, reset)
+    return PasswordCheck(account.id, None, False, None, False)
+
+
+def record_login(
+    uow: UnitOfWork,
+    *,
+    check: PasswordCheck,
+    now: datetime,
+    max_failures: int,
+    lockout_seconds: int,
+) -> LoginOutcome:
+    """Write what a password check means for the account, with atomic UPDATEs: a success
+    clears the failure count, a failure adds one and locks the account at the limit."""
+    if check.verified:
+        if check.needs_reset:
+            uow.session.execute(
                 update(Account)
-                .where(Account.id == account.id)
+                .where(Account.id == check.account_id)
                 .values(failed_logins=0, locked_until=None)
             )
-        return LoginOutcome(_account_view(account), None, max_failures)
+        return LoginOutcome(check.account, None, max_failures)
+    if check.error is not None or check.account_id is None:
+        return LoginOutcome(
+            None, check.error, 0 if isinstance(check.error, AccountLocked) else max_failures
+        )
     failures = int(
-        writer.session.execute(
+        uow.session.execute(
             update(Account)
-            .where(Account.id == account.id)
+            .where(Account.id == check.account_id)
             .values(failed_logins=Account.failed_logins + 1)
             .returning(Account.failed_logins)
         ).scalar_one()
     )
     if failures >= max_failures:
-        writer.session.execute(
+        uow.session.execute(
             update(Account)
-            .where(Account.id == account.id)
+            .where(Account.id == check.account_id)
             .values(failed_logins=0, locked_until=now + timedelta(seconds=lockout_seconds))
         )
         return LoginOutcome(
@@ -251,6 +265,27 @@ def check_password(
         )
     return LoginOutcome(
         None, AuthenticationFailed("invalid credentials"), max(max_failures - failures, 0)
+    )
+
+
+def check_password(
+    uow: UnitOfWork,
+    *,
+    username: str,
+    password: str,
+    now: datetime,
+    max_failures: int,
+    lockout_seconds: int,
+) -> LoginOutcome:
+    """Verify a password, counting failures and locking the account after too many.
+
+    Every login path (token grant, Basic, AppViewX login, ESET token) goes through here
+    (or through its two halves, ``verify_password`` and ``record_login``), so the throttle
+    is shared. The caller commits even when the outcome is a failure.
+    """
+    check = verify_password(uow, username=username, password=password, now=now)
+    return record_login(
+        uow, check=check, now=now, max_failures=max_failures, lockout_seconds=lockout_seconds
     )
 
 

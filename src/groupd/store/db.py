@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -241,6 +242,7 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self.writer_queue = WriterQueue() if self.is_sqlite else None
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if self.is_sqlite:
@@ -286,6 +288,50 @@ class Database:
         self.engine.dispose()
 
 
+class WriterQueue:
+    """First come, first served among this process's SQLite writers.
+
+    SQLite lets one writer in at a time, and a writer that finds the lock taken sleeps in
+    SQLite's busy handler and polls; a worker committing chunk after chunk re-takes the
+    lock between two polls, so a small write could wait for seconds. Queueing here, before
+    ``BEGIN IMMEDIATE``, hands the lock to whoever asked first.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiting: deque[threading.Event] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> None:
+        """Wait for this writer's turn: at most ``timeout``, or until the request's
+        deadline when one is set (then the answer is the time-budget refusal)."""
+        deadline = _deadline.get()
+        if deadline is not None:
+            timeout = min(timeout, max((deadline.at - time.monotonic()), 0.0))
+        with self._mutex:
+            if not self._held and not self._waiting:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiting.append(turn)
+        if turn.wait(timeout):
+            return
+        with self._mutex:
+            if turn in self._waiting:
+                self._waiting.remove(turn)
+                if deadline is not None:
+                    raise budget_exceeded(deadline)
+                raise Unavailable("the database is busy; try again", code="database_busy")
+        # handed the lock just as the wait timed out: it is ours
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().set()  # straight to the next in line
+            else:
+                self._held = False
+
+
 class UnitOfWork:
     """One transaction. Rolls back on exit unless ``commit()`` was called.
 
@@ -298,9 +344,14 @@ class UnitOfWork:
         self.write = write
         self.is_sqlite = db.is_sqlite
         self._committed = False
+        self._queued = False
         self.session = Session(bind=db.writer if write else db.engine, expire_on_commit=False)
 
     def __enter__(self) -> UnitOfWork:
+        self._queued = self.write and self.db.writer_queue is not None
+        if self._queued:
+            assert self.db.writer_queue is not None
+            self.db.writer_queue.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000)
         return self
 
     def __exit__(
@@ -314,6 +365,9 @@ class UnitOfWork:
                 self.session.rollback()
         finally:
             self.session.close()
+            if self._queued:
+                assert self.db.writer_queue is not None
+                self.db.writer_queue.release()
 
     def commit(self) -> None:
         self.session.commit()
