@@ -97,7 +97,9 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     assert not crossing, f"invariant 4: references across tenants: {crossing[:10]}"
     # 5. accepted operations complete.
     if settled:
-        open_ops = _rows(db, "SELECT uuid, state FROM operations WHERE state NOT IN ('succeeded')")
+        open_ops = _rows(
+            db, "SELECT uuid, state, result_body FROM operations WHERE state <> 'succeeded'"
+        )
         assert not open_ops, f"invariant 5: operations not completed: {open_ops[:10]}"
     # 6. the protected built-ins of every tenant are still there.
     missing = _rows(

@@ -12,6 +12,7 @@ operation: a crash between chunks loses nothing and repeats nothing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from groupd.store.models import (
 )
 from groupd.store.tree import in_subtree
 
+log = logging.getLogger("groupd.deletion")
 BLOCKERS_SHOWN = 100
 DELETE_KIND = "delete_group"
 # ESET's "no linked entity" value; a group carrying it links nothing.
@@ -489,6 +491,26 @@ def run_delete_chunk(
             return ChunkResult(finished=False, blocked=True)
         _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
         return ChunkResult(finished=True)
+    # A live group under a group of this delete breaks invariant 1 and would stop the
+    # delete on the parent key. Phase 1's locking is meant to make that impossible; if a
+    # race still lets one in, the delete takes it along (it is inside the subtree) and
+    # picks again, deepest first, in the next step.
+    adopted = session.execute(
+        update(Group)
+        .where(Group.parent_id.in_(chunk), Group.state == "live")
+        .values(state="deleting", operation_id=operation_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if adopted:
+        log.warning("delete %s took along %s live group(s) found under it", operation_id, adopted)
+        progress["adopted"] = int(progress.get("adopted", 0)) + adopted
+        session.execute(
+            update(Operation)
+            .where(Operation.id == operation_id)
+            .values(progress=progress)
+            .execution_options(synchronize_session=False)
+        )
+        return ChunkResult(finished=False)
     in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
     # Bound the step by objects too: a chunk of groups holding more than chunk_objects
     # objects is emptied over several steps, keyed by object id (no OFFSET scans later).
