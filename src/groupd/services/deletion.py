@@ -469,8 +469,10 @@ def run_delete_chunk(
         select(child.id)
         .where(
             child.parent_id == Group.id,
-            child.operation_id.is_not(None),
-            child.operation_id != operation_id,
+            # "held by another delete", written so that PostgreSQL probes the children
+            # by parent_id; the IS NOT NULL form made it scan every marked group for
+            # every candidate (quadratic, docs/benchmarks.md).
+            func.coalesce(child.operation_id, operation_id) != operation_id,
         )
         .exists()
     )
