@@ -83,39 +83,76 @@ def build_fixture(db: BenchDatabase, token: str, users: int, rounds: int) -> Fix
     try:
         with api(server.base_url, token) as client:
             root = tenant_root(client)
-            background = [{"id": str(uuid.uuid4()), "name": f"bg{i}"} for i in
-                          range(BACKGROUND_GROUPS)]
+            background = [
+                {"id": str(uuid.uuid4()), "name": f"bg{i}"} for i in range(BACKGROUND_GROUPS)
+            ]
             for i, item in enumerate(background):
                 item["parentId"] = root if i < 100 else background[i // 100 - 1]["id"]
             for start in range(0, len(background), 10_000):
-                check(client.post("/api/v1/groups:batchCreate",
-                                  json={"groups": background[start:start + 10_000]}), 201)
-            list_parent = check(client.post("/api/v1/groups", json={
-                "name": "bench-list", "parentId": root}), 201)["id"]
-            children = check(client.post("/api/v1/groups:batchCreate", json={"groups": [
-                {"name": f"child{i}", "parentId": list_parent} for i in range(LIST_CHILDREN)
-            ]}), 201)["items"]
-            create_parent = check(client.post("/api/v1/groups", json={
-                "name": "bench-create", "parentId": root}), 201)["id"]
-            home = check(client.post("/api/v1/groups", json={
-                "name": "bench-users", "parentId": root}), 201)["id"]
+                check(
+                    client.post(
+                        "/api/v1/groups:batchCreate",
+                        json={"groups": background[start : start + 10_000]},
+                    ),
+                    201,
+                )
+            list_parent = check(
+                client.post("/api/v1/groups", json={"name": "bench-list", "parentId": root}), 201
+            )["id"]
+            children = check(
+                client.post(
+                    "/api/v1/groups:batchCreate",
+                    json={
+                        "groups": [
+                            {"name": f"child{i}", "parentId": list_parent}
+                            for i in range(LIST_CHILDREN)
+                        ]
+                    },
+                ),
+                201,
+            )["items"]
+            create_parent = check(
+                client.post("/api/v1/groups", json={"name": "bench-create", "parentId": root}), 201
+            )["id"]
+            home = check(
+                client.post("/api/v1/groups", json={"name": "bench-users", "parentId": root}), 201
+            )["id"]
             user_ids: list[str] = []
             for start in range(0, users, 10_000):
-                batch = [{"kind": "user", "name": f"user {n}", "loginName": f"u{n}@bench",
-                          "status": "active", "homeGroupId": home}
-                         for n in range(start, min(users, start + 10_000))]
-                items = check(client.post("/api/v1/objects:batchImport",
-                                          json={"objects": batch}), 201, 200)["items"]
+                batch = [
+                    {
+                        "kind": "user",
+                        "name": f"user {n}",
+                        "loginName": f"u{n}@bench",
+                        "status": "active",
+                        "homeGroupId": home,
+                    }
+                    for n in range(start, min(users, start + 10_000))
+                ]
+                items = check(
+                    client.post("/api/v1/objects:batchImport", json={"objects": batch}), 201, 200
+                )["items"]
                 user_ids.extend(item["id"] for item in items)
             member_groups = {}
             for app in ("groupd", "floor"):
                 for round_ in range(rounds + 1):  # +1 for the warm-up runs
-                    member_groups[f"{app}-{round_}"] = check(client.post("/api/v1/groups", json={
-                        "name": f"members-{app}-{round_}", "kind": "user"}), 201)["id"]
+                    member_groups[f"{app}-{round_}"] = check(
+                        client.post(
+                            "/api/v1/groups",
+                            json={"name": f"members-{app}-{round_}", "kind": "user"},
+                        ),
+                        201,
+                    )["id"]
     finally:
         server.stop()
-    return Fixture(token, children[LIST_CHILDREN // 2]["id"], list_parent, create_parent,
-                   member_groups, user_ids)
+    return Fixture(
+        token,
+        children[LIST_CHILDREN // 2]["id"],
+        list_parent,
+        create_parent,
+        member_groups,
+        user_ids,
+    )
 
 
 def lua_script(path: Path, scenario: str, fixture: Fixture, tag: str) -> None:
@@ -124,8 +161,10 @@ def lua_script(path: Path, scenario: str, fixture: Fixture, tag: str) -> None:
     if scenario == "get":
         body = f'{auth}wrk.method = "GET"\nwrk.path = "/api/v1/groups/{fixture.get_target}"\n'
     elif scenario == "list":
-        body = (f'{auth}wrk.method = "GET"\n'
-                f'wrk.path = "/api/v1/groups?parentId={fixture.list_parent}&limit=50"\n')
+        body = (
+            f'{auth}wrk.method = "GET"\n'
+            f'wrk.path = "/api/v1/groups?parentId={fixture.list_parent}&limit=50"\n'
+        )
     elif scenario == "create":
         body = (
             f'{auth}wrk.headers["Content-Type"] = "application/json"\n'
@@ -177,22 +216,52 @@ class Run:
 
 def drive(server: Server, script: Path, duration: float, connections: int) -> dict[str, Any]:
     seconds = max(1, round(duration))
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-            "--timeout", "5s", "-s", str(script), server.base_url]
-    output = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
-                            check=True).stdout
+    argv = [
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        server.base_url,
+    ]
+    output = subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration + 60, check=True
+    ).stdout
     for line in output.splitlines():
         if line.startswith("WRKJSON "):
-            return json.loads(line[len("WRKJSON "):])  # type: ignore[no-any-return]
+            return json.loads(line[len("WRKJSON ") :])  # type: ignore[no-any-return]
     raise RuntimeError(f"wrk printed no summary:\n{output}")
 
 
 def start_floor(db: BenchDatabase) -> Server:
     port = free_port()
-    argv = [PYTHON, "-m", "uvicorn", "--factory", "bench.floor_app:create_app", "--host", HOST,
-            "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    return start_server(argv, env={"FLOOR_DATABASE_URL": db.url}, port=port,
-                        log_path=db.workdir / "floor.log", cpus=SERVER_CPU)
+    argv = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "bench.floor_app:create_app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return start_server(
+        argv,
+        env={"FLOOR_DATABASE_URL": db.url},
+        port=port,
+        log_path=db.workdir / "floor.log",
+        cpus=SERVER_CPU,
+    )
 
 
 def sanity(servers: dict[str, Server], fixture: Fixture) -> None:
@@ -206,8 +275,7 @@ def sanity(servers: dict[str, Server], fixture: Fixture) -> None:
         raise RuntimeError(f"the floor answers differently: {shapes}")
 
 
-def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | None
-                     ) -> list[Run]:
+def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) -> list[Run]:
     db = create_database(kind, "api")
     runs: list[Run] = []
     try:
@@ -234,15 +302,24 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
                         script = scripts / f"{scenario}-{app}-{round_}.lua"
                         lua_script(script, scenario, fixture, f"{app}-{round_}")
                         out = drive(servers[app], script, args.duration, args.connections)
-                        run = Run(kind, app, scenario, round_,
-                                  rps=out["requests"] / (out["duration_us"] / 1e6),
-                                  p50_ms=out["p50_us"] / 1000, p99_ms=out["p99_us"] / 1000,
-                                  errors=out["errors"] + out["socket_errors"],
-                                  requests=out["requests"])
+                        run = Run(
+                            kind,
+                            app,
+                            scenario,
+                            round_,
+                            rps=out["requests"] / (out["duration_us"] / 1e6),
+                            p50_ms=out["p50_us"] / 1000,
+                            p99_ms=out["p99_us"] / 1000,
+                            errors=out["errors"] + out["socket_errors"],
+                            requests=out["requests"],
+                        )
                         runs.append(run)
-                        print(f"  [{kind}] {scenario:<6} {app:<6} round {round_}: "
-                              f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
-                              f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}", flush=True)
+                        print(
+                            f"  [{kind}] {scenario:<6} {app:<6} round {round_}: "
+                            f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+                            f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}",
+                            flush=True,
+                        )
             if profile_dir is not None:
                 profile(kind, servers["groupd"], fixture, scripts, profile_dir, args)
         finally:
@@ -253,17 +330,40 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
     return runs
 
 
-def profile(kind: str, server: Server, fixture: Fixture, scripts: Path, out_dir: Path,
-            args: argparse.Namespace) -> None:
+def profile(
+    kind: str,
+    server: Server,
+    fixture: Fixture,
+    scripts: Path,
+    out_dir: Path,
+    args: argparse.Namespace,
+) -> None:
     """py-spy samples groupd while wrk drives it; prints the heaviest frames."""
     pyspy = os.environ.get("PYSPY") or shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
     env = {**os.environ, "PYTHONPATH": str(Path(pyspy).parent.parent)}
     for scenario in ("get", "create"):
         raw = out_dir / f"{kind}-{scenario}.txt"
         spy = subprocess.Popen(
-            [pyspy, "record", "-p", str(server.pid), "-d", str(int(args.duration)), "-r", "250",
-             "-f", "raw", "-o", str(raw), "--nonblocking", "--gil"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                pyspy,
+                "record",
+                "-p",
+                str(server.pid),
+                "-d",
+                str(int(args.duration)),
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                "--nonblocking",
+                "--gil",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(0.5)
         script = scripts / f"{scenario}-profile.lua"
         lua_script(script, scenario, fixture, "groupd-0")
@@ -273,9 +373,18 @@ def profile(kind: str, server: Server, fixture: Fixture, scripts: Path, out_dir:
             summarise_profile(raw, f"{kind} {scenario}")
 
 
-GENERIC = ("threading.py", "runpy", "click/", "uvicorn/main.py", "uvicorn/__main__.py",
-           "uvicorn/server.py", "uvicorn/_compat.py", "asyncio/runners.py",
-           "asyncio/base_events.py", "anyio/_backends")
+GENERIC = (
+    "threading.py",
+    "runpy",
+    "click/",
+    "uvicorn/main.py",
+    "uvicorn/__main__.py",
+    "uvicorn/server.py",
+    "uvicorn/_compat.py",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "anyio/_backends",
+)
 
 
 def summarise_profile(raw: Path, title: str, top: int = 40) -> None:
@@ -314,7 +423,7 @@ def _short(frame: str) -> str:
     parts = Path(path).parts
     for anchor in ("site-packages", "src", "lib"):
         if anchor in parts:
-            parts = parts[len(parts) - parts[::-1].index(anchor):]
+            parts = parts[len(parts) - parts[::-1].index(anchor) :]
             break
     return f"{name} ({'/'.join(parts[-3:])})"
 
@@ -325,23 +434,26 @@ def best(runs: list[Run], database: str, app: str, scenario: str) -> Run:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=2, help="runs per app and scenario")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
-    parser.add_argument("--users", type=int, default=40_000,
-                        help="users to add as members (each run adds new ones)")
+    parser.add_argument(
+        "--users", type=int, default=40_000, help="users to add as members (each run adds new ones)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy groupd (get, create)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.scenarios = args.scenarios.split(",")
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
-    info = machine_info("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-                        if "postgresql" in args.db else None)
+    info = machine_info(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres" if "postgresql" in args.db else None
+    )
     info["server_cpus"] = sorted(SERVER_CPU)
     info["load_cpu"] = LOAD_CPU
     print_machine(info)
@@ -353,8 +465,10 @@ def main() -> None:
     for kind in args.db.split(","):
         runs.extend(measure_database(kind, args, profile_dir))
     print("\nbest run of each (req/s; latency in ms; ratio = groupd / floor)")
-    print(f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>8}{'p99':>9}{'groupd':>9}{'p50':>8}"
-          f"{'p99':>9}{'ratio':>8}  target")
+    print(
+        f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>8}{'p99':>9}{'groupd':>9}{'p50':>8}"
+        f"{'p99':>9}{'ratio':>8}  target"
+    )
     summary = []
     for kind in args.db.split(","):
         for scenario in args.scenarios:
@@ -362,17 +476,37 @@ def main() -> None:
             ours = best(runs, kind, "groupd", scenario)
             ratio = ours.rps / floor.rps
             target = TARGETS.get(scenario)
-            mark = "" if target is None else (
-                f">= {target:.0%} {'PASS' if ratio >= target else 'MISS'}")
-            print(f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>8.2f}"
-                  f"{floor.p99_ms:>9.2f}{ours.rps:>9.0f}{ours.p50_ms:>8.2f}{ours.p99_ms:>9.2f}"
-                  f"{ratio:>8.0%}  {mark}")
-            summary.append({"database": kind, "scenario": scenario, "floor": asdict(floor),
-                            "groupd": asdict(ours), "ratio": ratio})
+            mark = (
+                ""
+                if target is None
+                else (f">= {target:.0%} {'PASS' if ratio >= target else 'MISS'}")
+            )
+            print(
+                f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>8.2f}"
+                f"{floor.p99_ms:>9.2f}{ours.rps:>9.0f}{ours.p50_ms:>8.2f}{ours.p99_ms:>9.2f}"
+                f"{ratio:>8.0%}  {mark}"
+            )
+            summary.append(
+                {
+                    "database": kind,
+                    "scenario": scenario,
+                    "floor": asdict(floor),
+                    "groupd": asdict(ours),
+                    "ratio": ratio,
+                }
+            )
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "command": sys.argv,
-                                         "summary": summary,
-                                         "runs": [asdict(r) for r in runs]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "command": sys.argv,
+                    "summary": summary,
+                    "runs": [asdict(r) for r in runs],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def machine_info(pg_url: str | None = None) -> dict[str, Any]:
     }
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     info["groupd_commit"] = commit or "unknown"
     if (ROOT / "src").resolve() != SRC:
@@ -115,8 +117,12 @@ class BenchDatabase:
     def raw_connect(self) -> Any:
         """A DB-API connection of the driver groupd uses (sqlite3 or psycopg 3)."""
         if self.is_sqlite:
-            connection = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=60,
-                                         isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(
+                self.url.removeprefix("sqlite:///"),
+                timeout=60,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -162,8 +168,7 @@ def clone_database(template: BenchDatabase, label: str) -> BenchDatabase:
             text(f'CREATE DATABASE "{name}" TEMPLATE "{template.name}" STRATEGY FILE_COPY')
         )
     admin.dispose()
-    return BenchDatabase("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name,
-                         workdir)
+    return BenchDatabase("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name, workdir)
 
 
 def drop_database(db: BenchDatabase) -> None:
@@ -258,7 +263,11 @@ def start_server(
             os.sched_setaffinity(0, cpus)
 
     process = subprocess.Popen(
-        list(argv), env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+        list(argv),
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
         preexec_fn=pin,
     )
     server = Server(process, port, log_path)
@@ -292,8 +301,18 @@ def start_groupd(
         **(extra_env or {}),
     }
     argv = [
-        PYTHON, "-m", "uvicorn", "--factory", "groupd.api.app:create_app",
-        "--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning",
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "groupd.api.app:create_app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
     ]
     return start_server(argv, env=env, port=port, log_path=db.workdir / log_name, cpus=cpus)
 

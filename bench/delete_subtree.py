@@ -54,8 +54,13 @@ from bench.common import (
 
 PRODUCT = "bench-seat"
 BATCH = 10_000
-TARGETS = {"phase1_s": 0.5, "ratio": 2.0, "rss_mb": 100.0, "reader_p99_ms": 20.0,
-           "writer_worst_ms": 100.0}
+TARGETS = {
+    "phase1_s": 0.5,
+    "ratio": 2.0,
+    "rss_mb": 100.0,
+    "reader_p99_ms": 20.0,
+    "writer_worst_ms": 100.0,
+}
 
 
 # the tree ----------------------------------------------------------------------------
@@ -77,70 +82,114 @@ class Loaded:
     load_mode: str
 
 
-def load_through_api(db: BenchDatabase, token: str, groups: int, devices: int,
-                     fanout: int) -> Loaded:
+def load_through_api(
+    db: BenchDatabase, token: str, groups: int, devices: int, fanout: int
+) -> Loaded:
     """Everything through groupd's own batch endpoints (≤ 10,000 items per call)."""
     started = time.perf_counter()
     server = start_groupd(db, log_name="load.log")
     try:
         with api(server.base_url, token) as client:
             root = tenant_root(client)
-            licence = check(client.post("/api/v1/licenses", json={
-                "product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000}), 201)
-            side = check(client.post("/api/v1/groups", json={
-                "name": "elsewhere", "parentId": root}), 201)["id"]
-            reader = check(client.post("/api/v1/groups", json={
-                "name": "reader-target", "parentId": side}), 201)["id"]
-            writer = check(client.post("/api/v1/groups", json={
-                "name": "writer-parent", "parentId": side}), 201)["id"]
+            licence = check(
+                client.post(
+                    "/api/v1/licenses",
+                    json={"product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000},
+                ),
+                201,
+            )
+            side = check(
+                client.post("/api/v1/groups", json={"name": "elsewhere", "parentId": root}), 201
+            )["id"]
+            reader = check(
+                client.post("/api/v1/groups", json={"name": "reader-target", "parentId": side}), 201
+            )["id"]
+            writer = check(
+                client.post("/api/v1/groups", json={"name": "writer-parent", "parentId": side}), 201
+            )["id"]
             ids = [str(uuid.uuid4()) for _ in range(groups)]
             parents = tree_parents(groups, fanout)
             specs = [
-                {"id": ids[i], "name": f"g{i}",
-                 "parentId": root if parents[i] < 0 else ids[parents[i]]}
+                {
+                    "id": ids[i],
+                    "name": f"g{i}",
+                    "parentId": root if parents[i] < 0 else ids[parents[i]],
+                }
                 for i in range(groups)
             ]
             for start in range(0, groups, BATCH):
-                check(client.post("/api/v1/groups:batchCreate",
-                                  json={"groups": specs[start:start + BATCH]}), 201)
+                check(
+                    client.post(
+                        "/api/v1/groups:batchCreate", json={"groups": specs[start : start + BATCH]}
+                    ),
+                    201,
+                )
             for start in range(0, devices, BATCH):
                 batch = [
-                    {"kind": "device", "name": f"d{n}", "homeGroupId": ids[n % groups],
-                     "activations": [{"product": PRODUCT, "units": 1}]}
+                    {
+                        "kind": "device",
+                        "name": f"d{n}",
+                        "homeGroupId": ids[n % groups],
+                        "activations": [{"product": PRODUCT, "units": 1}],
+                    }
                     for n in range(start, min(devices, start + BATCH))
                 ]
-                check(client.post("/api/v1/objects:batchImport", json={"objects": batch}),
-                      201, 200)
+                check(client.post("/api/v1/objects:batchImport", json={"objects": batch}), 201, 200)
                 if start and start % 100_000 == 0:
-                    print(f"  loaded {start} devices in {time.perf_counter() - started:.0f} s",
-                          flush=True)
+                    print(
+                        f"  loaded {start} devices in {time.perf_counter() - started:.0f} s",
+                        flush=True,
+                    )
     finally:
         server.stop()
-    return Loaded(token, ids[0], reader, writer, licence["id"], groups, devices,
-                  time.perf_counter() - started, "api")
+    return Loaded(
+        token,
+        ids[0],
+        reader,
+        writer,
+        licence["id"],
+        groups,
+        devices,
+        time.perf_counter() - started,
+        "api",
+    )
 
 
-def load_through_sql(db: BenchDatabase, token: str, groups: int, devices: int,
-                     fanout: int, ordered_uuids: bool = False) -> Loaded:
+def load_through_sql(
+    db: BenchDatabase,
+    token: str,
+    groups: int,
+    devices: int,
+    fanout: int,
+    ordered_uuids: bool = True,
+) -> Loaded:
     """The same rows written straight into groupd's schema (for fast set-up only):
     groups and devices with their activations, and the licence's used units.
 
-    Uuids are random (version 4, as groupd makes them), or with ``ordered_uuids`` in the
-    order of the integer keys, as time-ordered uuids (version 7) of rows created together
-    would be: to measure what the order of the uuid indexes costs a delete."""
+    Uuids follow the integer keys with ``ordered_uuids``, as groupd's time-ordered
+    (version 7) uuids of rows created together do, or are random (version 4, as groupd
+    made them before): to measure what the order of the uuid indexes costs a delete."""
     started = time.perf_counter()
     server = start_groupd(db, log_name="load.log")
     try:
         with api(server.base_url, token) as client:
             root = tenant_root(client)
-            licence = check(client.post("/api/v1/licenses", json={
-                "product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000}), 201)
-            side = check(client.post("/api/v1/groups", json={
-                "name": "elsewhere", "parentId": root}), 201)["id"]
-            reader = check(client.post("/api/v1/groups", json={
-                "name": "reader-target", "parentId": side}), 201)["id"]
-            writer = check(client.post("/api/v1/groups", json={
-                "name": "writer-parent", "parentId": side}), 201)["id"]
+            licence = check(
+                client.post(
+                    "/api/v1/licenses",
+                    json={"product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000},
+                ),
+                201,
+            )
+            side = check(
+                client.post("/api/v1/groups", json={"name": "elsewhere", "parentId": root}), 201
+            )["id"]
+            reader = check(
+                client.post("/api/v1/groups", json={"name": "reader-target", "parentId": side}), 201
+            )["id"]
+            writer = check(
+                client.post("/api/v1/groups", json={"name": "writer-parent", "parentId": side}), 201
+            )["id"]
     finally:
         server.stop()
     connection = db.raw_connect()
@@ -152,15 +201,19 @@ def load_through_sql(db: BenchDatabase, token: str, groups: int, devices: int,
             connection.autocommit = False
         else:
             cur.execute("BEGIN IMMEDIATE")
-        cur.execute(f"SELECT id, path, tenant_id FROM groups WHERE uuid = {param}",
-                    (uuid.UUID(root).hex if sqlite else uuid.UUID(root),))
+        cur.execute(
+            f"SELECT id, path, tenant_id FROM groups WHERE uuid = {param}",
+            (uuid.UUID(root).hex if sqlite else uuid.UUID(root),),
+        )
         root_id, root_path, tenant_id = cur.fetchone()
         cur.execute("SELECT coalesce(max(id), 0) FROM groups")
         base = int(cur.fetchone()[0]) + 1
         parents = tree_parents(groups, fanout)
         paths: list[str] = []
-        uuids = [uuid.UUID(int=(1 << 124) + base + i) if ordered_uuids else uuid.uuid4()
-                 for i in range(groups)]
+        uuids = [
+            uuid.UUID(int=(1 << 124) + base + i) if ordered_uuids else uuid.uuid4()
+            for i in range(groups)
+        ]
         rows = []
         for i in range(groups):
             gid = base + i
@@ -169,8 +222,17 @@ def load_through_sql(db: BenchDatabase, token: str, groups: int, devices: int,
             path = f"{parent_path}{gid}/"
             paths.append(path)
             depth = path.count("/") - 2
-            rows.append((gid, uuids[i].hex if sqlite else uuids[i], tenant_id, parent_id, path,
-                         depth, f"g{i}"))
+            rows.append(
+                (
+                    gid,
+                    uuids[i].hex if sqlite else uuids[i],
+                    tenant_id,
+                    parent_id,
+                    path,
+                    depth,
+                    f"g{i}",
+                )
+            )
         now = "CURRENT_TIMESTAMP"
         cur.executemany(
             "INSERT INTO groups (id, uuid, tenant_id, parent_id, path, depth, kind, name, "
@@ -178,8 +240,10 @@ def load_through_sql(db: BenchDatabase, token: str, groups: int, devices: int,
             f"({', '.join([param] * 6)}, 'static', {param}, '', false, 'live', 1, {now}, {now})",
             rows,
         )
-        cur.execute(f"SELECT id FROM licences WHERE uuid = {param}",
-                    (uuid.UUID(licence["id"]).hex if sqlite else uuid.UUID(licence["id"]),))
+        cur.execute(
+            f"SELECT id FROM licences WHERE uuid = {param}",
+            (uuid.UUID(licence["id"]).hex if sqlite else uuid.UUID(licence["id"]),),
+        )
         licence_id = int(cur.fetchone()[0])
         cur.execute("SELECT coalesce(max(id), 0) FROM objects")
         obase = int(cur.fetchone()[0]) + 1
@@ -192,41 +256,63 @@ def load_through_sql(db: BenchDatabase, token: str, groups: int, devices: int,
                 "INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
                 f" version, created_at, updated_at) SELECT ? + i, {object_uuid}, ?,"
                 " 'device', 'd' || i, ? + (i % ?), '{}', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
-                " FROM n", (devices, obase, *((obase,) if ordered_uuids else ()), tenant_id, base,
-                            groups))
+                " FROM n",
+                (devices, obase, *((obase,) if ordered_uuids else ()), tenant_id, base, groups),
+            )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
                 f" object_name, units, created_at) SELECT {activation_uuid}, tenant_id,"
                 " ?, id, uuid, name, 1, CURRENT_TIMESTAMP FROM objects WHERE id >= ?"
-                " ORDER BY id", (licence_id, obase))
+                " ORDER BY id",
+                (licence_id, obase),
+            )
         else:
-            object_uuid = ("('2' || lpad(to_hex(%s + i), 31, '0'))::uuid" if ordered_uuids
-                           else "gen_random_uuid()")
-            activation_uuid = ("('3' || lpad(to_hex(id), 31, '0'))::uuid" if ordered_uuids
-                               else "gen_random_uuid()")
+            object_uuid = (
+                "('2' || lpad(to_hex(%s + i), 31, '0'))::uuid"
+                if ordered_uuids
+                else "gen_random_uuid()"
+            )
+            activation_uuid = (
+                "('3' || lpad(to_hex(id), 31, '0'))::uuid" if ordered_uuids else "gen_random_uuid()"
+            )
             cur.execute(
                 "INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
                 f" version, created_at, updated_at) SELECT %s + i, {object_uuid}, %s,"
                 " 'device', 'd' || i, %s + (i %% %s), '{}', 1, now(), now()"
                 " FROM generate_series(0, %s - 1) AS i",
-                (obase, *((obase,) if ordered_uuids else ()), tenant_id, base, groups, devices))
+                (obase, *((obase,) if ordered_uuids else ()), tenant_id, base, groups, devices),
+            )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
                 f" object_name, units, created_at) SELECT {activation_uuid}, tenant_id, %s, id,"
                 " uuid, name, 1, now() FROM objects WHERE id >= %s ORDER BY id",
-                (licence_id, obase))
+                (licence_id, obase),
+            )
             for table in ("groups", "objects", "activations"):
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                            f" (SELECT max(id) FROM {table}))")
-        cur.execute(f"UPDATE licences SET used_units = used_units + {param} WHERE id = {param}",
-                    (devices, licence_id))
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                    f" (SELECT max(id) FROM {table}))"
+                )
+        cur.execute(
+            f"UPDATE licences SET used_units = used_units + {param} WHERE id = {param}",
+            (devices, licence_id),
+        )
         cur.execute("COMMIT" if sqlite else "SELECT 1")
         if not sqlite:
             connection.commit()
     finally:
         connection.close()
-    return Loaded(token, str(uuids[0]), reader, writer, licence["id"], groups, devices,
-                  time.perf_counter() - started, "sql")
+    return Loaded(
+        token,
+        str(uuids[0]),
+        reader,
+        writer,
+        licence["id"],
+        groups,
+        devices,
+        time.perf_counter() - started,
+        "sql",
+    )
 
 
 # the floor ---------------------------------------------------------------------------
@@ -257,8 +343,9 @@ def build_floor(db: BenchDatabase, groups: int, devices: int, fanout: int) -> No
         ):
             cur.execute(statement)
         param = "?" if sqlite else "%s"
-        cur.execute(f"INSERT INTO floor_licences VALUES (1, {param}, {param})",
-                    (devices + 1000, devices))
+        cur.execute(
+            f"INSERT INTO floor_licences VALUES (1, {param}, {param})", (devices + 1000, devices)
+        )
         # Group 1 is the tenant root; the subtree (groups 2..groups+1) hangs under it.
         parents = tree_parents(groups, fanout)
         rows: list[tuple[int, int | None, str, int]] = [(1, None, "/1/", 0)]
@@ -269,18 +356,23 @@ def build_floor(db: BenchDatabase, groups: int, devices: int, fanout: int) -> No
             path = f"{paths[parent - 1]}{gid}/"
             paths.append(path)
             rows.append((gid, parent, path, path.count("/") - 2))
-        cur.executemany(f"INSERT INTO floor_groups VALUES ({param}, {param}, {param}, {param})",
-                        rows)
+        cur.executemany(
+            f"INSERT INTO floor_groups VALUES ({param}, {param}, {param}, {param})", rows
+        )
         if sqlite:
             cur.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
                 " INSERT INTO floor_objects SELECT i, 2 + (i % ?), 'd' || i FROM n",
-                (devices, groups))
+                (devices, groups),
+            )
             cur.execute("INSERT INTO floor_activations SELECT id, 1, id, 1 FROM floor_objects")
             cur.execute("COMMIT")
         else:
-            cur.execute("INSERT INTO floor_objects SELECT i, 2 + (i %% %s), 'd' || i"
-                        " FROM generate_series(1, %s) AS i", (groups, devices))
+            cur.execute(
+                "INSERT INTO floor_objects SELECT i, 2 + (i %% %s), 'd' || i"
+                " FROM generate_series(1, %s) AS i",
+                (groups, devices),
+            )
             cur.execute("INSERT INTO floor_activations SELECT id, 1, id, 1 FROM floor_objects")
             connection.commit()
     finally:
@@ -304,13 +396,16 @@ def run_floor(db: BenchDatabase) -> dict[str, Any]:
         cur.execute(
             "UPDATE floor_licences SET used = used - coalesce((SELECT sum(a.units)"
             f" FROM floor_activations a WHERE a.licence_id = floor_licences.id"
-            f" AND a.object_id IN ({objects})), 0)", (low, high))
+            f" AND a.object_id IN ({objects})), 0)",
+            (low, high),
+        )
         cur.execute(f"DELETE FROM floor_activations WHERE object_id IN ({objects})", (low, high))
         activations = cur.rowcount
         cur.execute(f"DELETE FROM floor_objects WHERE group_id IN ({in_tree})", (low, high))
         devices = cur.rowcount
-        cur.execute(f"DELETE FROM floor_groups WHERE path >= {param} AND path < {param}",
-                    (low, high))
+        cur.execute(
+            f"DELETE FROM floor_groups WHERE path >= {param} AND path < {param}", (low, high)
+        )
         groups = cur.rowcount
         if sqlite:
             cur.execute("COMMIT")
@@ -321,13 +416,27 @@ def run_floor(db: BenchDatabase) -> dict[str, Any]:
         used = cur.fetchone()[0]
     finally:
         connection.close()
-    return {"seconds": elapsed, "groups": groups, "devices": devices,
-            "activations": activations, "used_after": used}
+    return {
+        "seconds": elapsed,
+        "groups": groups,
+        "devices": devices,
+        "activations": activations,
+        "used_after": used,
+    }
 
 
 # reader and writer alongside -----------------------------------------------------------
-def side_load(role: str, base_url: str, token: str, target: str, rate: float,
-              max_seconds: float, stop: Any, ready: Any, out: Any) -> None:
+def side_load(
+    role: str,
+    base_url: str,
+    token: str,
+    target: str,
+    rate: float,
+    max_seconds: float,
+    stop: Any,
+    ready: Any,
+    out: Any,
+) -> None:
     """A paced loop in its own process, bounded in count and in time."""
     import httpx
 
@@ -336,8 +445,9 @@ def side_load(role: str, base_url: str, token: str, target: str, rate: float,
     latencies: list[tuple[float, float]] = []  # (wall-clock start, seconds)
     errors = 0
     deadline = time.monotonic() + max_seconds
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"},
-                      timeout=30.0) as client:
+    with httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+    ) as client:
         next_at = time.monotonic()
         for n in range(max_count):
             if stop.is_set() or time.monotonic() > deadline:
@@ -349,8 +459,10 @@ def side_load(role: str, base_url: str, token: str, target: str, rate: float,
                     response = client.get(f"/api/v1/groups/{target}")
                     ok = response.status_code == 200
                 else:
-                    response = client.post("/api/v1/groups", json={
-                        "name": f"w-{uuid.uuid4().hex[:12]}-{n}", "parentId": target})
+                    response = client.post(
+                        "/api/v1/groups",
+                        json={"name": f"w-{uuid.uuid4().hex[:12]}-{n}", "parentId": target},
+                    )
                     ok = response.status_code == 201
             except httpx.HTTPError:
                 ok = False
@@ -395,19 +507,27 @@ class Result:
     units_left: int
 
 
-def measure(template: BenchDatabase, loaded: Loaded, chunk_groups: int, chunk_objects: int,
-            args: argparse.Namespace) -> Result:
+def measure(
+    template: BenchDatabase,
+    loaded: Loaded,
+    chunk_groups: int,
+    chunk_objects: int,
+    args: argparse.Namespace,
+) -> Result:
     label = f"run{chunk_groups}x{chunk_objects}"
     db = clone_database(template, label)
     try:
         floor = run_floor(db)
         assert floor["groups"] == loaded.groups and floor["devices"] == loaded.devices, floor
         assert floor["used_after"] == 0, floor
-        server = start_groupd(db, extra_env={
-            "GROUPD_DELETE_CHUNK_GROUPS": str(chunk_groups),
-            "GROUPD_DELETE_CHUNK_OBJECTS": str(chunk_objects),
-            "GROUPD_WORKER_THREADS": str(args.worker_threads),
-        })
+        server = start_groupd(
+            db,
+            extra_env={
+                "GROUPD_DELETE_CHUNK_GROUPS": str(chunk_groups),
+                "GROUPD_DELETE_CHUNK_OBJECTS": str(chunk_objects),
+                "GROUPD_WORKER_THREADS": str(args.worker_threads),
+            },
+        )
         try:
             return _measure_groupd(db, server, loaded, floor, chunk_groups, chunk_objects, args)
         finally:
@@ -416,19 +536,48 @@ def measure(template: BenchDatabase, loaded: Loaded, chunk_groups: int, chunk_ob
         drop_database(db)
 
 
-def _measure_groupd(db: BenchDatabase, server: Any, loaded: Loaded, floor: dict[str, Any],
-                    chunk_groups: int, chunk_objects: int, args: argparse.Namespace) -> Result:
+def _measure_groupd(
+    db: BenchDatabase,
+    server: Any,
+    loaded: Loaded,
+    floor: dict[str, Any],
+    chunk_groups: int,
+    chunk_objects: int,
+    args: argparse.Namespace,
+) -> Result:
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     ready = [ctx.Event(), ctx.Event()]
     out = ctx.Queue()
     loaders = [
-        ctx.Process(target=side_load, args=("reader", server.base_url, loaded.token,
-                                            loaded.reader_group, args.reader_rate,
-                                            args.timeout, stop, ready[0], out)),
-        ctx.Process(target=side_load, args=("writer", server.base_url, loaded.token,
-                                            loaded.writer_parent, args.writer_rate,
-                                            args.timeout, stop, ready[1], out)),
+        ctx.Process(
+            target=side_load,
+            args=(
+                "reader",
+                server.base_url,
+                loaded.token,
+                loaded.reader_group,
+                args.reader_rate,
+                args.timeout,
+                stop,
+                ready[0],
+                out,
+            ),
+        ),
+        ctx.Process(
+            target=side_load,
+            args=(
+                "writer",
+                server.base_url,
+                loaded.token,
+                loaded.writer_parent,
+                args.writer_rate,
+                args.timeout,
+                stop,
+                ready[1],
+                out,
+            ),
+        ),
     ]
     with api(server.base_url, loaded.token) as client:
         for loader in loaders:
@@ -441,8 +590,10 @@ def _measure_groupd(db: BenchDatabase, server: Any, loaded: Loaded, floor: dict[
         with RssSampler(server.pid) as rss:
             delete_started_at = time.time()
             started = time.perf_counter()
-            response = client.delete(f"/api/v1/groups/{loaded.subtree_root}",
-                                     params={"releaseConsumedUnits": "true", "wait": "0"})
+            response = client.delete(
+                f"/api/v1/groups/{loaded.subtree_root}",
+                params={"releaseConsumedUnits": "true", "wait": "0"},
+            )
             phase1 = time.perf_counter() - started
             body = check(response, 202, 200)
             operation = body["id"]
@@ -468,9 +619,10 @@ def _measure_groupd(db: BenchDatabase, server: Any, loaded: Loaded, floor: dict[
         assert gone == 404, gone
     from datetime import datetime
 
-    server_s = (datetime.fromisoformat(body["finishedAt"].replace("Z", "+00:00"))
-                - datetime.fromisoformat(body["createdAt"].replace("Z", "+00:00"))
-                ).total_seconds()
+    server_s = (
+        datetime.fromisoformat(body["finishedAt"].replace("Z", "+00:00"))
+        - datetime.fromisoformat(body["createdAt"].replace("Z", "+00:00"))
+    ).total_seconds()
     deleted = body["result"]["body"]["deleted"]
     assert deleted["groups"] == loaded.groups and deleted["devices"] == loaded.devices, deleted
     reader_all, reader_errors = results["reader"]
@@ -478,21 +630,33 @@ def _measure_groupd(db: BenchDatabase, server: Any, loaded: Loaded, floor: dict[
 
     def split(samples: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
         before = [took for at, took in samples if at + took < delete_started_at]
-        during = [took for at, took in samples
-                  if at + took >= delete_started_at and at <= delete_ended_at]
+        during = [
+            took for at, took in samples if at + took >= delete_started_at and at <= delete_ended_at
+        ]
         return before, during
 
     reader_before, reader = split(reader_all)
     writer_before, writer = split(writer_all)
     return Result(
-        database=db.kind, chunk_groups=chunk_groups, chunk_objects=chunk_objects,
-        groups=loaded.groups, devices=loaded.devices, floor_s=floor["seconds"],
-        phase1_s=phase1, whole_s=whole, server_s=server_s, ratio=whole / floor["seconds"],
-        rss_growth_mb=rss.growth / 1e6, rss_base_mb=rss.baseline / 1e6,
-        reader_p50_ms=percentile(reader, 50) * 1000, reader_p99_ms=percentile(reader, 99) * 1000,
-        reader_n=len(reader), reader_errors=reader_errors,
+        database=db.kind,
+        chunk_groups=chunk_groups,
+        chunk_objects=chunk_objects,
+        groups=loaded.groups,
+        devices=loaded.devices,
+        floor_s=floor["seconds"],
+        phase1_s=phase1,
+        whole_s=whole,
+        server_s=server_s,
+        ratio=whole / floor["seconds"],
+        rss_growth_mb=rss.growth / 1e6,
+        rss_base_mb=rss.baseline / 1e6,
+        reader_p50_ms=percentile(reader, 50) * 1000,
+        reader_p99_ms=percentile(reader, 99) * 1000,
+        reader_n=len(reader),
+        reader_errors=reader_errors,
         writer_worst_ms=max(writer, default=float("nan")) * 1000,
-        writer_p99_ms=percentile(writer, 99) * 1000, writer_n=len(writer),
+        writer_p99_ms=percentile(writer, 99) * 1000,
+        writer_n=len(writer),
         writer_errors=writer_errors,
         baseline_reader_p99_ms=percentile(reader_before, 99) * 1000,
         baseline_writer_worst_ms=max(writer_before, default=float("nan")) * 1000,
@@ -505,28 +669,44 @@ def report(result: Result) -> None:
     r = result
     t = TARGETS
     ok = {
-        "phase1": r.phase1_s <= t["phase1_s"], "ratio": r.ratio <= t["ratio"],
-        "rss": r.rss_growth_mb <= t["rss_mb"], "reader": r.reader_p99_ms <= t["reader_p99_ms"],
+        "phase1": r.phase1_s <= t["phase1_s"],
+        "ratio": r.ratio <= t["ratio"],
+        "rss": r.rss_growth_mb <= t["rss_mb"],
+        "reader": r.reader_p99_ms <= t["reader_p99_ms"],
         "writer": r.writer_worst_ms <= t["writer_worst_ms"],
     }
-    print(f"[{r.database} chunk={r.chunk_groups} groups/{r.chunk_objects} objects] "
-          f"{r.groups} groups, {r.devices} devices+activations, {r.chunks} chunks")
+    print(
+        f"[{r.database} chunk={r.chunk_groups} groups/{r.chunk_objects} objects] "
+        f"{r.groups} groups, {r.devices} devices+activations, {r.chunks} chunks"
+    )
     print(f"  floor (one SQL transaction)   {r.floor_s:8.2f} s")
-    print(f"  (a) phase 1 (202)             {ms(r.phase1_s):>10}   target <= 500 ms "
-          f"{'PASS' if ok['phase1'] else 'MISS'}")
+    print(
+        f"  (a) phase 1 (202)             {ms(r.phase1_s):>10}   target <= 500 ms "
+        f"{'PASS' if ok['phase1'] else 'MISS'}"
+    )
     print(f"  (b) whole delete via API      {r.whole_s:8.2f} s   (server-side {r.server_s:.2f} s)")
-    print(f"      ratio to floor            {r.ratio:8.2f} x   target <= 2.0 x "
-          f"{'PASS' if ok['ratio'] else 'MISS'}")
-    print(f"  (d) server RSS growth         {r.rss_growth_mb:8.1f} MB  target <= 100 MB "
-          f"{'PASS' if ok['rss'] else 'MISS'}  (from {r.rss_base_mb:.0f} MB)")
-    print(f"  (e) reader p99 ({r.reader_n} GETs)    {r.reader_p99_ms:8.1f} ms  (p50 "
-          f"{r.reader_p50_ms:.1f}) target <= 20 ms {'PASS' if ok['reader'] else 'MISS'}"
-          f"{f'  ERRORS {r.reader_errors}' if r.reader_errors else ''}")
-    print(f"      writer worst ({r.writer_n} creates) {r.writer_worst_ms:8.1f} ms  (p99 "
-          f"{r.writer_p99_ms:.1f}) target <= 100 ms {'PASS' if ok['writer'] else 'MISS'}"
-          f"{f'  ERRORS {r.writer_errors}' if r.writer_errors else ''}")
-    print(f"      the same loads before the delete: reader p99 {r.baseline_reader_p99_ms:.1f} ms,"
-          f" writer worst {r.baseline_writer_worst_ms:.1f} ms")
+    print(
+        f"      ratio to floor            {r.ratio:8.2f} x   target <= 2.0 x "
+        f"{'PASS' if ok['ratio'] else 'MISS'}"
+    )
+    print(
+        f"  (d) server RSS growth         {r.rss_growth_mb:8.1f} MB  target <= 100 MB "
+        f"{'PASS' if ok['rss'] else 'MISS'}  (from {r.rss_base_mb:.0f} MB)"
+    )
+    print(
+        f"  (e) reader p99 ({r.reader_n} GETs)    {r.reader_p99_ms:8.1f} ms  (p50 "
+        f"{r.reader_p50_ms:.1f}) target <= 20 ms {'PASS' if ok['reader'] else 'MISS'}"
+        f"{f'  ERRORS {r.reader_errors}' if r.reader_errors else ''}"
+    )
+    print(
+        f"      writer worst ({r.writer_n} creates) {r.writer_worst_ms:8.1f} ms  (p99 "
+        f"{r.writer_p99_ms:.1f}) target <= 100 ms {'PASS' if ok['writer'] else 'MISS'}"
+        f"{f'  ERRORS {r.writer_errors}' if r.writer_errors else ''}"
+    )
+    print(
+        f"      the same loads before the delete: reader p99 {r.baseline_reader_p99_ms:.1f} ms,"
+        f" writer worst {r.baseline_writer_worst_ms:.1f} ms"
+    )
     print(f"  licence used units after      {r.units_left}", flush=True)
 
 
@@ -539,32 +719,51 @@ def parse_chunks(text: str) -> list[tuple[int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default="sqlite,postgresql",
-                        help="comma-separated: sqlite, postgresql")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--db", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--fanout", type=int, default=10)
-    parser.add_argument("--load", choices=("api", "sql"), default="api",
-                        help="build the data through the batch API (default) or bulk SQL")
-    parser.add_argument("--uuids", choices=("random", "ordered"), default="random",
-                        help="with --load sql: random uuids (as groupd makes them today) or "
-                             "uuids in key order (as time-ordered UUIDv7 would be)")
-    parser.add_argument("--chunks", default="200:20000",
-                        help="configurations to measure, groups:objects[,groups:objects]")
+    parser.add_argument(
+        "--load",
+        choices=("api", "sql"),
+        default="api",
+        help="build the data through the batch API (default) or bulk SQL",
+    )
+    parser.add_argument(
+        "--uuids",
+        choices=("random", "ordered"),
+        default="ordered",
+        help="with --load sql: uuids in key order (as groupd's time-ordered "
+        "version-7 uuids are, since a6d11b3) or random (version 4, as "
+        "groupd made them before)",
+    )
+    parser.add_argument(
+        "--chunks",
+        default="200:20000",
+        help="configurations to measure, groups:objects[,groups:objects]",
+    )
     parser.add_argument("--worker-threads", type=int, default=1)
     parser.add_argument("--reader-rate", type=float, default=50.0, help="reader GETs per s")
     parser.add_argument("--writer-rate", type=float, default=5.0, help="writer creates per s")
-    parser.add_argument("--baseline", type=float, default=10.0,
-                        help="seconds the reader and writer run alone before the delete")
+    parser.add_argument(
+        "--baseline",
+        type=float,
+        default=10.0,
+        help="seconds the reader and writer run alone before the delete",
+    )
     parser.add_argument("--poll", type=float, default=0.1, help="operation poll interval, s")
     parser.add_argument("--timeout", type=float, default=3600.0, help="one delete's limit, s")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
     chunks = parse_chunks(args.chunks)
-    info = machine_info("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-                        if "postgresql" in args.db else None)
+    info = machine_info(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres" if "postgresql" in args.db else None
+    )
     print_machine(info)
     print("command:", " ".join(sys.argv))
     results: list[Result] = []
@@ -573,19 +772,30 @@ def main() -> None:
         try:
             token = bootstrap(template)
             if args.load == "api":
-                loaded = load_through_api(template, token, args.groups, args.devices,
-                                          args.fanout)
+                loaded = load_through_api(template, token, args.groups, args.devices, args.fanout)
             else:
-                loaded = load_through_sql(template, token, args.groups, args.devices,
-                                          args.fanout, ordered_uuids=args.uuids == "ordered")
-            print(f"[{kind}] loaded {loaded.groups} groups and {loaded.devices} devices "
-                  f"through the {loaded.load_mode} ({args.uuids} uuids) in "
-                  f"{loaded.load_seconds:.1f} s", flush=True)
+                loaded = load_through_sql(
+                    template,
+                    token,
+                    args.groups,
+                    args.devices,
+                    args.fanout,
+                    ordered_uuids=args.uuids == "ordered",
+                )
+            print(
+                f"[{kind}] loaded {loaded.groups} groups and {loaded.devices} devices "
+                f"through the {loaded.load_mode} ({args.uuids} uuids) in "
+                f"{loaded.load_seconds:.1f} s",
+                flush=True,
+            )
             started = time.perf_counter()
             build_floor(template, args.groups, args.devices, args.fanout)
             vacuum_analyze(template)
-            print(f"[{kind}] floor schema loaded and analysed in "
-                  f"{time.perf_counter() - started:.1f} s", flush=True)
+            print(
+                f"[{kind}] floor schema loaded and analysed in "
+                f"{time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
             for chunk_groups, chunk_objects in chunks:
                 result = measure(template, loaded, chunk_groups, chunk_objects, args)
                 report(result)
@@ -593,15 +803,23 @@ def main() -> None:
         finally:
             drop_database(template)
     print("\nsummary (ratio = whole delete via API / floor in the same database copy)")
-    print(f"{'db':<11}{'chunk':>12}{'floor s':>9}{'phase1 ms':>10}{'whole s':>9}{'ratio':>7}"
-          f"{'RSS MB':>8}{'rd p99':>8}{'wr max':>8}")
+    print(
+        f"{'db':<11}{'chunk':>12}{'floor s':>9}{'phase1 ms':>10}{'whole s':>9}{'ratio':>7}"
+        f"{'RSS MB':>8}{'rd p99':>8}{'wr max':>8}"
+    )
     for r in results:
-        print(f"{r.database:<11}{f'{r.chunk_groups}/{r.chunk_objects}':>12}{r.floor_s:>9.2f}"
-              f"{r.phase1_s * 1000:>10.0f}{r.whole_s:>9.2f}{r.ratio:>7.2f}{r.rss_growth_mb:>8.1f}"
-              f"{r.reader_p99_ms:>8.1f}{r.writer_worst_ms:>8.1f}")
+        print(
+            f"{r.database:<11}{f'{r.chunk_groups}/{r.chunk_objects}':>12}{r.floor_s:>9.2f}"
+            f"{r.phase1_s * 1000:>10.0f}{r.whole_s:>9.2f}{r.ratio:>7.2f}{r.rss_growth_mb:>8.1f}"
+            f"{r.reader_p99_ms:>8.1f}{r.writer_worst_ms:>8.1f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "command": sys.argv,
-                                         "results": [asdict(r) for r in results]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"machine": info, "command": sys.argv, "results": [asdict(r) for r in results]},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,12 @@ class Driver:
 
     def _connect(self) -> Any:
         if self.sqlite:
-            connection = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30,
-                                         isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(
+                self.url.removeprefix("sqlite:///"),
+                timeout=30,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -76,8 +80,9 @@ class Driver:
             return connection
         import psycopg
 
-        return psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://"),
-                               autocommit=True)
+        return psycopg.connect(
+            self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
@@ -136,17 +141,26 @@ def create_app() -> Starlette:
         " a.active FROM credentials c JOIN accounts a ON a.id = c.account_id"
         f" WHERE c.token_hash = {p}"
     )
-    get_sql = (f"SELECT {GROUP_COLUMNS} FROM groups g LEFT JOIN groups p ON p.id = g.parent_id"
-               f" WHERE g.uuid = {p} AND g.tenant_id = {p} AND g.state = 'live'")
+    get_sql = (
+        f"SELECT {GROUP_COLUMNS} FROM groups g LEFT JOIN groups p ON p.id = g.parent_id"
+        f" WHERE g.uuid = {p} AND g.tenant_id = {p} AND g.state = 'live'"
+    )
     parent_sql = f"SELECT id FROM groups WHERE uuid = {p} AND tenant_id = {p} AND state = 'live'"
-    list_sql = (f"SELECT {GROUP_COLUMNS} FROM groups g LEFT JOIN groups p ON p.id = g.parent_id"
-                f" WHERE g.tenant_id = {p} AND g.state = 'live' AND g.id > {p}"
-                f" AND g.parent_id = {p} ORDER BY g.id LIMIT {p}")
+    list_sql = (
+        f"SELECT {GROUP_COLUMNS} FROM groups g LEFT JOIN groups p ON p.id = g.parent_id"
+        f" WHERE g.tenant_id = {p} AND g.state = 'live' AND g.id > {p}"
+        f" AND g.parent_id = {p} ORDER BY g.id LIMIT {p}"
+    )
     lock = "" if db.sqlite else " FOR SHARE"
-    create_parent_sql = (f"SELECT id, path, kind, depth FROM groups WHERE uuid = {p}"
-                         f" AND tenant_id = {p} AND state = 'live'{lock}")
-    next_id_sql = ("SELECT coalesce(max(id), 0) + 1 FROM groups" if db.sqlite
-                   else "SELECT nextval(pg_get_serial_sequence('groups', 'id'))")
+    create_parent_sql = (
+        f"SELECT id, path, kind, depth FROM groups WHERE uuid = {p}"
+        f" AND tenant_id = {p} AND state = 'live'{lock}"
+    )
+    next_id_sql = (
+        "SELECT coalesce(max(id), 0) + 1 FROM groups"
+        if db.sqlite
+        else "SELECT nextval(pg_get_serial_sequence('groups', 'id'))"
+    )
     insert_sql = (
         "INSERT INTO groups (id, uuid, tenant_id, parent_id, path, depth, kind, name,"
         " description, protected, state, version, created_at, updated_at) VALUES"
@@ -157,8 +171,10 @@ def create_app() -> Starlette:
         " target_name, request_id, source, outcome, counts, detail, at) VALUES"
         f" ({p}, {p}, {p}, 'group', {p}, {p}, {p}, NULL, 'succeeded', '{{}}', {p}, {p})"
     )
-    member_group_sql = (f"SELECT id, kind, name FROM groups WHERE uuid = {p} AND tenant_id = {p}"
-                        f" AND state = 'live'{'' if db.sqlite else ' FOR UPDATE'}")
+    member_group_sql = (
+        f"SELECT id, kind, name FROM groups WHERE uuid = {p} AND tenant_id = {p}"
+        f" AND state = 'live'{'' if db.sqlite else ' FOR UPDATE'}"
+    )
     member_object_sql = (
         "SELECT o.id, o.kind FROM objects o JOIN groups h ON h.id = o.home_group_id"
         f" WHERE o.uuid = {p} AND o.tenant_id = {p} AND h.state = 'live'"
@@ -186,10 +202,18 @@ def create_app() -> Starlette:
     def render(row: Any) -> dict[str, Any]:
         linked = {"type": row[9], "ref": row[10]} if row[9] else None
         return {
-            "id": db.out_uuid(row[1]), "parentId": db.out_uuid(row[2]), "name": row[4],
-            "description": row[5], "kind": row[3], "valueType": row[6],
-            "values": db.json_in(row[7]), "linkedEntity": linked, "protected": bool(row[11]),
-            "agentId": row[8], "createdAt": db.stamp(row[13]), "updatedAt": db.stamp(row[14]),
+            "id": db.out_uuid(row[1]),
+            "parentId": db.out_uuid(row[2]),
+            "name": row[4],
+            "description": row[5],
+            "kind": row[3],
+            "valueType": row[6],
+            "values": db.json_in(row[7]),
+            "linkedEntity": linked,
+            "protected": bool(row[11]),
+            "agentId": row[8],
+            "createdAt": db.stamp(row[13]),
+            "updatedAt": db.stamp(row[14]),
         }
 
     def answer(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -220,7 +244,8 @@ def create_app() -> Starlette:
         with db.connection() as connection:
             tenant_id, _ = authenticate(connection, request)
             row = connection.execute(
-                get_sql, (db.key(request.path_params["id"]), tenant_id)).fetchone()
+                get_sql, (db.key(request.path_params["id"]), tenant_id)
+            ).fetchone()
         if row is None:
             raise Missing()
         return answer(render(row), headers={"ETag": f'"{row[12]}"'})
@@ -231,13 +256,17 @@ def create_app() -> Starlette:
         with db.connection() as connection:
             tenant_id, _ = authenticate(connection, request)
             parent = connection.execute(
-                parent_sql, (db.key(request.query_params["parentId"]), tenant_id)).fetchone()
+                parent_sql, (db.key(request.query_params["parentId"]), tenant_id)
+            ).fetchone()
             if parent is None:
                 raise Missing()
             rows = connection.execute(list_sql, (tenant_id, 0, parent[0], limit + 1)).fetchall()
         items = [render(row) for row in rows[:limit]]
-        cursor = (base64.urlsafe_b64encode(f"k{rows[limit - 1][0]}".encode()).decode().rstrip("=")
-                  if len(rows) > limit else None)
+        cursor = (
+            base64.urlsafe_b64encode(f"k{rows[limit - 1][0]}".encode()).decode().rstrip("=")
+            if len(rows) > limit
+            else None
+        )
         return answer({"items": items, "nextCursor": cursor})
 
     @guarded
@@ -249,27 +278,60 @@ def create_app() -> Starlette:
         with db.transaction() as connection:
             tenant_id, username = authenticate(connection, request)
             parent = connection.execute(
-                create_parent_sql, (db.key(parent_uuid), tenant_id)).fetchone()
+                create_parent_sql, (db.key(parent_uuid), tenant_id)
+            ).fetchone()
             if parent is None:
                 raise Missing()
             parent_id, parent_path, kind, depth = parent
             group_id = int(connection.execute(next_id_sql).fetchone()[0])
             stored_uuid = new_uuid.hex if db.sqlite else new_uuid
             try:
-                connection.execute(insert_sql, (
-                    group_id, stored_uuid, tenant_id, parent_id, f"{parent_path}{group_id}/",
-                    depth + 1, kind, name, now, now))
+                connection.execute(
+                    insert_sql,
+                    (
+                        group_id,
+                        stored_uuid,
+                        tenant_id,
+                        parent_id,
+                        f"{parent_path}{group_id}/",
+                        depth + 1,
+                        kind,
+                        name,
+                        now,
+                        now,
+                    ),
+                )
             except Exception as error:  # the driver's unique violation: name taken
                 if "unique" in str(error).lower():
                     raise Taken() from None
                 raise
-            connection.execute(audit_sql, (tenant_id, username, "group.create", stored_uuid,
-                                            name, str(uuid.uuid4()), None, now))
+            connection.execute(
+                audit_sql,
+                (
+                    tenant_id,
+                    username,
+                    "group.create",
+                    stored_uuid,
+                    name,
+                    str(uuid.uuid4()),
+                    None,
+                    now,
+                ),
+            )
         stamp = db.stamp(now)
         payload = {
-            "id": str(new_uuid), "parentId": parent_uuid, "name": name, "description": "",
-            "kind": kind, "valueType": None, "values": None, "linkedEntity": None,
-            "protected": False, "agentId": None, "createdAt": stamp, "updatedAt": stamp,
+            "id": str(new_uuid),
+            "parentId": parent_uuid,
+            "name": name,
+            "description": "",
+            "kind": kind,
+            "valueType": None,
+            "values": None,
+            "linkedEntity": None,
+            "protected": False,
+            "agentId": None,
+            "createdAt": stamp,
+            "updatedAt": stamp,
         }
         return answer(payload, 201, {"ETag": '"1"', "Location": f"/api/v1/groups/{new_uuid}"})
 
@@ -287,21 +349,35 @@ def create_app() -> Starlette:
             ).fetchone()
             if member is None or member[1] != "user":
                 raise Missing()
-            added = connection.execute(
-                membership_sql, (group[0], member[0], tenant_id, now)).rowcount == 1
+            added = (
+                connection.execute(membership_sql, (group[0], member[0], tenant_id, now)).rowcount
+                == 1
+            )
             if added:
-                connection.execute(audit_sql, (
-                    tenant_id, username, "membership.add", group_key, None, str(uuid.uuid4()),
-                    f"member {request.path_params['objectId']}", now))
+                connection.execute(
+                    audit_sql,
+                    (
+                        tenant_id,
+                        username,
+                        "membership.add",
+                        group_key,
+                        None,
+                        str(uuid.uuid4()),
+                        f"member {request.path_params['objectId']}",
+                        now,
+                    ),
+                )
         return Response(status_code=201 if added else 204)
 
     def healthz(_: Request) -> Response:
         return answer({"status": "ok"})
 
-    return Starlette(routes=[
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/api/v1/groups/{id}", get_group, methods=["GET"]),
-        Route("/api/v1/groups", list_groups, methods=["GET"]),
-        Route("/api/v1/groups", create_group, methods=["POST"]),
-        Route("/api/v1/groups/{id}/members/{objectId}", put_member, methods=["PUT"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/api/v1/groups/{id}", get_group, methods=["GET"]),
+            Route("/api/v1/groups", list_groups, methods=["GET"]),
+            Route("/api/v1/groups", create_group, methods=["POST"]),
+            Route("/api/v1/groups/{id}/members/{objectId}", put_member, methods=["PUT"]),
+        ]
+    )

@@ -76,15 +76,21 @@ class Layout:
         self.max_depth = 0
 
 
-def load(db: BenchDatabase, token: str, groups: int, objects: int, wide: int, move: int,
-         sample_size: int) -> Layout:
+def load(
+    db: BenchDatabase, token: str, groups: int, objects: int, wide: int, move: int, sample_size: int
+) -> Layout:
     """Bulk SQL into groupd's schema (see the module docstring)."""
     server = start_groupd(db, log_name="setup.log")
     try:
         with api(server.base_url, token) as client:
             root_uuid = tenant_root(client)
-            check(client.post("/api/v1/licenses", json={
-                "product": PRODUCT, "unitKind": "seat", "totalUnits": objects}), 201)
+            check(
+                client.post(
+                    "/api/v1/licenses",
+                    json={"product": PRODUCT, "unitKind": "seat", "totalUnits": objects},
+                ),
+                201,
+            )
     finally:
         server.stop()
     sqlite = db.is_sqlite
@@ -99,8 +105,9 @@ def load(db: BenchDatabase, token: str, groups: int, objects: int, wide: int, mo
         cur = connection.cursor()
         if sqlite:
             cur.execute("BEGIN IMMEDIATE")
-        cur.execute(f"SELECT id, path, tenant_id FROM groups WHERE uuid = {p}",
-                    (key(uuid.UUID(root_uuid)),))
+        cur.execute(
+            f"SELECT id, path, tenant_id FROM groups WHERE uuid = {p}", (key(uuid.UUID(root_uuid)),)
+        )
         root_id, root_path, tenant_id = cur.fetchone()
         cur.execute("SELECT coalesce(max(id), 0) + 1 FROM groups")
         next_id = int(cur.fetchone()[0])
@@ -127,8 +134,7 @@ def load(db: BenchDatabase, token: str, groups: int, objects: int, wide: int, mo
         layout.move = str(uuid.UUID(hex=rows[-1][1]) if sqlite else rows[-1][1])
         for i in range(1, move):
             parent_id, parent_path = move_nodes[(i - 1) // 10]
-            move_nodes.append(add(parent_id, parent_path, parent_path.count("/") - 1,
-                                  f"m{i}"))
+            move_nodes.append(add(parent_id, parent_path, parent_path.count("/") - 1, f"m{i}"))
         chain = 0
         while len(rows) < groups:
             parent_id, parent_path = root_id, root_path
@@ -150,12 +156,13 @@ def load(db: BenchDatabase, token: str, groups: int, objects: int, wide: int, mo
         if sqlite:
             cur.executemany(insert, rows)
         else:
-            with cur.copy("COPY groups (id, uuid, tenant_id, parent_id, path, depth, kind, name,"
-                          " description, protected, state, version, created_at, updated_at)"
-                          " FROM STDIN") as copy:
+            with cur.copy(
+                "COPY groups (id, uuid, tenant_id, parent_id, path, depth, kind, name,"
+                " description, protected, state, version, created_at, updated_at)"
+                " FROM STDIN"
+            ) as copy:
                 for row in rows:
-                    copy.write_row((*row[:6], "static", row[6], "", False, "live", 1,
-                                    "now", "now"))
+                    copy.write_row((*row[:6], "static", row[6], "", False, "live", 1, "now", "now"))
         rows.clear()
         cur.execute(f"SELECT id FROM licences WHERE product = {p}", (PRODUCT,))
         licence_id = int(cur.fetchone()[0])
@@ -168,31 +175,40 @@ def load(db: BenchDatabase, token: str, groups: int, objects: int, wide: int, mo
                 " INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
                 " version, created_at, updated_at) SELECT ? + i, lower(hex(randomblob(16))), ?,"
                 " 'device', 'd' || i, ? + (i % ?), '{}', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
-                " FROM n", (objects, first_object, tenant_id, first_id, count))
+                " FROM n",
+                (objects, first_object, tenant_id, first_id, count),
+            )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
                 " object_name, units, created_at) SELECT lower(hex(randomblob(16))), tenant_id,"
                 " ?, id, uuid, name, 1, CURRENT_TIMESTAMP FROM objects"
-                " WHERE id >= ? AND id % 10 = 0 ORDER BY id", (licence_id, first_object))
+                " WHERE id >= ? AND id % 10 = 0 ORDER BY id",
+                (licence_id, first_object),
+            )
         else:
             cur.execute(
                 "INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
                 " version, created_at, updated_at) SELECT %s + i, gen_random_uuid(), %s,"
                 " 'device', 'd' || i, %s + (i %% %s), '{}', 1, now(), now()"
                 " FROM generate_series(0, %s - 1) AS i",
-                (first_object, tenant_id, first_id, count, objects))
+                (first_object, tenant_id, first_id, count, objects),
+            )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
                 " object_name, units, created_at) SELECT gen_random_uuid(), tenant_id, %s, id,"
                 " uuid, name, 1, now() FROM objects WHERE id >= %s AND id %% 10 = 0 ORDER BY id",
-                (licence_id, first_object))
+                (licence_id, first_object),
+            )
             for table in ("groups", "objects", "activations"):
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                            f" (SELECT max(id) FROM {table}))")
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                    f" (SELECT max(id) FROM {table}))"
+                )
         cur.execute("SELECT count(*) FROM activations")
         layout.activations = int(cur.fetchone()[0])
-        cur.execute(f"UPDATE licences SET used_units = {p} WHERE id = {p}",
-                    (layout.activations, licence_id))
+        cur.execute(
+            f"UPDATE licences SET used_units = {p} WHERE id = {p}", (layout.activations, licence_id)
+        )
         layout.objects = objects
         if sqlite:
             cur.execute("COMMIT")
@@ -203,16 +219,18 @@ def load(db: BenchDatabase, token: str, groups: int, objects: int, wide: int, mo
     return layout
 
 
-def timed_call(client: Any, method: str, url: str, expected: int, **kwargs: Any
-               ) -> tuple[float, Any]:
+def timed_call(
+    client: Any, method: str, url: str, expected: int, **kwargs: Any
+) -> tuple[float, Any]:
     started = time.perf_counter()
     response = client.request(method, url, **kwargs)
     elapsed = time.perf_counter() - started
     return elapsed, check(response, expected)
 
 
-def measure(db: BenchDatabase, token: str, layout: Layout, args: argparse.Namespace
-            ) -> dict[str, Any]:
+def measure(
+    db: BenchDatabase, token: str, layout: Layout, args: argparse.Namespace
+) -> dict[str, Any]:
     server = start_groupd(db)
     out: dict[str, Any] = {}
     try:
@@ -220,8 +238,7 @@ def measure(db: BenchDatabase, token: str, layout: Layout, args: argparse.Namesp
             # get: random groups at every depth
             for group in layout.sample[:50]:  # warm-up
                 client.get(f"/api/v1/groups/{group}")
-            gets = [timed_call(client, "GET", f"/api/v1/groups/{g}", 200)[0]
-                    for g in layout.sample]
+            gets = [timed_call(client, "GET", f"/api/v1/groups/{g}", 200)[0] for g in layout.sample]
             out["get_n"] = len(gets)
             out["get_p50_ms"] = percentile(gets, 50) * 1000
             out["get_p99_ms"] = percentile(gets, 99) * 1000
@@ -243,30 +260,45 @@ def measure(db: BenchDatabase, token: str, layout: Layout, args: argparse.Namesp
             out["walk_pages_1000"] = len(walk)
             out["walk_page_1000_max_ms"] = max(walk) * 1000
             out["walk_page_1000_p50_ms"] = percentile(walk, 50) * 1000
-            positions = {"first": cursors[0], "middle": cursors[len(cursors) // 2],
-                         "deep": cursors[-1]}
+            positions = {
+                "first": cursors[0],
+                "middle": cursors[len(cursors) // 2],
+                "deep": cursors[-1],
+            }
             for label, at in positions.items():
                 params = {"parentId": layout.wide, "limit": "50"}
                 if at:
                     params["cursor"] = at
-                times = [timed_call(client, "GET", "/api/v1/groups", 200, params=params)[0]
-                         for _ in range(args.page_repeats)]
+                times = [
+                    timed_call(client, "GET", "/api/v1/groups", 200, params=params)[0]
+                    for _ in range(args.page_repeats)
+                ]
                 out[f"page_{label}_p50_ms"] = percentile(times, 50) * 1000
                 out[f"page_{label}_max_ms"] = max(times) * 1000
             # move the 10k-group subtree there and back
             moves = []
             home = tenant_root(client)
             for parent in (layout.target, home, layout.target, home):
-                elapsed, _ = timed_call(client, "POST", f"/api/v1/groups/{layout.move}/move",
-                                        200, json={"parentId": parent})
+                elapsed, _ = timed_call(
+                    client,
+                    "POST",
+                    f"/api/v1/groups/{layout.move}/move",
+                    200,
+                    json={"parentId": parent},
+                )
                 moves.append(elapsed)
             out["move_s"] = moves
             out["move_median_s"] = statistics.median(moves)
             # the 100k-group dry run
             dry = []
             for _ in range(args.dry_repeats):
-                elapsed, body = timed_call(client, "DELETE", f"/api/v1/groups/{layout.wide}",
-                                           200, params={"dryRun": "true"})
+                elapsed, body = timed_call(
+                    client,
+                    "DELETE",
+                    f"/api/v1/groups/{layout.wide}",
+                    200,
+                    params={"dryRun": "true"},
+                )
                 dry.append(elapsed)
             impact = body["impact"]
             out["dry_run_s"] = dry
@@ -281,37 +313,57 @@ def measure(db: BenchDatabase, token: str, layout: Layout, args: argparse.Namesp
 
 def report(kind: str, layout: Layout, out: dict[str, Any], full: bool, move: int) -> None:
     def mark(ok: bool) -> str:
-        return ("PASS" if ok else "MISS") if full and kind == "postgresql" else (
-            "ok" if ok else "over")
+        return (
+            ("PASS" if ok else "MISS")
+            if full and kind == "postgresql"
+            else ("ok" if ok else "over")
+        )
 
     pages = max(out[f"page_{x}_max_ms"] for x in ("first", "middle", "deep"))
-    print(f"\n[{kind}] {layout.groups} groups (max depth {layout.max_depth}), "
-          f"{layout.objects} objects, {layout.activations} activations")
-    print(f"  get ({out['get_n']} random groups)  p50 {out['get_p50_ms']:.2f} ms  "
-          f"p99 {out['get_p99_ms']:.2f} ms  max {out['get_max_ms']:.2f} ms   "
-          f"target p99 <= 10 ms {mark(out['get_p99_ms'] <= 10)}")
+    print(
+        f"\n[{kind}] {layout.groups} groups (max depth {layout.max_depth}), "
+        f"{layout.objects} objects, {layout.activations} activations"
+    )
+    print(
+        f"  get ({out['get_n']} random groups)  p50 {out['get_p50_ms']:.2f} ms  "
+        f"p99 {out['get_p99_ms']:.2f} ms  max {out['get_max_ms']:.2f} ms   "
+        f"target p99 <= 10 ms {mark(out['get_p99_ms'] <= 10)}"
+    )
     for label in ("first", "middle", "deep"):
-        print(f"  page of 50, {label:<6} cursor    p50 {out[f'page_{label}_p50_ms']:.2f} ms  "
-              f"max {out[f'page_{label}_max_ms']:.2f} ms")
-    print(f"  any page of 50 (max)            {pages:.2f} ms   target <= 20 ms "
-          f"{mark(pages <= 20)}")
-    print(f"  walking the list, {out['walk_pages_1000']} pages of 1000: "
-          f"p50 {out['walk_page_1000_p50_ms']:.1f} ms, max {out['walk_page_1000_max_ms']:.1f} ms")
-    print(f"  move {move}-group subtree          median {out['move_median_s']:.3f} s  "
-          f"(runs {', '.join(f'{m:.3f}' for m in out['move_s'])})   target <= 1 s "
-          f"{mark(out['move_median_s'] <= 1)}")
-    print(f"  dry run of {out['dry_run_groups']} groups, {out['dry_run_devices']} devices, "
-          f"{out['dry_run_activations']} activations: median {out['dry_run_median_s']:.3f} s "
-          f"(runs {', '.join(f'{d:.3f}' for d in out['dry_run_s'])})   target <= 2 s "
-          f"{mark(out['dry_run_median_s'] <= 2)}", flush=True)
+        print(
+            f"  page of 50, {label:<6} cursor    p50 {out[f'page_{label}_p50_ms']:.2f} ms  "
+            f"max {out[f'page_{label}_max_ms']:.2f} ms"
+        )
+    print(f"  any page of 50 (max)            {pages:.2f} ms   target <= 20 ms {mark(pages <= 20)}")
+    print(
+        f"  walking the list, {out['walk_pages_1000']} pages of 1000: "
+        f"p50 {out['walk_page_1000_p50_ms']:.1f} ms, max {out['walk_page_1000_max_ms']:.1f} ms"
+    )
+    print(
+        f"  move {move}-group subtree          median {out['move_median_s']:.3f} s  "
+        f"(runs {', '.join(f'{m:.3f}' for m in out['move_s'])})   target <= 1 s "
+        f"{mark(out['move_median_s'] <= 1)}"
+    )
+    print(
+        f"  dry run of {out['dry_run_groups']} groups, {out['dry_run_devices']} devices, "
+        f"{out['dry_run_activations']} activations: median {out['dry_run_median_s']:.3f} s "
+        f"(runs {', '.join(f'{d:.3f}' for d in out['dry_run_s'])})   target <= 2 s "
+        f"{mark(out['dry_run_median_s'] <= 2)}",
+        flush=True,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", default="postgresql", help="comma-separated: sqlite, postgresql")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="fraction of the full size (groups, objects, sibling list)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="fraction of the full size (groups, objects, sibling list)",
+    )
     parser.add_argument("--gets", type=int, default=2000, help="random GETs for the p99")
     parser.add_argument("--page-repeats", type=int, default=50)
     parser.add_argument("--dry-repeats", type=int, default=3)
@@ -320,8 +372,9 @@ def main() -> None:
     full = args.scale >= 1.0
     args.wide = max(1000, int(WIDE * min(1.0, args.scale)))
     move = max(100, int(MOVE * min(1.0, args.scale)))
-    info = machine_info("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-                        if "postgresql" in args.db else None)
+    info = machine_info(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres" if "postgresql" in args.db else None
+    )
     print_machine(info)
     print("command:", " ".join(sys.argv))
     results = {}
@@ -336,19 +389,26 @@ def main() -> None:
             loaded = time.perf_counter() - started
             started = time.perf_counter()
             vacuum_analyze(db)
-            print(f"[{kind}] bulk-loaded {layout.groups} groups and {layout.objects} objects "
-                  f"by SQL in {loaded:.0f} s; analysed in {time.perf_counter() - started:.0f} s",
-                  flush=True)
+            print(
+                f"[{kind}] bulk-loaded {layout.groups} groups and {layout.objects} objects "
+                f"by SQL in {loaded:.0f} s; analysed in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
             out = measure(db, token, layout, args)
             report(kind, layout, out, full, move)
-            results[kind] = {"groups": layout.groups, "objects": layout.objects,
-                             "activations": layout.activations, "max_depth": layout.max_depth,
-                             **out}
+            results[kind] = {
+                "groups": layout.groups,
+                "objects": layout.objects,
+                "activations": layout.activations,
+                "max_depth": layout.max_depth,
+                **out,
+            }
         finally:
             drop_database(db)
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "command": sys.argv,
-                                         "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": info, "command": sys.argv, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -190,10 +190,14 @@ class Worker:
             except (OperationalError, DBAPIError) as error:
                 # Lock timeouts, serialization failures, a dropped connection: the chunk
                 # rolled back whole, so trying it again is safe.
+                # A database refusal here is a race with other work (a deadlock victim, a
+                # delete nested in this one still removing its part): an accepted delete
+                # must still finish, so after a few quick retries the operation is handed
+                # back for a while and tried again, never marked failed for it.
                 failures += 1
                 log.warning("chunk of operation %s failed (%s), retrying", operation_id, error)
                 if failures >= MAX_CHUNK_RETRIES:
-                    self._fail(operation_id, repr(error))
+                    self._release(operation_id)
                     return
                 time.sleep(0.2 * failures)
                 continue
