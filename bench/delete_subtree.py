@@ -698,6 +698,8 @@ def report(result: Result) -> None:
         f"{r.reader_p50_ms:.1f}) target <= 20 ms {'PASS' if ok['reader'] else 'MISS'}"
         f"{f'  ERRORS {r.reader_errors}' if r.reader_errors else ''}"
     )
+    if not r.writer_n or not r.reader_n:
+        print("      (the delete ended before a side request did: raise --devices for (e))")
     print(
         f"      writer worst ({r.writer_n} creates) {r.writer_worst_ms:8.1f} ms  (p99 "
         f"{r.writer_p99_ms:.1f}) target <= 100 ms {'PASS' if ok['writer'] else 'MISS'}"
