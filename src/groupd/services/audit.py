@@ -16,7 +16,7 @@ from groupd.services.common import (
     encode_cursor,
     parse_uuid_field,
 )
-from groupd.services.groups import Page
+from groupd.services.groups import GroupView, Page
 from groupd.store.db import UnitOfWork
 from groupd.store.models import AuditEvent, table_of
 
@@ -72,6 +72,22 @@ def record_event(
             "detail": detail[:2000] if detail else None,
             "at": now,
         },
+    )
+
+
+def record_group_change(
+    uow: UnitOfWork, *, actor: Actor, action: str, group: GroupView, now: datetime
+) -> None:
+    """Append the event of a successful change to ``group`` (create, update, move)."""
+    record_event(
+        uow,
+        actor=actor,
+        action=action,
+        target_type="group",
+        target_uuid=group.uuid,
+        target_name=group.name,
+        outcome="succeeded",
+        now=now,
     )
 
 

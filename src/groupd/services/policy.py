@@ -149,16 +149,7 @@ def create_policy_group(
         ),
         now=now,
     )
-    audit.record_event(
-        uow,
-        actor=actor,
-        action="group.create",
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=now,
-    )
+    audit.record_group_change(uow, actor=actor, action="group.create", group=view, now=now)
     return view
 
 
@@ -187,16 +178,7 @@ def update_policy_group(
     if description is not None:
         changes.description = description
     view = groups.update_group(uow, actor=actor, group_id=group.uuid, changes=changes, now=now)
-    audit.record_event(
-        uow,
-        actor=actor,
-        action="group.update",
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=now,
-    )
+    audit.record_group_change(uow, actor=actor, action="group.update", group=view, now=now)
     return view
 
 

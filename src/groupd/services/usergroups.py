@@ -87,16 +87,7 @@ def create_user_group(
         spec=groups.GroupSpec(name=_require_name(name), kind="user", description=description),
         now=now,
     )
-    audit.record_event(
-        uow,
-        actor=actor,
-        action="group.create",
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=now,
-    )
+    audit.record_group_change(uow, actor=actor, action="group.create", group=view, now=now)
     return view
 
 

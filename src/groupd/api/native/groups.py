@@ -42,15 +42,8 @@ def _group_response(view: groups.GroupView, status: int = 200) -> Response:
 def create_group(req: ApiRequest) -> Response:
     body = req.decode(s.GroupCreate)
     view = groups.create_group(req.uow, actor=req.actor, spec=_spec(body), now=req.now)
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="group.create",
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=req.now,
+    audit.record_group_change(
+        req.uow, actor=req.actor, action="group.create", group=view, now=req.now
     )
     return _group_response(view, 201)
 
@@ -114,15 +107,8 @@ def update_group(req: ApiRequest) -> Response:
         if_match=if_match(req),
         now=req.now,
     )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="group.update",
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=req.now,
+    audit.record_group_change(
+        req.uow, actor=req.actor, action="group.update", group=view, now=req.now
     )
     return _group_response(view)
 
@@ -137,15 +123,8 @@ def move_group(req: ApiRequest) -> Response:
         if_match=if_match(req),
         now=req.now,
     )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="group.move",
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=req.now,
+    audit.record_group_change(
+        req.uow, actor=req.actor, action="group.move", group=view, now=req.now
     )
     return _group_response(view)
 
