@@ -20,6 +20,7 @@ from groupd.services import groups
 from groupd.services.common import Actor, allocate_ids, new_uuid, system_actor
 from groupd.store.db import UnitOfWork
 from groupd.store.models import ROLES, Account, Credential, Group, Tenant
+from groupd.store.prepared import Prepared
 from groupd.store.tree import child_path
 from groupd.values import clean_name
 
@@ -77,7 +78,7 @@ def create_tenant(uow: UnitOfWork, *, name: str, now: datetime) -> TenantView:
 
 def _create_root(uow: UnitOfWork, *, tenant_id: int, now: datetime) -> uuid.UUID:
     # The one static group without a parent; created here only, never through the API.
-    (group_id,) = allocate_ids(uow.session, "groups", 1)
+    (group_id,) = allocate_ids(uow, "groups", 1)
     root_uuid = new_uuid()
     uow.session.add(
         Group(
@@ -403,7 +404,7 @@ def refresh_tokens(
     )
 
 
-_TOKEN_LOOKUP = (
+_TOKEN_LOOKUP = Prepared(
     select(
         Credential.id,
         Credential.kind,
@@ -430,13 +431,9 @@ def resolve_token(
 
     Sessions slide: each use moves their idle deadline.
     """
-    # Runs on every request: a statement built once, executed on the connection (the
-    # ORM's per-statement machinery is most of a request's cost, see docs/benchmarks.md).
-    row = (
-        uow.session.connection()
-        .execute(_TOKEN_LOOKUP, {"token_hash": hash_secret(secret)})
-        .one_or_none()
-    )
+    # Runs on every request: a prepared statement on the raw connection (SQLAlchemy's
+    # per-statement machinery is most of a request's cost, see docs/benchmarks.md).
+    row = _TOKEN_LOOKUP.one_or_none(uow, {"token_hash": hash_secret(secret)})
     if row is None:
         raise AuthenticationFailed("the token is not valid")
     (

@@ -19,6 +19,7 @@ from groupd.services.common import (
 from groupd.services.groups import GroupView, Page
 from groupd.store.db import UnitOfWork
 from groupd.store.models import AuditEvent, table_of
+from groupd.store.prepared import Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,23 @@ class AuditView:
     at: datetime
 
 
-_APPEND = insert(table_of(AuditEvent))
+_APPEND = Prepared(
+    insert(table_of(AuditEvent)),
+    column_keys=[
+        "tenant_id",
+        "actor",
+        "action",
+        "target_type",
+        "target_uuid",
+        "target_name",
+        "request_id",
+        "source",
+        "outcome",
+        "counts",
+        "detail",
+        "at",
+    ],
+)
 
 
 def record_event(
@@ -55,9 +72,9 @@ def record_event(
     tenant_id: int | None = None,
 ) -> None:
     """Append one event; it commits or rolls back with the change it describes."""
-    # A statement built once, run on the connection: most writes append an event.
-    uow.session.connection().execute(
-        _APPEND,
+    # A prepared statement on the raw connection: most writes append an event.
+    _APPEND.execute(
+        uow,
         {
             "tenant_id": tenant_id if tenant_id is not None else actor.tenant_id,
             "actor": actor.username,

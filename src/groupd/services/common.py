@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from groupd.errors import InvalidInput, NotFound, PermissionDenied
+from groupd.store.db import UnitOfWork
+from groupd.store.prepared import Prepared
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 MAX_PAGE = 1000
@@ -98,7 +99,13 @@ def check_limit(limit: int, *, field: str = "limit") -> int:
     return limit
 
 
-def allocate_ids(session: Session, table: str, count: int) -> list[int]:
+_SEQUENCE_IDS = Prepared(
+    text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+)
+_MAX_ID: dict[str, Prepared] = {}
+
+
+def allocate_ids(uow: UnitOfWork, table: str, count: int) -> list[int]:
     """Reserve ``count`` primary keys of ``table`` before inserting, so paths and
     references can be computed in one pass and written with one bulk insert.
 
@@ -107,13 +114,13 @@ def allocate_ids(session: Session, table: str, count: int) -> list[int]:
     """
     if count <= 0:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(
-            text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
-            ),
-            {"table": table, "n": count},
-        )
+    if not uow.is_sqlite:
+        rows = _SEQUENCE_IDS.all(uow, {"table": table, "n": count})
         return [int(row[0]) for row in rows]
-    start = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
-    return list(range(int(start) + 1, int(start) + 1 + count))
+    max_id = _MAX_ID.get(table)
+    if max_id is None:
+        max_id = _MAX_ID[table] = Prepared(text(f"SELECT coalesce(max(id), 0) FROM {table}"))
+    row = max_id.one_or_none(uow, {})
+    assert row is not None
+    start = int(row[0])
+    return list(range(start + 1, start + 1 + count))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -25,6 +25,7 @@ from groupd.services.common import (
 )
 from groupd.store.db import UnitOfWork
 from groupd.store.models import GROUP_KINDS, Group, table_of
+from groupd.store.prepared import Prepared
 from groupd.store.tree import child_path, in_subtree
 from groupd.values import clean_description, clean_name, parse_values
 
@@ -122,7 +123,7 @@ _VIEW_COLUMNS = (
 )
 
 
-def _view(row: Row[Any]) -> GroupView:
+def _view(row: Sequence[Any]) -> GroupView:
     # Positional unpacking: by-name access on thousands of rows per page is measurable.
     (
         key,
@@ -141,7 +142,7 @@ def _view(row: Row[Any]) -> GroupView:
         depth,
         created_at,
         updated_at,
-    ) = cast(tuple[Any, ...], row)
+    ) = row
     return GroupView(
         key,
         group_uuid,
@@ -192,22 +193,20 @@ def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupV
     return _view(row)
 
 
-_GET_LIVE_GROUP = _view_query().where(
-    Group.uuid == bindparam("group_uuid"),
-    Group.tenant_id == bindparam("tenant_id"),
-    Group.state == "live",
+_GET_LIVE_GROUP = Prepared(
+    _view_query().where(
+        Group.uuid == bindparam("group_uuid"),
+        Group.tenant_id == bindparam("tenant_id"),
+        Group.state == "live",
+    )
 )
 
 
 def get_group(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) -> GroupView:
     """One live group of the actor's tenant."""
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
-    # The hot read: a statement built once, executed on the connection.
-    row = (
-        uow.session.connection()
-        .execute(_GET_LIVE_GROUP, {"group_uuid": key, "tenant_id": actor.tenant_id})
-        .one_or_none()
-    )
+    # The hot read: a prepared statement on the raw connection.
+    row = _GET_LIVE_GROUP.one_or_none(uow, {"group_uuid": key, "tenant_id": actor.tenant_id})
     if row is None:
         raise NotFound(f"no group '{group_id}'")
     return _view(row)
@@ -322,6 +321,42 @@ def _name_conflict(error: IntegrityError, names: Sequence[str]) -> Conflict:
     return Conflict(f"a group named {shown} already exists there", code="name_taken")
 
 
+def _parents_query() -> Any:
+    return (
+        select(Group.uuid, Group.id, Group.path, Group.kind, Group.depth)
+        .where(Group.tenant_id == bindparam("tenant_id"), Group.state == "live")
+        # A shared lock: concurrent creates under one parent proceed, a delete waits.
+        .with_for_update(read=True)
+    )
+
+
+_LOCK_PARENT = Prepared(_parents_query().where(Group.uuid == bindparam("uuid")))
+_INSERT_GROUP = Prepared(
+    insert(table_of(Group)),
+    column_keys=[
+        "id",
+        "uuid",
+        "tenant_id",
+        "parent_id",
+        "path",
+        "depth",
+        "kind",
+        "name",
+        "description",
+        "value_type",
+        "values",
+        "agent_id",
+        "linked_entity_type",
+        "linked_entity_ref",
+        "protected",
+        "state",
+        "version",
+        "created_at",
+        "updated_at",
+    ],
+)
+
+
 def create_group(uow: UnitOfWork, *, actor: Actor, spec: GroupSpec, now: datetime) -> GroupView:
     """Create one group under a live parent of the same tenant and kind."""
     return batch_create_groups(uow, actor=actor, specs=[spec], now=now)[0]
@@ -340,24 +375,20 @@ def batch_create_groups(
     if len(specs) > BATCH_MAX:
         raise InvalidInput(f"at most {BATCH_MAX} groups per batch", field="groups")
     specs = [_clean_spec(spec) for spec in specs]
-    session = uow.session
-    ids = allocate_ids(session, "groups", len(specs))
+    ids = allocate_ids(uow, "groups", len(specs))
     uuids = [spec.uuid or new_uuid() for spec in specs]
     in_batch: dict[UUID, tuple[int, str, str, int]] = {}  # uuid -> id, path, kind, depth
     outside = {s.parent_uuid for s in specs if s.parent_uuid is not None} - set(uuids)
     existing: dict[UUID, tuple[int, str, str, int]] = {}
-    if outside:
-        rows = session.execute(
-            select(Group.uuid, Group.id, Group.path, Group.kind, Group.depth)
-            .where(
-                Group.uuid.in_(outside),
-                Group.tenant_id == actor.tenant_id,
-                Group.state == "live",
-            )
-            # A shared lock: concurrent creates under one parent proceed, a delete waits.
-            .with_for_update(read=True)
-        ).all()
-        existing = {row.uuid: (row.id, row.path, row.kind, row.depth) for row in rows}
+    if len(outside) == 1:  # the usual case, a single create: the hot path
+        (parent_uuid,) = outside
+        found = _LOCK_PARENT.all(uow, {"uuid": parent_uuid, "tenant_id": actor.tenant_id})
+        existing = {row[0]: tuple(row[1:]) for row in found}
+    elif outside:
+        many = uow.connection.execute(
+            _parents_query().where(Group.uuid.in_(outside)), {"tenant_id": actor.tenant_id}
+        )
+        existing = {row[0]: tuple(row[1:]) for row in many}
     if len(set(uuids)) != len(uuids):
         raise InvalidInput("the batch names the same uuid twice", field="uuid")
     rows_to_insert: list[dict[str, Any]] = []
@@ -404,8 +435,12 @@ def batch_create_groups(
             }
         )
     try:
-        with session.begin_nested():
-            session.connection().execute(insert(table_of(Group)), rows_to_insert)
+        if len(rows_to_insert) == 1:
+            # No savepoint: a conflict ends the request, and the unit rolls back whole.
+            _INSERT_GROUP.execute(uow, rows_to_insert[0])
+        else:
+            with uow.connection.begin_nested():
+                uow.connection.execute(insert(table_of(Group)), rows_to_insert)
     except IntegrityError as error:
         raise _name_conflict(error, [s.name for s in specs]) from None
     parent_uuid_by_id = {v[0]: k for k, v in in_batch.items()}

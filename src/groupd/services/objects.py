@@ -252,7 +252,7 @@ def import_objects(
                 f"objects live in static groups; '{spec.home_group_uuid}' is a {home.kind} group",
                 field="homeGroupId",
             )
-    ids = allocate_ids(session, "objects", len(specs))
+    ids = allocate_ids(uow, "objects", len(specs))
     uuids = [spec.uuid or new_uuid() for spec in specs]
     if len(set(uuids)) != len(uuids):
         raise InvalidInput("the batch names the same uuid twice", field="uuid")

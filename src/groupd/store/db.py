@@ -24,13 +24,14 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from groupd.errors import Unavailable
 from groupd.settings import Settings
+from groupd.store.prepared import wrap_driver_error
 
 log = logging.getLogger("groupd.db")
 CHECKPOINT_INTERVAL_SECONDS = 1.0
@@ -146,10 +147,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
+    def _on_begin(connection: Connection) -> None:
         _bound_sqlite_transaction(connection.connection)
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight on the driver: SQLAlchemy's execution machinery would cost more than
+        # the BEGIN itself, once per transaction.
+        run_on_driver(connection, f"BEGIN {mode}")
 
 
 def _bound_sqlite_transaction(pooled: Any) -> None:
@@ -192,18 +195,7 @@ def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before_execute(connection: Any, cursor: Any, *_: Any) -> None:
-        deadline = _deadline.get()
-        if deadline is None:
-            return
-        if deadline.passed():
-            raise budget_exceeded(deadline)
-        if is_postgres and connection.in_transaction():
-            # A statement timeout bounds each statement, not the transaction: near the
-            # end, shorten it so that no statement outlives the deadline by much.
-            remaining = deadline.remaining_ms()
-            if _tighter(connection.info.get(TIMEOUT_KEY, 0), remaining, deadline):
-                cursor.execute(f"SET LOCAL statement_timeout = {remaining}")
-                connection.info[TIMEOUT_KEY] = remaining
+        apply_deadline(connection, cursor)
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
@@ -212,6 +204,53 @@ def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None
             context.original_exception, is_postgres, deadline
         ):
             raise budget_exceeded(deadline) from context.original_exception
+
+
+def apply_deadline(connection: Connection, cursor: Any) -> None:
+    """Before a statement: refuse it past the deadline, and on PostgreSQL make sure the
+    statement timeout in force ends it by the deadline."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return
+    if deadline.passed():
+        raise budget_exceeded(deadline)
+    if connection.dialect.name == "postgresql" and connection.in_transaction():
+        # A statement timeout bounds each statement, not the transaction: near the
+        # end, shorten it so that no statement outlives the deadline by much.
+        remaining = deadline.remaining_ms()
+        if _tighter(connection.info.get(TIMEOUT_KEY, 0), remaining, deadline):
+            cursor.execute(f"SET LOCAL statement_timeout = {remaining}")
+            connection.info[TIMEOUT_KEY] = remaining
+
+
+def translate_driver_error(
+    connection: Connection, error: Exception, statement: str, params: Any
+) -> Exception:
+    """A driver error as a Core execution would say it: the time budget, or SQLAlchemy's
+    exception (a lost connection invalidated, so a retry gets a fresh one)."""
+    deadline = _deadline.get()
+    dialect = connection.dialect
+    if deadline is not None and _is_budget_error(error, dialect.name == "postgresql", deadline):
+        return budget_exceeded(deadline)
+    invalidated = False
+    if isinstance(error, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+        error, connection.connection.dbapi_connection, None
+    ):
+        connection.invalidate(error)
+        invalidated = True
+    return wrap_driver_error(error, statement, params, dialect, invalidated=invalidated)
+
+
+def run_on_driver(connection: Connection, statement: str) -> None:
+    """Run a statement without parameters or rows (BEGIN) on the DB-API connection."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        apply_deadline(connection, cursor)
+        cursor.execute(statement)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise translate_driver_error(connection, error, statement, ()) from error
+    finally:
+        cursor.close()
 
 
 def _tighter(in_force_ms: int, remaining_ms: int, deadline: Deadline) -> bool:
@@ -337,6 +376,11 @@ class UnitOfWork:
 
     The boundary (a request, a CLI command, a worker chunk) owns it; services receive it,
     may flush, and never commit.
+
+    The transaction lives on one pooled ``connection``, taken on first use. The ORM
+    ``session`` is made only when a service asks for it, joined to that transaction: the
+    hot reads (the token check, a get) run prebuilt statements on the connection and never
+    pay for a session (see docs/benchmarks.md, "Where groupd's time goes").
     """
 
     def __init__(self, db: Database, *, write: bool) -> None:
@@ -345,7 +389,34 @@ class UnitOfWork:
         self.is_sqlite = db.is_sqlite
         self._committed = False
         self._queued = False
-        self.session = Session(bind=db.writer if write else db.engine, expire_on_commit=False)
+        self._connection: Connection | None = None
+        self._session: Session | None = None
+
+    @property
+    def connection(self) -> Connection:
+        """The unit's connection, its transaction begun."""
+        if self._connection is None:
+            connection = (self.db.writer if self.write else self.db.engine).connect()
+            try:
+                connection.begin()
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    @property
+    def session(self) -> Session:
+        """An ORM session inside the unit's transaction (made on first use)."""
+        if self._session is None:
+            # "rollback_only": the session's commit only flushes; the transaction is the
+            # unit's to commit. Its rollback (a failed flush) rolls the unit back.
+            self._session = Session(
+                bind=self.connection,
+                join_transaction_mode="rollback_only",
+                expire_on_commit=False,
+            )
+        return self._session
 
     def __enter__(self) -> UnitOfWork:
         self._queued = self.write and self.db.writer_queue is not None
@@ -361,16 +432,42 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if not self._committed:
-                self.session.rollback()
+            if self._session is not None:
+                if not self._committed:
+                    self._session.rollback()
+                self._session.close()
         finally:
-            self.session.close()
-            if self._queued:
-                assert self.db.writer_queue is not None
-                self.db.writer_queue.release()
+            try:
+                if self._connection is not None:
+                    # Closing returns the connection to the pool, rolled back if the unit
+                    # did not commit.
+                    self._connection.close()
+            finally:
+                if self._queued:
+                    assert self.db.writer_queue is not None
+                    self.db.writer_queue.release()
+
+    def raw_cursor(self) -> Any:
+        """A DB-API cursor in the unit's transaction, for ``Prepared`` statements; the
+        deadline applies to it as to any other statement."""
+        connection = self.connection
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            apply_deadline(connection, cursor)
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+    def translate_error(self, error: Exception, statement: str, params: Any) -> Exception:
+        """What a driver error on ``raw_cursor`` means (see ``translate_driver_error``)."""
+        return translate_driver_error(self.connection, error, statement, params)
 
     def commit(self) -> None:
-        self.session.commit()
+        if self._session is not None:
+            self._session.commit()
+        if self._connection is not None:
+            self._connection.commit()
         self._committed = True
 
 

@@ -1,0 +1,160 @@
+"""Hot statements, compiled once per dialect and run straight on the DB-API cursor.
+
+SQLAlchemy spends 30 to 150 µs of CPU per statement on its execution machinery (the
+compiled cache lookup, the execution context, events, the result object), against 5 to
+10 µs for the same SQL on the driver's cursor (docs/benchmarks.md, "Where groupd's time
+goes"). On the paths every request takes (the token check, a get, an audit append) that
+is most of a request. A ``Prepared`` statement keeps SQLAlchemy for what it does well,
+writing the SQL from a Core statement and converting values with the columns' own types
+(their bind and result processors), and skips the rest: it runs in the unit of work's
+transaction on the connection's DB-API cursor, with the unit's deadline, and turns driver
+errors into SQLAlchemy's exceptions as a Core execution would.
+
+Only plain statements qualify: no expanding ``IN``, no Python-side column defaults (give
+every value), no ORM entities. A statement that cannot be prepared fails when it is
+first compiled, which the tests do for every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import Compiled
+
+if TYPE_CHECKING:
+    from groupd.store.db import UnitOfWork
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the bound parameters, in the order the SQL takes them
+    fixed: dict[str, Any]  # values written into the statement (``state == 'live'``)
+    binds: tuple[Processor | None, ...]
+    results: tuple[Processor | None, ...]
+    positional: bool
+
+
+class Prepared:
+    """A Core statement ready to run on a unit of work's raw connection."""
+
+    # Every prepared statement made, so the tests can compile each on both databases.
+    made: ClassVar[list[Prepared]] = []
+
+    def __init__(self, statement: ClauseElement, *, column_keys: Sequence[str] | None = None):
+        self.statement = statement
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._by_dialect: dict[str, _Compiled] = {}
+        Prepared.made.append(self)
+
+    def compiled_for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._by_dialect.get(dialect.name)
+        if compiled is None:
+            compiled = self._by_dialect[dialect.name] = self._compile(dialect)
+        return compiled
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled: Compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+        sql = compiled.string
+        if "POSTCOMPILE" in sql:
+            raise TypeError("a Prepared statement cannot hold an expanding IN")
+        binds = compiled.binds  # type: ignore[attr-defined]
+        positional = bool(compiled.positiontup)  # type: ignore[attr-defined]
+        names = tuple(compiled.positiontup if positional else binds)  # type: ignore[attr-defined]
+        fixed = {name: binds[name].value for name in names if binds[name].value is not None}
+        bind_processors = tuple(
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        )
+        result_processors: tuple[Processor | None, ...] = ()
+        selected = getattr(self.statement, "selected_columns", None)
+        if selected is not None:
+            result_processors = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in selected
+            )
+        return _Compiled(sql, names, fixed, bind_processors, result_processors, positional)
+
+    # execution -----------------------------------------------------------------------
+    def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:
+        connection = uow.connection
+        compiled = self.compiled_for(connection.dialect)
+        values = []
+        for name, process in zip(compiled.names, compiled.binds, strict=True):
+            if name in params:
+                value = params[name]
+            elif name in compiled.fixed:
+                value = compiled.fixed[name]
+            else:  # a column default, say: prepared statements take every value given
+                raise TypeError(f"the prepared statement needs a value for '{name}'")
+            values.append(process(value) if process is not None else value)
+        arguments: Any = values
+        if not compiled.positional:
+            arguments = dict(zip(compiled.names, values, strict=True))
+        cursor = uow.raw_cursor()
+        try:
+            cursor.execute(compiled.sql, arguments)
+        except connection.dialect.loaded_dbapi.Error as error:
+            cursor.close()
+            raise uow.translate_error(error, compiled.sql, arguments) from error
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor, compiled
+
+    def all(self, uow: UnitOfWork, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        cursor, compiled = self._run(uow, params)
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [_convert(row, compiled.results) for row in rows]
+
+    def one_or_none(self, uow: UnitOfWork, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        cursor, compiled = self._run(uow, params)
+        try:
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else _convert(row, compiled.results)
+
+    def execute(self, uow: UnitOfWork, params: dict[str, Any]) -> int:
+        """Run a statement that returns no rows; its row count."""
+        cursor, _ = self._run(uow, params)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+
+def _convert(row: Sequence[Any], processors: tuple[Processor | None, ...]) -> tuple[Any, ...]:
+    if not processors:  # a text() statement: the driver's values as they come
+        return tuple(row)
+    return tuple(
+        process(value) if process is not None else value
+        for value, process in zip(row, processors, strict=True)
+    )
+
+
+def wrap_driver_error(
+    error: Exception, statement: str, params: Any, dialect: Dialect, *, invalidated: bool
+) -> Exception:
+    """A driver's exception as SQLAlchemy would raise it (``IntegrityError``,
+    ``OperationalError``...), so callers handle both paths alike."""
+    dbapi = dialect.loaded_dbapi
+    if not isinstance(error, dbapi.Error):
+        return error
+    return DBAPIError.instance(
+        statement,
+        params,
+        error,
+        dbapi.Error,
+        connection_invalidated=invalidated,
+        dialect=dialect,
+    )

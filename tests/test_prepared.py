@@ -1,0 +1,221 @@
+"""Prepared statements (``groupd.store.prepared``): the hot statements run on the DB-API
+cursor must give exactly what SQLAlchemy's own execution gives, raise the same errors,
+and keep the request's deadline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, create_engine, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+import groupd.services  # noqa: F401  (imports every service: their statements are made)
+from conftest import TenantFixture
+from groupd.errors import Unavailable
+from groupd.services import accounts, audit, common, groups
+from groupd.store.db import Database, request_deadline, transaction
+from groupd.store.models import AuditEvent, Group, table_of
+from groupd.store.prepared import Prepared
+from invariants import assert_invariants
+
+
+def test_every_prepared_statement_compiles_on_both_databases() -> None:
+    for module in (accounts, audit, common, groups):
+        assert module.__name__  # imported: their module-level statements exist
+    assert len(Prepared.made) >= 5
+    for prepared in Prepared.made:
+        for dialect in (sqlite.dialect(), postgresql.psycopg.dialect()):  # type: ignore[attr-defined]
+            compiled = prepared.compiled_for(dialect)
+            assert compiled.sql
+            assert len(compiled.names) == len(compiled.binds)
+
+
+def test_an_expanding_in_cannot_be_prepared() -> None:
+    statement = select(Group.id).where(Group.id.in_(bindparam("ids", expanding=True)))
+    with pytest.raises(TypeError, match="expanding IN"):
+        Prepared(statement).compiled_for(sqlite.dialect())
+
+
+def test_rows_are_what_sqlalchemy_gives(db: Database, acme: TenantFixture) -> None:
+    """Same values and same Python types (uuids, aware datetimes, booleans, JSON)."""
+    now = datetime.now(UTC)
+    actor = accounts.account_actor(_account(db, acme, now), request_id="t", source=None)
+    with transaction(db) as uow:
+        policy = groups.create_group(
+            uow,
+            actor=actor,
+            spec=groups.GroupSpec(
+                name="limits",
+                parent_uuid=None,
+                kind="policy",
+                value_type="ip_range",
+                values=["10.0.0.0/8", "192.168.1.0/24"],
+            ),
+            now=now,
+        )
+    for prepared, params in (
+        (groups._GET_LIVE_GROUP, {"group_uuid": policy.uuid, "tenant_id": acme.id}),
+        (groups._GET_LIVE_GROUP, {"group_uuid": uuid.UUID(acme.root_id), "tenant_id": acme.id}),
+        (accounts._TOKEN_LOOKUP, {"token_hash": accounts.hash_secret(acme.admin.token)}),
+    ):
+        with db.unit_of_work(write=False) as uow:
+            ours = prepared.one_or_none(uow, params)
+            theirs = uow.connection.execute(prepared.statement, params).one()
+        assert ours == tuple(theirs)
+        assert [type(value) for value in ours] == [type(value) for value in theirs]
+    with db.unit_of_work(write=False) as uow:
+        got = groups.get_group(uow, actor=actor, group_id=policy.uuid)
+    assert got.values == ["10.0.0.0/8", "192.168.1.0/24"]
+    assert got.created_at.tzinfo is not None
+    assert abs(got.created_at - now) < timedelta(seconds=1)
+    with db.unit_of_work(write=False) as uow:
+        missing = groups._GET_LIVE_GROUP.one_or_none(
+            uow, {"group_uuid": uuid.uuid4(), "tenant_id": acme.id}
+        )
+    assert missing is None
+    assert_invariants(db)
+
+
+def _account(db: Database, acme: TenantFixture, now: datetime) -> accounts.AccountView:
+    with db.unit_of_work(write=False) as uow:
+        return accounts.resolve_token(uow, secret=acme.admin.token, kinds=("api",), now=now)
+
+
+def test_an_insert_writes_what_a_core_insert_writes(db: Database, acme: TenantFixture) -> None:
+    now = datetime.now(UTC)
+    actor = accounts.account_actor(_account(db, acme, now), request_id="req-1", source="test")
+    with transaction(db) as uow:
+        audit.record_event(
+            uow,
+            actor=actor,
+            action="probe",
+            target_type="group",
+            target_uuid=uuid.UUID(acme.root_id),
+            target_name="All",
+            outcome="succeeded",
+            counts={"groups": 2, "nested": {"a": [1, 2]}},
+            now=now,
+        )
+    with db.engine.connect() as connection:
+        row = connection.execute(
+            select(table_of(AuditEvent)).where(table_of(AuditEvent).c.action == "probe")
+        ).one()
+    assert row.counts == {"groups": 2, "nested": {"a": [1, 2]}}
+    assert row.target_uuid == uuid.UUID(acme.root_id)
+    assert row.request_id == "req-1" and row.source == "test"
+    assert row.tenant_id == acme.id
+    stored = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+    assert abs(stored - now) < timedelta(seconds=1)
+    assert_invariants(db)
+
+
+def test_a_constraint_violation_is_sqlalchemys_integrity_error(
+    db: Database, acme: TenantFixture
+) -> None:
+    now = datetime.now(UTC)
+    actor = accounts.account_actor(_account(db, acme, now), request_id="r", source=None)
+    with transaction(db) as uow:
+        audit.record_event(
+            uow,
+            actor=actor,
+            action="probe",
+            target_type="group",
+            target_uuid=None,
+            target_name=None,
+            outcome="succeeded",
+            now=now,
+        )
+    duplicate = Prepared(
+        insert(table_of(AuditEvent)),
+        column_keys=["id", "tenant_id", "actor", "action", "target_type", "outcome", "at"],
+    )
+    with pytest.raises(TypeError, match="'counts'"), transaction(db) as uow:
+        # Column defaults are not applied: every value must be given.
+        duplicate.execute(uow, {"id": 10**9, "tenant_id": acme.id})
+    duplicate = Prepared(
+        insert(table_of(AuditEvent)),
+        column_keys=[
+            "id",
+            "tenant_id",
+            "actor",
+            "action",
+            "target_type",
+            "outcome",
+            "at",
+            "counts",
+        ],
+    )
+    with db.engine.connect() as connection:
+        existing = connection.execute(text("SELECT min(id) FROM audit_events")).scalar_one()
+    assert existing is not None
+    with pytest.raises(IntegrityError), transaction(db) as uow:
+        duplicate.execute(
+            uow,
+            {
+                "id": existing,
+                "tenant_id": acme.id,
+                "actor": "a",
+                "action": "probe",
+                "target_type": "group",
+                "outcome": "succeeded",
+                "at": now,
+                "counts": {},
+            },
+        )
+    assert_invariants(db)
+
+
+def _runaway(db: Database) -> Prepared:
+    if db.is_sqlite:
+        return Prepared(
+            text(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+                " SELECT count(*) FROM c"
+            )
+        )
+    return Prepared(text("SELECT pg_sleep(30)"))
+
+
+def test_a_prepared_statement_ends_at_the_deadline(db: Database) -> None:
+    started = time.monotonic()
+    with (
+        pytest.raises(Unavailable) as refused,
+        request_deadline(started + 0.5, 0.5),
+        db.unit_of_work(write=False) as uow,
+    ):
+        uow.connection  # noqa: B018  (the transaction begins with the whole budget left)
+        time.sleep(0.2)
+        _runaway(db).all(uow, {})
+    assert refused.value.code == "time_budget_exceeded"
+    assert time.monotonic() - started < 3
+
+
+def test_no_prepared_statement_starts_after_the_deadline(db: Database) -> None:
+    select_one = Prepared(text("SELECT 1"))
+    with db.unit_of_work(write=False) as uow:
+        assert select_one.all(uow, {}) == [(1,)]
+        with pytest.raises(Unavailable), request_deadline(time.monotonic() - 1, 5):
+            select_one.all(uow, {})
+
+
+def test_a_lost_connection_is_invalidated_for_a_retry(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("an embedded database has no connection to lose")
+    backend_pid = Prepared(text("SELECT pg_backend_pid()"))
+    killer = create_engine(db.engine.url)
+    try:
+        with pytest.raises(OperationalError) as lost, db.unit_of_work(write=False) as uow:
+            ((pid,),) = backend_pid.all(uow, {})
+            with killer.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            time.sleep(0.2)
+            backend_pid.all(uow, {})
+        assert lost.value.connection_invalidated
+    finally:
+        killer.dispose()
+    with db.unit_of_work(write=False) as uow:  # the pool hands out a live connection
+        assert backend_pid.all(uow, {})
