@@ -212,6 +212,13 @@ class Run:
     p99_ms: float
     errors: int
     requests: int
+    cpu_us: float  # the server process's CPU time (all threads, user + system) per request
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drive(server: Server, script: Path, duration: float, connections: int) -> dict[str, Any]:
@@ -301,7 +308,9 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
                     for app in order:
                         script = scripts / f"{scenario}-{app}-{round_}.lua"
                         lua_script(script, scenario, fixture, f"{app}-{round_}")
+                        cpu_before = cpu_seconds(servers[app].pid)
                         out = drive(servers[app], script, args.duration, args.connections)
+                        cpu = cpu_seconds(servers[app].pid) - cpu_before
                         run = Run(
                             kind,
                             app,
@@ -312,16 +321,19 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
                             p99_ms=out["p99_us"] / 1000,
                             errors=out["errors"] + out["socket_errors"],
                             requests=out["requests"],
+                            cpu_us=cpu / max(1, out["requests"]) * 1e6,
                         )
                         runs.append(run)
                         print(
                             f"  [{kind}] {scenario:<6} {app:<6} round {round_}: "
                             f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
-                            f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}",
+                            f"p99 {run.p99_ms:6.2f} ms  server CPU {run.cpu_us:5.0f} µs/req  "
+                            f"errors {run.errors}",
                             flush=True,
                         )
             if profile_dir is not None:
-                profile(kind, servers["groupd"], fixture, scripts, profile_dir, args)
+                for app in ("groupd", "floor"):
+                    profile(kind, app, servers[app], fixture, scripts, profile_dir, args)
         finally:
             for server in servers.values():
                 server.stop()
@@ -332,17 +344,18 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
 
 def profile(
     kind: str,
+    app: str,
     server: Server,
     fixture: Fixture,
     scripts: Path,
     out_dir: Path,
     args: argparse.Namespace,
 ) -> None:
-    """py-spy samples groupd while wrk drives it; prints the heaviest frames."""
+    """py-spy samples one app while wrk drives it; prints the heaviest frames."""
     pyspy = os.environ.get("PYSPY") or shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
     env = {**os.environ, "PYTHONPATH": str(Path(pyspy).parent.parent)}
     for scenario in ("get", "create"):
-        raw = out_dir / f"{kind}-{scenario}.txt"
+        raw = out_dir / f"{kind}-{app}-{scenario}.txt"
         spy = subprocess.Popen(
             [
                 pyspy,
@@ -365,12 +378,12 @@ def profile(
             stderr=subprocess.PIPE,
         )
         time.sleep(0.5)
-        script = scripts / f"{scenario}-profile.lua"
-        lua_script(script, scenario, fixture, "groupd-0")
+        script = scripts / f"{scenario}-{app}-profile.lua"
+        lua_script(script, scenario, fixture, f"{app}-profile")
         drive(server, script, args.duration, args.connections)
         spy.wait(60)
         if raw.exists():
-            summarise_profile(raw, f"{kind} {scenario}")
+            summarise_profile(raw, f"{app} on {kind}, {scenario}")
 
 
 GENERIC = (
@@ -395,7 +408,7 @@ def summarise_profile(raw: Path, title: str, top: int = 40) -> None:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():  # a frame name py-spy could not read
             continue
         count = int(count_text)
         frames = [frame.strip() for frame in stack.split(";")]
@@ -445,7 +458,9 @@ def main() -> None:
     parser.add_argument(
         "--users", type=int, default=40_000, help="users to add as members (each run adds new ones)"
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy groupd (get, create)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy groupd and the floor (get, create)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.scenarios = args.scenarios.split(",")
@@ -464,10 +479,13 @@ def main() -> None:
     runs: list[Run] = []
     for kind in args.db.split(","):
         runs.extend(measure_database(kind, args, profile_dir))
-    print("\nbest run of each (req/s; latency in ms; ratio = groupd / floor)")
     print(
-        f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>8}{'p99':>9}{'groupd':>9}{'p50':>8}"
-        f"{'p99':>9}{'ratio':>8}  target"
+        "\nbest run of each (req/s; latency in ms; server CPU per request in µs;"
+        " ratio = groupd / floor)"
+    )
+    print(
+        f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>8}{'p99':>9}{'cpu µs':>8}{'groupd':>9}"
+        f"{'p50':>8}{'p99':>9}{'cpu µs':>8}{'ratio':>8}  target"
     )
     summary = []
     for kind in args.db.split(","):
@@ -483,8 +501,8 @@ def main() -> None:
             )
             print(
                 f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>8.2f}"
-                f"{floor.p99_ms:>9.2f}{ours.rps:>9.0f}{ours.p50_ms:>8.2f}{ours.p99_ms:>9.2f}"
-                f"{ratio:>8.0%}  {mark}"
+                f"{floor.p99_ms:>9.2f}{floor.cpu_us:>8.0f}{ours.rps:>9.0f}{ours.p50_ms:>8.2f}"
+                f"{ours.p99_ms:>9.2f}{ours.cpu_us:>8.0f}{ratio:>8.0%}  {mark}"
             )
             summary.append(
                 {

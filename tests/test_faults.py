@@ -48,7 +48,7 @@ FANOUT, DEPTH = 3, 3  # 1 + 3 + 9 + 27 = 40 groups per delete target
 DEVICES_PER_GROUP = 5
 USERS_PER_TARGET = 2
 IMPORT_SIZES = (100, 1200)
-DELETE_KILL_DELAY = (0.0, 0.5)  # after phase 2 has begun
+DELETE_KILL_DELAY = (0.0, 0.1)  # after phase 2 has begun: a delete takes 0.2 s or more
 IMPORT_KILL_DELAY = (0.05, 0.5)  # after the import request was sent
 SERVER_SETTINGS: dict[str, str | int | float | bool] = {
     "worker_lease_seconds": 2,

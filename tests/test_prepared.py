@@ -17,7 +17,7 @@ import groupd.services  # noqa: F401  (imports every service: their statements a
 from conftest import TenantFixture
 from groupd.errors import Unavailable
 from groupd.services import accounts, audit, common, groups
-from groupd.store.db import Database, request_deadline, transaction
+from groupd.store.db import Database, create_db_engine, request_deadline, transaction
 from groupd.store.models import AuditEvent, Group, table_of
 from groupd.store.prepared import Prepared
 from invariants import assert_invariants
@@ -219,3 +219,34 @@ def test_a_lost_connection_is_invalidated_for_a_retry(db: Database) -> None:
         killer.dispose()
     with db.unit_of_work(write=False) as uow:  # the pool hands out a live connection
         assert backend_pid.all(uow, {})
+
+
+def test_a_read_unit_leaves_no_statement_timeout_behind(database_url: str) -> None:
+    """On PostgreSQL, read units run in autocommit: a deadline tighter than the session's
+    default is set for the whole database session, and undone when the unit ends."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no statement timeout")
+    db = Database(create_db_engine(database_url, pool_size=1, request_budget_seconds=30))
+    show = Prepared(text("SHOW statement_timeout"))
+
+    def timeout_in_a_request(budget: float = 30) -> str:
+        with (
+            request_deadline(time.monotonic() + budget, budget),
+            db.unit_of_work(write=False) as uow,
+        ):
+            ((value,),) = show.all(uow, {})
+            return str(value)
+
+    try:
+        assert timeout_in_a_request() == "30s"  # the session default: no statement
+        tight = timeout_in_a_request(0.5)
+        assert tight.endswith("ms") and int(tight[:-2]) <= 500, tight
+        assert timeout_in_a_request() == "30s"  # the one pooled connection, reset
+        with db.unit_of_work(write=False) as uow:  # work without a deadline: none
+            assert show.all(uow, {}) == [("0",)]
+        assert timeout_in_a_request() == "30s"
+        with db.unit_of_work(write=True) as uow:  # in a transaction: SET LOCAL
+            assert show.all(uow, {}) == [("0",)]
+        assert timeout_in_a_request() == "30s"
+    finally:
+        db.dispose()

@@ -24,7 +24,7 @@ from groupd.services.common import (
     parse_uuid_field,
 )
 from groupd.store.db import UnitOfWork
-from groupd.store.models import GROUP_KINDS, Group, table_of
+from groupd.store.models import GROUP_KINDS, LIVE, Group, table_of
 from groupd.store.prepared import Prepared
 from groupd.store.tree import child_path, in_subtree
 from groupd.values import clean_description, clean_name, parse_values
@@ -170,7 +170,7 @@ def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: UUID) -> Gro
     """The live group, row-locked for the rest of the transaction, or NotFound."""
     group = uow.session.execute(
         select(Group)
-        .where(Group.uuid == group_uuid, Group.tenant_id == tenant_id, Group.state == "live")
+        .where(Group.uuid == group_uuid, Group.tenant_id == tenant_id, Group.state == LIVE)
         .with_for_update()
     ).scalar_one_or_none()
     if group is None:
@@ -197,7 +197,7 @@ _GET_LIVE_GROUP = Prepared(
     _view_query().where(
         Group.uuid == bindparam("group_uuid"),
         Group.tenant_id == bindparam("tenant_id"),
-        Group.state == "live",
+        Group.state == LIVE,
     )
 )
 
@@ -219,7 +219,7 @@ def get_group_by_name(uow: UnitOfWork, *, actor: Actor, kind: str, name: str) ->
             Group.tenant_id == actor.tenant_id,
             Group.kind == kind,
             Group.name == name,
-            Group.state == "live",
+            Group.state == LIVE,
         )
     ).one_or_none()
     if row is None:
@@ -250,7 +250,7 @@ def list_groups(
     check_limit(limit)
     after = decode_cursor(cursor)
     query = _view_query().where(
-        Group.tenant_id == actor.tenant_id, Group.state == "live", Group.id > after
+        Group.tenant_id == actor.tenant_id, Group.state == LIVE, Group.id > after
     )
     if parent_id is not None:
         parent_key = parse_uuid_field(parent_id, field="parentId")
@@ -258,7 +258,7 @@ def list_groups(
             select(Group.id).where(
                 Group.uuid == parent_key,
                 Group.tenant_id == actor.tenant_id,
-                Group.state == "live",
+                Group.state == LIVE,
             )
         ).scalar_one_or_none()
         if parent is None:
@@ -324,7 +324,7 @@ def _name_conflict(error: IntegrityError, names: Sequence[str]) -> Conflict:
 def _parents_query() -> Any:
     return (
         select(Group.uuid, Group.id, Group.path, Group.kind, Group.depth)
-        .where(Group.tenant_id == bindparam("tenant_id"), Group.state == "live")
+        .where(Group.tenant_id == bindparam("tenant_id"), Group.state == LIVE)
         # A shared lock: concurrent creates under one parent proceed, a delete waits.
         .with_for_update(read=True)
     )

@@ -14,7 +14,7 @@ from groupd.services.common import Actor, check_limit, decode_cursor, encode_cur
 from groupd.services.groups import Page
 from groupd.services.objects import ObjectView, _live_query, _view, get_object
 from groupd.store.db import UnitOfWork
-from groupd.store.models import DirectoryObject, Group, Membership
+from groupd.store.models import LIVE, DirectoryObject, Group, Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class MembershipView:
 def _user_group(uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, lock: bool) -> Group:
     key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
     query = select(Group).where(
-        Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+        Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
     )
     # Adding or removing a member locks the group, so a concurrent delete sees it.
     group = uow.session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
@@ -112,7 +112,7 @@ def list_memberships(uow: UnitOfWork, *, actor: Actor, object_id: str) -> list[M
         .join(Membership, Membership.group_id == Group.id)
         .where(
             Membership.object_id == user.id,
-            Group.state == "live",
+            Group.state == LIVE,
             Group.tenant_id == actor.tenant_id,
         )
         .order_by(Group.name)

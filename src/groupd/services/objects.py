@@ -25,7 +25,7 @@ from groupd.services.common import (
 )
 from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
-from groupd.store.models import OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
+from groupd.store.models import LIVE, OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
 from groupd.store.tree import subtree_bounds
 from groupd.values import clean_name
 
@@ -107,7 +107,7 @@ def _live_query(tenant_id: int) -> Any:
     return (
         select(*_COLUMNS)
         .join(Home, Home.id == DirectoryObject.home_group_id)
-        .where(DirectoryObject.tenant_id == tenant_id, Home.state == "live")
+        .where(DirectoryObject.tenant_id == tenant_id, Home.state == LIVE)
     )
 
 
@@ -147,7 +147,7 @@ def list_objects(
     key = parse_uuid(group_id, what="group")
     group = uow.session.execute(
         select(Group.id, Group.path).where(
-            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
         )
     ).one_or_none()
     if group is None:
@@ -238,7 +238,7 @@ def import_objects(
             .where(
                 Group.uuid.in_(home_uuids),
                 Group.tenant_id == actor.tenant_id,
-                Group.state == "live",
+                Group.state == LIVE,
             )
             .with_for_update(read=True)
         )
@@ -316,7 +316,7 @@ def _lock_live_object(uow: UnitOfWork, *, actor: Actor, object_id: str | UUID) -
         .where(
             DirectoryObject.uuid == key,
             DirectoryObject.tenant_id == actor.tenant_id,
-            Home.state == "live",
+            Home.state == LIVE,
         )
         .with_for_update(of=DirectoryObject)
     ).scalar_one_or_none()
@@ -379,7 +379,7 @@ def move_object(
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     home = uow.session.execute(
         select(Group.id, Group.kind)
-        .where(Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live")
+        .where(Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE)
         .with_for_update(read=True)
     ).one_or_none()
     if home is None:
@@ -407,7 +407,7 @@ def count_objects(
     key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
     group = uow.session.execute(
         select(Group.id, Group.path).where(
-            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == "live"
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
         )
     ).one_or_none()
     if group is None:
@@ -416,7 +416,7 @@ def count_objects(
         select(func.count())
         .select_from(DirectoryObject)
         .join(Home, Home.id == DirectoryObject.home_group_id)
-        .where(DirectoryObject.tenant_id == actor.tenant_id, Home.state == "live")
+        .where(DirectoryObject.tenant_id == actor.tenant_id, Home.state == LIVE)
     )
     if recursive:
         query = query.where(_home_in_subtree(group.path, actor.tenant_id))

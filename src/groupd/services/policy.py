@@ -24,7 +24,7 @@ from groupd.errors import InvalidInput, NotFound
 from groupd.services import audit, deletion, groups
 from groupd.services.common import MAX_PAGE, Actor
 from groupd.store.db import UnitOfWork
-from groupd.store.models import Group
+from groupd.store.models import LIVE, Group
 from groupd.values import parse_values
 
 POLICY = "policy"
@@ -65,7 +65,7 @@ def resolve_group_id(uow: UnitOfWork, *, actor: Actor, group_id: str) -> groups.
             Group.id == key,
             Group.tenant_id == actor.tenant_id,
             Group.kind == POLICY,
-            Group.state == "live",
+            Group.state == LIVE,
         )
     ).one_or_none()
     if row is None or not hmac.compare_digest(uuid_digest(row.uuid), digest):

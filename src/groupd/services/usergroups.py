@@ -20,7 +20,7 @@ from groupd.errors import InvalidInput, NotFound
 from groupd.services import audit, deletion, groups, memberships, objects
 from groupd.services.common import MAX_PAGE, Actor
 from groupd.store.db import UnitOfWork
-from groupd.store.models import Group, Membership
+from groupd.store.models import LIVE, Group, Membership
 
 MAX_OFFSET = 1_000_000_000
 SORT_COLUMNS = ("name", "description", "createdAt")
@@ -118,7 +118,7 @@ def search_user_groups(
     conditions: list[Any] = [
         Group.tenant_id == actor.tenant_id,
         Group.kind == "user",
-        Group.state == "live",
+        Group.state == LIVE,
     ]
     if filter_value:
         needle = filter_value.lower()
@@ -206,7 +206,7 @@ def update_user_memberships(
             .where(
                 Group.tenant_id == actor.tenant_id,
                 Group.kind == "user",
-                Group.state == "live",
+                Group.state == LIVE,
                 Group.name.in_(wanted),
             )
             # One lock order (by key) for every caller: two calls cannot deadlock.

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ SQLITE_PROGRESS_STEPS = 10_000
 SQLITE_BUSY_SLACK = 0.1
 PG_QUERY_CANCELED = "57014"
 TIMEOUT_KEY = "groupd_statement_timeout_ms"  # the timeout in force in this transaction
+SESSION_TIMEOUT_SET = "groupd_session_timeout_set"  # a read unit changed the session's
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,19 +178,17 @@ def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None
     if is_postgres:
 
         @event.listens_for(engine, "begin")
-        def _on_begin(connection: Any) -> None:
-            # SET LOCAL is transaction-scoped: the pooled connection forgets it at the end.
+        def _on_begin(connection: Connection) -> None:
             # The session default (the whole budget) fits a request that has just begun,
             # the hot path, so that costs no statement; work without a deadline lifts it.
             deadline = _deadline.get()
             if deadline is None:
                 if session_timeout_ms:
-                    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                    _set_statement_timeout(connection, run_on_driver, 0)
                 return
             remaining = deadline.remaining_ms()
             if _tighter(session_timeout_ms, remaining, deadline):
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {remaining}")
-                connection.info[TIMEOUT_KEY] = remaining
+                _set_statement_timeout(connection, run_on_driver, remaining)
             else:
                 connection.info[TIMEOUT_KEY] = session_timeout_ms
 
@@ -219,8 +218,33 @@ def apply_deadline(connection: Connection, cursor: Any) -> None:
         # end, shorten it so that no statement outlives the deadline by much.
         remaining = deadline.remaining_ms()
         if _tighter(connection.info.get(TIMEOUT_KEY, 0), remaining, deadline):
-            cursor.execute(f"SET LOCAL statement_timeout = {remaining}")
-            connection.info[TIMEOUT_KEY] = remaining
+            _set_statement_timeout(connection, lambda _, sql: cursor.execute(sql), remaining)
+
+
+def _set_statement_timeout(
+    connection: Connection, execute: Callable[[Connection, str], Any], ms: int
+) -> None:
+    """PostgreSQL's statement timeout for the rest of the unit. In a transaction, SET LOCAL
+    ends with it. A read unit runs in autocommit (no BEGIN and COMMIT round trips), where
+    only a session-wide SET works: the unit undoes it when it ends (``reset_session``)."""
+    if connection.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
+        execute(connection, f"SET statement_timeout = {ms}")
+        connection.info[SESSION_TIMEOUT_SET] = True
+    else:
+        execute(connection, f"SET LOCAL statement_timeout = {ms}")
+    connection.info[TIMEOUT_KEY] = ms
+
+
+def reset_session(connection: Connection) -> None:
+    """Undo what a unit set for the whole database session, before the connection goes
+    back to the pool; a connection that cannot be reset is discarded."""
+    if connection.invalidated or not connection.info.pop(SESSION_TIMEOUT_SET, False):
+        return
+    try:
+        run_on_driver(connection, "RESET statement_timeout")
+    except Exception:
+        log.warning("could not reset a connection's statement timeout; discarding it")
+        connection.invalidate()
 
 
 def translate_driver_error(
@@ -281,6 +305,13 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        # Read units on PostgreSQL run in autocommit: under READ COMMITTED every statement
+        # takes its own snapshot in a transaction too, so a BEGIN and a COMMIT would only
+        # add two round trips to every read request. (SQLite keeps its transaction: there
+        # it gives a read unit one snapshot, and costs no round trip.)
+        self.reader = (
+            engine if self.is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.writer_queue = WriterQueue() if self.is_sqlite else None
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -396,7 +427,7 @@ class UnitOfWork:
     def connection(self) -> Connection:
         """The unit's connection, its transaction begun."""
         if self._connection is None:
-            connection = (self.db.writer if self.write else self.db.engine).connect()
+            connection = (self.db.writer if self.write else self.db.reader).connect()
             try:
                 connection.begin()
             except BaseException:
@@ -439,6 +470,7 @@ class UnitOfWork:
         finally:
             try:
                 if self._connection is not None:
+                    reset_session(self._connection)
                     # Closing returns the connection to the pool, rolled back if the unit
                     # did not commit.
                     self._connection.close()

@@ -24,9 +24,11 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from groupd.store.types import BigIntKey, JSONDocument, PathString, UTCDateTime
 
@@ -46,6 +48,13 @@ USER_STATUSES = ("active", "inactive")
 UNIT_KINDS = ("seat", "user")
 CREDENTIAL_KINDS = ("access", "refresh", "api", "session", "service")
 OPERATION_STATES = ("accepted", "running", "succeeded", "failed")
+
+# A live group, compared as a literal in the SQL rather than a bound parameter. SQLite
+# prepares a statement again on every run when a parameter is compared with a term of a
+# partial index's WHERE (ours say ``state = 'live'``): about 25 µs a statement. And
+# PostgreSQL's generic plan for a prepared statement cannot use a partial index through
+# a parameter.
+LIVE: ColumnElement[str] = literal_column("'live'", String)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -136,10 +136,11 @@ class Prepared:
 def _convert(row: Sequence[Any], processors: tuple[Processor | None, ...]) -> tuple[Any, ...]:
     if not processors:  # a text() statement: the driver's values as they come
         return tuple(row)
-    return tuple(
-        process(value) if process is not None else value
-        for value, process in zip(row, processors, strict=True)
-    )
+    values = list(row)
+    for index, process in enumerate(processors):
+        if process is not None:
+            values[index] = process(values[index])
+    return tuple(values)
 
 
 def wrap_driver_error(
