@@ -123,6 +123,7 @@ class ApiRequest:
         self.client_ip = client.host if client else "unknown"
         self.account: accounts.AccountView | None = None
         self.actor_source: str | None = None
+        self._actor: tuple[tuple[accounts.AccountView, str | None], Actor] | None = None
         self._uow: UnitOfWork | None = None
         self._query: dict[str, list[str]] | None = None
         self.now: datetime = ctx.clock()
@@ -132,9 +133,13 @@ class ApiRequest:
     def actor(self) -> Actor:
         if self.account is None:
             raise AuthenticationFailed("credentials are required")
-        return accounts.account_actor(
-            self.account, request_id=self.request_id, source=self.actor_source
-        )
+        key = (self.account, self.actor_source)
+        if self._actor is None or self._actor[0] != key:
+            actor = accounts.account_actor(
+                self.account, request_id=self.request_id, source=self.actor_source
+            )
+            self._actor = (key, actor)
+        return self._actor[1]
 
     @property
     def uow(self) -> UnitOfWork:
@@ -356,6 +361,8 @@ def parse_basic(header_value: str) -> tuple[str, str]:
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in request.headers:
+        return b""  # no body announced (a GET, say): nothing to read
     if declared is not None:
         try:
             if int(declared) > limit:

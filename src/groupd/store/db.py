@@ -108,6 +108,7 @@ def create_db_engine(
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            pool_use_lifo=True,  # the busiest connections stay warm
             **JSON_CODEC,
         )
         _configure_sqlite(engine)
@@ -122,6 +123,7 @@ def create_db_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_use_lifo=True,  # the busiest connections stay warm
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args=connect_args,
