@@ -20,11 +20,16 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
+    String,
     and_,
+    case,
     delete,
     func,
-    or_,
+    literal,
+    null,
     select,
+    union,
+    union_all,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -43,6 +48,7 @@ from groupd.store.models import (
     Operation,
 )
 from groupd.store.tree import in_subtree
+from groupd.store.types import BigIntKey
 
 log = logging.getLogger("groupd.deletion")
 BLOCKERS_SHOWN = 100
@@ -145,89 +151,159 @@ def measure_impact(
     operation_id: int | None = None,
     release_units: bool,
 ) -> Impact:
-    """Count what the subtree holds and find every blocker, in a few aggregate queries."""
-    session = uow.session
+    """Count what the subtree holds and find every blocker.
+
+    Every query starts from the subtree's groups (a path range, or the operation's
+    marked groups) and reaches objects, activations and memberships through their
+    indexes, so the cost follows the subtree, not the tenant: one pass over the groups
+    for their kinds and guard flags, one statement for objects, activations and
+    memberships, and the blocker details only when a guard trips.
+    """
     in_tree = _groups_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
     impact = Impact(release_units=release_units)
-    impact.groups = count_groups(uow, in_tree=in_tree)
-    subtree_ids = select(Group.id).where(in_tree)
-    for kind, count in session.execute(
-        select(DirectoryObject.kind, func.count())
-        .where(DirectoryObject.home_group_id.in_(subtree_ids))
-        .group_by(DirectoryObject.kind)
-    ):
-        if kind == "device":
-            impact.devices = int(count)
-        else:
-            impact.users = int(count)
-    homed_objects = select(DirectoryObject.id).where(DirectoryObject.home_group_id.in_(subtree_ids))
-    impact.memberships = int(
-        session.execute(
-            select(func.count())
-            .select_from(Membership)
-            .where(
-                or_(
-                    Membership.group_id.in_(subtree_ids),
-                    Membership.object_id.in_(homed_objects),
-                )
-            )
-        ).scalar_one()
-    )
-    for row in session.execute(
-        select(
-            Licence.uuid,
-            Licence.product,
-            Licence.unit_kind,
-            func.count(Activation.id),
-            func.coalesce(func.sum(Activation.units), 0),
-        )
-        .join(Licence, Licence.id == Activation.licence_id)
-        .where(Activation.object_id.in_(homed_objects))
-        .group_by(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
-        .order_by(Licence.product)
-    ):
-        impact.licences.append(LicenceImpact(row[0], row[1], row[2], int(row[3]), int(row[4])))
-    impact.activations = sum(item.activations for item in impact.licences)
-    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree)
+    impact.groups, flags = _survey_groups(uow, in_tree=in_tree)
+    _count_contents(uow, impact=impact, in_tree=in_tree)
+    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
     return impact
 
 
-def count_groups(uow: UnitOfWork, *, in_tree: Any) -> dict[str, int]:
-    """Groups of the subtree by kind."""
-    rows = uow.session.execute(select(Group.kind, func.count()).where(in_tree).group_by(Group.kind))
-    return {kind: int(count) for kind, count in rows}
+@dataclass(frozen=True, slots=True)
+class _GuardFlags:
+    """Whether any group of the subtree is protected or linked (from the kinds pass)."""
+
+    protected: bool
+    linked: bool
 
 
-def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
+def _linked(group: Any) -> ColumnElement[bool]:
+    return and_(
+        group.linked_entity_type.is_not(None),
+        group.linked_entity_type != UNSPECIFIED_ENTITY,
+    )
+
+
+def _survey_groups(uow: UnitOfWork, *, in_tree: Any) -> tuple[dict[str, int], _GuardFlags]:
+    """Groups of the subtree by kind, and whether a protected or linked one is among them,
+    in one pass over the subtree."""
+    rows = uow.session.execute(
+        select(
+            Group.kind,
+            func.count(),
+            func.sum(case((Group.protected.is_(True), 1), else_=0)),
+            func.sum(case((_linked(Group), 1), else_=0)),
+        )
+        .where(in_tree)
+        .group_by(Group.kind)
+    ).all()
+    kinds = {kind: int(count) for kind, count, _protected, _linked_count in rows}
+    flags = _GuardFlags(protected=any(row[2] for row in rows), linked=any(row[3] for row in rows))
+    return kinds, flags
+
+
+def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> None:
+    """Objects by kind, activations per licence and memberships, in one statement.
+
+    The subtree's groups and their objects are read once each (common table
+    expressions) and shared by three aggregates. Memberships are the union of two key
+    sets, each found through an index (the user groups of the subtree by ``group_id``,
+    the users homed in it by ``object_id``): a membership on both sides counts once,
+    as the OR it replaces counted it, without making the database test every membership
+    of the tenant against both.
+    """
+    subtree = select(Group.id).where(in_tree).cte("subtree")
+    homed = (
+        select(DirectoryObject.id, DirectoryObject.kind)
+        .where(DirectoryObject.home_group_id.in_(select(subtree.c.id)))
+        .cte("homed")
+    )
+    member_keys = union(
+        select(Membership.group_id, Membership.object_id).where(
+            Membership.group_id.in_(select(subtree.c.id))
+        ),
+        select(Membership.group_id, Membership.object_id).where(
+            Membership.object_id.in_(select(homed.c.id))
+        ),
+    ).subquery("member_keys")
+    no_key = null().cast(BigIntKey)
+    statement = union_all(
+        select(
+            literal("objects").label("what"),
+            homed.c.kind.label("kind"),
+            no_key.label("licence_id"),
+            func.count().label("rows"),
+            literal(0).label("units"),
+        ).group_by(homed.c.kind),
+        select(
+            literal("activations"),
+            null().cast(String),
+            Activation.licence_id,
+            func.count(),
+            func.coalesce(func.sum(Activation.units), 0),
+        )
+        .where(Activation.object_id.in_(select(homed.c.id)))
+        .group_by(Activation.licence_id),
+        select(
+            literal("memberships"), null().cast(String), no_key, func.count(), literal(0)
+        ).select_from(member_keys),
+    )
+    charged: dict[int, tuple[int, int]] = {}
+    for what, kind, licence_id, rows, units in uow.session.execute(statement):
+        if what == "objects":
+            if kind == "device":
+                impact.devices = int(rows)
+            else:
+                impact.users = int(rows)
+        elif what == "activations":
+            charged[int(licence_id)] = (int(rows), int(units))
+        else:
+            impact.memberships = int(rows)
+    if charged:
+        for licence in uow.session.execute(
+            select(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
+            .where(Licence.id.in_(charged))
+            .order_by(Licence.product)
+        ):
+            activations, units = charged[licence.id]
+            impact.licences.append(
+                LicenceImpact(licence.uuid, licence.product, licence.unit_kind, activations, units)
+            )
+    impact.activations = sum(item.activations for item in impact.licences)
+
+
+def find_blockers(
+    *, session_uow: UnitOfWork, in_tree: Any, flags: _GuardFlags | None = None
+) -> list[Blocker]:
     """Every guard, as set-based queries over the subtree: protected groups, linked
-    entities, and user groups with active members."""
+    entities, and user groups with active members.
+
+    With ``flags`` from a pass that already looked at every group of the subtree, the
+    protected and linked queries run only when that pass saw such a group.
+    """
     session = session_uow.session
     blockers: list[Blocker] = []
-    for row in session.execute(
-        select(Group.uuid, Group.name)
-        .where(in_tree, Group.protected.is_(True))
-        .order_by(Group.depth, Group.id)
-        .limit(BLOCKERS_SHOWN)
-    ):
-        blockers.append(Blocker("protected_group", row.uuid, row.name))
-    for linked in session.execute(
-        select(Group.uuid, Group.name, Group.linked_entity_type)
-        .where(
-            in_tree,
-            Group.linked_entity_type.is_not(None),
-            Group.linked_entity_type != UNSPECIFIED_ENTITY,
-        )
-        .order_by(Group.depth, Group.id)
-        .limit(BLOCKERS_SHOWN)
-    ):
-        blockers.append(
-            Blocker(
-                "linked_entity",
-                linked.uuid,
-                linked.name,
-                linked_entity_type=linked.linked_entity_type,
+    if flags is None or flags.protected:
+        for row in session.execute(
+            select(Group.uuid, Group.name)
+            .where(in_tree, Group.protected.is_(True))
+            .order_by(Group.depth, Group.id)
+            .limit(BLOCKERS_SHOWN)
+        ):
+            blockers.append(Blocker("protected_group", row.uuid, row.name))
+    if flags is None or flags.linked:
+        for linked in session.execute(
+            select(Group.uuid, Group.name, Group.linked_entity_type)
+            .where(in_tree, _linked(Group))
+            .order_by(Group.depth, Group.id)
+            .limit(BLOCKERS_SHOWN)
+        ):
+            blockers.append(
+                Blocker(
+                    "linked_entity",
+                    linked.uuid,
+                    linked.name,
+                    linked_entity_type=linked.linked_entity_type,
+                )
             )
-        )
     member_home = Group.__table__.alias("member_home")
     active_query = (
         select(Group.uuid, Group.name, func.count())
@@ -330,13 +406,13 @@ def request_delete(
     session.flush()
     _mark_subtree(uow, tenant_id=actor.tenant_id, path=root.path, operation_id=operation.id)
     in_tree = _groups_filter(tenant_id=actor.tenant_id, path=None, operation_id=operation.id)
-    blockers = find_blockers(session_uow=uow, in_tree=in_tree)
-    if blockers:
-        raise refusal(blockers, root.name)
     # Only the groups are counted here: phase 1 stays short however many objects the
     # subtree holds. The worker counts the rest (progress totals) before its first chunk.
     impact = Impact(release_units=release_units)
-    impact.groups = count_groups(uow, in_tree=in_tree)
+    impact.groups, flags = _survey_groups(uow, in_tree=in_tree)
+    blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
+    if blockers:
+        raise refusal(blockers, root.name)
     operation.progress = {"groups": {"done": 0, "total": impact.group_total}, "chunks": 0}
     audit.record_event(
         uow,
