@@ -153,23 +153,20 @@ def measure_impact(
 ) -> Impact:
     """Count what the subtree holds and find every blocker.
 
-    Every query starts from the subtree's groups (a path range, or the operation's
-    marked groups) and reaches objects, activations and memberships through their
-    indexes, so the cost follows the subtree, not the tenant: one pass over the groups
-    for their kinds and guard flags, one statement for objects, activations and
-    memberships, and the blocker details only when a guard trips.
+    One statement counts everything (``_count_contents``); the blockers' details are
+    looked up only when it saw a protected or linked group, and the active members
+    through the memberships of the subtree's user groups.
     """
     in_tree = _groups_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
     impact = Impact(release_units=release_units)
-    impact.groups, flags = _survey_groups(uow, in_tree=in_tree)
-    _count_contents(uow, impact=impact, in_tree=in_tree)
+    flags = _count_contents(uow, impact=impact, in_tree=in_tree)
     impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
     return impact
 
 
 @dataclass(frozen=True, slots=True)
 class _GuardFlags:
-    """Whether any group of the subtree is protected or linked (from the kinds pass)."""
+    """Whether any group of the subtree is protected or linked (from a pass over them)."""
 
     protected: bool
     linked: bool
@@ -200,55 +197,81 @@ def _survey_groups(uow: UnitOfWork, *, in_tree: Any) -> tuple[dict[str, int], _G
     return kinds, flags
 
 
-def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> None:
-    """Objects by kind, activations per licence and memberships, in one statement.
+def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> _GuardFlags:
+    """Groups by kind, objects by kind, activations per licence and memberships, in one
+    statement whose cost follows the subtree, not the tenant.
 
-    The subtree's groups and their objects are read once each (common table
-    expressions) and shared by three aggregates. Memberships are the union of two key
-    sets, each found through an index (the user groups of the subtree by ``group_id``,
-    the users homed in it by ``object_id``): a membership on both sides counts once,
-    as the OR it replaces counted it, without making the database test every membership
-    of the tenant against both.
+    The subtree's groups (a path range, or the operation's marked groups) are read once,
+    and its objects once (an index-only range of ``ix_objects_home_group_id_id_kind``
+    per group); both are common table expressions shared by the aggregates.
+    Memberships are the union of two key sets, each found through an index (the
+    subtree's user groups by ``group_id``, the users homed in it by ``object_id``): a
+    membership on both sides counts once, as with an OR, without testing every
+    membership of the tenant against both. Returns which guards need a closer look.
     """
-    subtree = select(Group.id).where(in_tree).cte("subtree")
+    subtree = (
+        select(
+            Group.id,
+            Group.kind,
+            Group.protected.label("protected"),
+            _linked(Group).label("linked"),
+        )
+        .where(in_tree)
+        .cte("subtree")
+    )
+    # Joins, not IN: both sides are unique (group ids, object ids), and an IN over a
+    # common table expression makes PostgreSQL de-duplicate it first (a hash of 500,000
+    # object ids, spilled to disk, for a 100,000-group subtree).
     homed = (
         select(DirectoryObject.id, DirectoryObject.kind)
-        .where(DirectoryObject.home_group_id.in_(select(subtree.c.id)))
+        .join(subtree, DirectoryObject.home_group_id == subtree.c.id)
         .cte("homed")
     )
     member_keys = union(
-        select(Membership.group_id, Membership.object_id).where(
-            Membership.group_id.in_(select(subtree.c.id))
+        select(Membership.group_id, Membership.object_id).join(
+            subtree, Membership.group_id == subtree.c.id
         ),
-        select(Membership.group_id, Membership.object_id).where(
-            Membership.object_id.in_(select(homed.c.id))
+        select(Membership.group_id, Membership.object_id).join(
+            homed, Membership.object_id == homed.c.id
         ),
     ).subquery("member_keys")
+    no_kind = null().cast(String)
     no_key = null().cast(BigIntKey)
+
+    def tally(what: str, source: Any, *, where: Any = None) -> Any:
+        query = select(literal(what), no_kind, no_key, func.count(), literal(0)).select_from(source)
+        return query if where is None else query.where(where)
+
     statement = union_all(
         select(
-            literal("objects").label("what"),
-            homed.c.kind.label("kind"),
+            literal("groups").label("what"),
+            subtree.c.kind.label("kind"),
             no_key.label("licence_id"),
             func.count().label("rows"),
             literal(0).label("units"),
-        ).group_by(homed.c.kind),
+        ).group_by(subtree.c.kind),
+        tally("protected", subtree, where=subtree.c.protected.is_(True)),
+        tally("linked", subtree, where=subtree.c.linked),
+        select(literal("objects"), homed.c.kind, no_key, func.count(), literal(0)).group_by(
+            homed.c.kind
+        ),
         select(
             literal("activations"),
-            null().cast(String),
+            no_kind,
             Activation.licence_id,
             func.count(),
             func.coalesce(func.sum(Activation.units), 0),
         )
-        .where(Activation.object_id.in_(select(homed.c.id)))
+        .join(homed, Activation.object_id == homed.c.id)
         .group_by(Activation.licence_id),
-        select(
-            literal("memberships"), null().cast(String), no_key, func.count(), literal(0)
-        ).select_from(member_keys),
+        tally("memberships", member_keys),
     )
+    counted: dict[str, int] = {}
     charged: dict[int, tuple[int, int]] = {}
     for what, kind, licence_id, rows, units in uow.session.execute(statement):
-        if what == "objects":
+        if what == "groups":
+            impact.groups[kind] = int(rows)
+        elif what == "objects":
             if kind == "device":
                 impact.devices = int(rows)
             else:
@@ -256,7 +279,8 @@ def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> None:
         elif what == "activations":
             charged[int(licence_id)] = (int(rows), int(units))
         else:
-            impact.memberships = int(rows)
+            counted[what] = int(rows)
+    impact.memberships = counted["memberships"]
     if charged:
         for licence in uow.session.execute(
             select(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
@@ -268,6 +292,7 @@ def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> None:
                 LicenceImpact(licence.uuid, licence.product, licence.unit_kind, activations, units)
             )
     impact.activations = sum(item.activations for item in impact.licences)
+    return _GuardFlags(protected=counted["protected"] > 0, linked=counted["linked"] > 0)
 
 
 def find_blockers(
