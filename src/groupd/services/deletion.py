@@ -541,10 +541,11 @@ def run_delete_chunk(
     """One bounded step of phase 2, in the caller's transaction.
 
     The step first renews this worker's lease; if another worker holds the operation now,
-    it does nothing. Then it takes the deepest ``chunk_groups`` groups still marked, and
-    removes their objects (at most ``chunk_objects`` in one step; a bigger chunk takes
-    several steps), then their memberships, then the groups. The last step finishes the
-    operation and writes the closing audit event.
+    it does nothing. Then it takes the deepest ``chunk_groups`` groups still marked that
+    have no child left (``_select_chunk``), and removes their objects (at most
+    ``chunk_objects`` in one step; a bigger chunk takes several steps), then their
+    memberships, then the groups. The last step finishes the operation and writes the
+    closing audit event.
     """
     session = uow.session
     renewed = session.execute(
@@ -562,58 +563,35 @@ def run_delete_chunk(
     operation = session.execute(select(Operation).where(Operation.id == operation_id)).scalar_one()
     release = bool(operation.params.get("releaseConsumedUnits"))
     progress = dict(operation.progress)
-    # A delete accepted earlier inside this subtree keeps its own groups (phase 1 marks
-    # only live ones), so a group here may still have children of that other delete:
-    # it waits until they are gone, or its removal would break the parent key.
-    child = aliased(Group)
-    held_below = (
-        select(child.id)
-        .where(
-            child.parent_id == Group.id,
-            # "held by another delete", written so that PostgreSQL probes the children
-            # by parent_id; the IS NOT NULL form made it scan every marked group for
-            # every candidate (quadratic, docs/benchmarks.md).
-            func.coalesce(child.operation_id, operation_id) != operation_id,
-        )
-        .exists()
-    )
-    chunk = [
-        int(row[0])
-        for row in session.execute(
-            select(Group.id)
-            .where(Group.operation_id == operation_id, ~held_below)
-            .order_by(Group.depth.desc(), Group.id)
-            .limit(chunk_groups)
-        )
-    ]
-    if not chunk:
+    chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=chunk_groups)
+    if not chunk and not adopted:
         left = session.execute(
             select(Group.id).where(Group.operation_id == operation_id).limit(1)
         ).first()
-        if left is not None:
-            return ChunkResult(finished=False, blocked=True)
-        _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
-        return ChunkResult(finished=True)
-    # A live group under a group of this delete breaks invariant 1 and would stop the
-    # delete on the parent key. Phase 1's locking is meant to make that impossible; if a
-    # race still lets one in, the delete takes it along (it is inside the subtree) and
-    # picks again, deepest first, in the next step.
-    adopted = session.execute(
-        update(Group)
-        .where(Group.parent_id.in_(chunk), Group.state == "live")
-        .values(state="deleting", operation_id=operation_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if adopted:
-        log.warning("delete %s took along %s live group(s) found under it", operation_id, adopted)
-        progress["adopted"] = int(progress.get("adopted", 0)) + adopted
-        session.execute(
-            update(Operation)
-            .where(Operation.id == operation_id)
-            .values(progress=progress)
-            .execution_options(synchronize_session=False)
+        if left is None:
+            _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
+            return ChunkResult(finished=True)
+        # Every group left has a child. A live one is taken along; if there is none, the
+        # children belong to a delete accepted earlier inside this subtree, which has to
+        # run first.
+        adopted = _adopt_live_children(
+            uow,
+            operation_id=operation_id,
+            parents=select(Group.id).where(Group.operation_id == operation_id),
         )
-        return ChunkResult(finished=False)
+        if not adopted:
+            return ChunkResult(finished=False, blocked=True)
+    if adopted:
+        progress["adopted"] = int(progress.get("adopted", 0)) + adopted
+        if not chunk:
+            # The groups taken along are picked, deepest first, by the next step.
+            session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id)
+                .values(progress=progress)
+                .execution_options(synchronize_session=False)
+            )
+            return ChunkResult(finished=False)
     in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
     # Bound the step by objects too: a chunk of groups holding more than chunk_objects
     # objects is emptied over several steps, keyed by object id (no OFFSET scans later).
@@ -655,6 +633,82 @@ def run_delete_chunk(
         .execution_options(synchronize_session=False)
     )
     return ChunkResult(finished=False)
+
+
+def _select_chunk(
+    uow: UnitOfWork, *, operation_id: int, chunk_groups: int
+) -> tuple[list[int], int]:
+    """The next groups to remove: the deepest of the operation's groups that have no
+    child at all, locked, and re-checked for children once locked. Also returns how
+    many live groups it found under them and took along.
+
+    Why a chunk taken this way can be deleted without breaking the parent key, whatever
+    runs beside it (PostgreSQL, READ COMMITTED; SQLite runs one writer at a time):
+
+    - Selection: ``NOT EXISTS`` any child row, live, of this delete or of another one (a
+      delete accepted earlier inside this subtree keeps its own marks, since phase 1
+      marks live groups only, and its groups must go first). Probed by ``parent_id``
+      through ``ix_groups_parent_id_id``; no test on the child's ``operation_id``, which
+      made PostgreSQL probe the partial index on it instead (quadratic,
+      docs/benchmarks.md).
+    - Locking: ``FOR UPDATE`` on the chosen rows. From the moment it is granted, no
+      child can be added under them until this chunk commits: a create share-locks its
+      parent and wants it live, a move locks its new parent and wants it live (both
+      wait, then find the row gone and answer 404), and any other insert or update of a
+      ``parent_id`` takes a key-share lock on the parent for its foreign-key check, which
+      waits for this lock and then fails on the deleted parent. Phase 1 marking already
+      refuses all of these for marked groups; the lock makes the chunk safe even for a
+      writer that slipped past it.
+    - The window between the selection's snapshot and the lock: a child committed in it
+      (by such a writer) is invisible to the ``NOT EXISTS`` but not to a new statement,
+      so the locked chunk is checked again with a fresh snapshot; a group that gained a
+      child leaves this chunk (it is taken later, after the child), and a live child is
+      taken along (marked for this delete) as before.
+    """
+    session = uow.session
+    child = aliased(Group)
+    has_child = select(child.id).where(child.parent_id == Group.id).exists()
+    chunk = list(
+        session.execute(
+            select(Group.id)
+            .where(Group.operation_id == operation_id, ~has_child)
+            .order_by(Group.depth.desc(), Group.id)
+            .limit(chunk_groups)
+            .with_for_update(of=Group)
+        ).scalars()
+    )
+    if not chunk:
+        return chunk, 0
+    parents = set(
+        session.execute(select(Group.parent_id).where(Group.parent_id.in_(chunk))).scalars()
+    )
+    if not parents:
+        return chunk, 0
+    log.warning(
+        "delete %s: %s group(s) of the chunk gained a child after selection; they wait",
+        operation_id,
+        len(parents),
+    )
+    adopted = _adopt_live_children(uow, operation_id=operation_id, parents=list(parents))
+    return [group_id for group_id in chunk if group_id not in parents], adopted
+
+
+def _adopt_live_children(uow: UnitOfWork, *, operation_id: int, parents: Any) -> int:
+    """Mark for this delete the live groups found under ``parents`` (ids or a subquery).
+
+    A live group under a group of this delete breaks invariant 1; phase 1's marking is
+    meant to make that impossible, but if a race still lets one in, the delete takes it
+    along (it is inside the subtree) and removes it, deepest first, in a later step.
+    """
+    adopted = uow.session.execute(
+        update(Group)
+        .where(Group.parent_id.in_(parents), Group.state == "live")
+        .values(state="deleting", operation_id=operation_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if adopted:
+        log.warning("delete %s took along %s live group(s) found under it", operation_id, adopted)
+    return int(adopted)
 
 
 def _bump(progress: dict[str, Any], key: str, count: int) -> None:
