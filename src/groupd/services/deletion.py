@@ -728,38 +728,35 @@ def _remove_objects(
 ) -> None:
     """Activations (released or orphaned), memberships, then the objects themselves."""
     session = uow.session
-    charged = session.execute(
-        select(Activation.licence_id, func.count(), func.sum(Activation.units))
-        .where(Activation.object_id.in_(object_ids))
-        .group_by(Activation.licence_id)
-        .order_by(Activation.licence_id)
+    # One statement removes (or orphans) the activations and says what they held: no
+    # separate read of the same rows first.
+    touched = (
+        delete(Activation)
+        if release
+        else update(Activation).values(object_id=None, orphaned_at=now)
+    )
+    held = session.execute(
+        touched.where(Activation.object_id.in_(object_ids))
+        .returning(Activation.licence_id, Activation.units)
+        .execution_options(synchronize_session=False)
     ).all()
-    activations = sum(int(row[1]) for row in charged)
-    units = sum(int(row[2]) for row in charged)
+    charged: dict[int, int] = {}
+    for licence_id, activation_units in held:
+        charged[licence_id] = charged.get(licence_id, 0) + int(activation_units)
+    activations = len(held)
+    units = sum(charged.values())
     if release:
-        if charged:
-            # Units go back in the same transaction that removes the activations.
-            for licence_id, _count, licence_units in charged:
-                session.execute(
-                    update(Licence)
-                    .where(Licence.id == licence_id)
-                    .values(used_units=Licence.used_units - int(licence_units))
-                    .execution_options(synchronize_session=False)
-                )
+        # Units go back in the same transaction that removes the activations, one UPDATE
+        # per licence, in key order (concurrent chunks lock licences in the same order).
+        for licence_id in sorted(charged):
             session.execute(
-                delete(Activation)
-                .where(Activation.object_id.in_(object_ids))
+                update(Licence)
+                .where(Licence.id == licence_id)
+                .values(used_units=Licence.used_units - charged[licence_id])
                 .execution_options(synchronize_session=False)
             )
         progress["unitsReleased"] = int(progress.get("unitsReleased", 0)) + units
     else:
-        if charged:
-            session.execute(
-                update(Activation)
-                .where(Activation.object_id.in_(object_ids))
-                .values(object_id=None, orphaned_at=now)
-                .execution_options(synchronize_session=False)
-            )
         progress["unitsKeptConsumed"] = int(progress.get("unitsKeptConsumed", 0)) + units
     _bump(progress, "activations", activations)
     memberships = session.execute(
