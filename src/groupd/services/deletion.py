@@ -592,6 +592,52 @@ def run_delete_chunk(
                 .execution_options(synchronize_session=False)
             )
             return ChunkResult(finished=False)
+    groups_left, objects_left = chunk_groups, chunk_objects
+    while chunk:
+        removed = _remove_chunk(
+            uow,
+            operation_id=operation_id,
+            chunk=chunk,
+            chunk_objects=objects_left,
+            release=release,
+            progress=progress,
+            now=now,
+        )
+        if removed is None:
+            break  # objects left in the chunk: the next step goes on with them
+        groups_left -= len(chunk)
+        objects_left -= removed
+        if groups_left <= 0 or objects_left <= 0:
+            break
+        # Only groups without children are taken, so the parents of the groups just
+        # removed may be free now: top the step up with them, within the same bounds,
+        # instead of leaving each level of the tree's last groups a step of its own.
+        chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=groups_left)
+        if adopted:
+            progress["adopted"] = int(progress.get("adopted", 0)) + adopted
+    progress["chunks"] = int(progress.get("chunks", 0)) + 1
+    session.execute(
+        update(Operation)
+        .where(Operation.id == operation_id)
+        .values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+    return ChunkResult(finished=False)
+
+
+def _remove_chunk(
+    uow: UnitOfWork,
+    *,
+    operation_id: int,
+    chunk: list[int],
+    chunk_objects: int,
+    release: bool,
+    progress: dict[str, Any],
+    now: datetime,
+) -> int | None:
+    """Empty a chunk of groups of at most ``chunk_objects`` objects, and remove the groups
+    once they are empty. Returns how many objects went, or None when some are left."""
+    session = uow.session
     in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
     # Bound the step by objects too: a chunk of groups holding more than chunk_objects
     # objects is emptied over several steps, keyed by object id (no OFFSET scans later).
@@ -604,7 +650,7 @@ def run_delete_chunk(
     ).scalar_one_or_none()
     objects_filter = in_chunk if boundary is None else and_(in_chunk, DirectoryObject.id < boundary)
     object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
-    _remove_objects(
+    removed = _remove_objects(
         uow,
         object_ids=object_ids,
         objects_filter=objects_filter,
@@ -612,27 +658,21 @@ def run_delete_chunk(
         progress=progress,
         now=now,
     )
-    if boundary is None:
-        memberships = session.execute(
-            delete(Membership)
-            .where(Membership.group_id.in_(chunk))
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        _bump(progress, "memberships", memberships)
-        groups_removed = session.execute(
-            delete(Group)
-            .where(Group.id.in_(chunk), Group.operation_id == operation_id)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        _bump(progress, "groups", groups_removed)
-    progress["chunks"] = int(progress.get("chunks", 0)) + 1
-    session.execute(
-        update(Operation)
-        .where(Operation.id == operation_id)
-        .values(progress=progress)
+    if boundary is not None:
+        return None
+    memberships = session.execute(
+        delete(Membership)
+        .where(Membership.group_id.in_(chunk))
         .execution_options(synchronize_session=False)
-    )
-    return ChunkResult(finished=False)
+    ).rowcount  # type: ignore[attr-defined]
+    _bump(progress, "memberships", memberships)
+    groups_removed = session.execute(
+        delete(Group)
+        .where(Group.id.in_(chunk), Group.operation_id == operation_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    _bump(progress, "groups", groups_removed)
+    return removed
 
 
 def _select_chunk(
@@ -725,8 +765,9 @@ def _remove_objects(
     release: bool,
     progress: dict[str, Any],
     now: datetime,
-) -> None:
-    """Activations (released or orphaned), memberships, then the objects themselves."""
+) -> int:
+    """Activations (released or orphaned), memberships, then the objects themselves.
+    Returns how many objects went."""
     session = uow.session
     # One statement removes (or orphans) the activations and says what they held: no
     # separate read of the same rows first.
@@ -781,6 +822,7 @@ def _remove_objects(
     )
     _bump(progress, "devices", int(kinds.get("device", 0)))
     _bump(progress, "users", int(kinds.get("user", 0)))
+    return sum(int(count) for count in kinds.values())
 
 
 def _finish(
