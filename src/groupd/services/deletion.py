@@ -780,11 +780,14 @@ def _remove_objects(
         touched.where(Activation.object_id.in_(object_ids))
         .returning(Activation.licence_id, Activation.units)
         .execution_options(synchronize_session=False)
-    ).all()
+    )
+    # Summed row by row as they come, never held as a list (a chunk returns one row per
+    # activation, 20,000 by default).
     charged: dict[int, int] = {}
+    activations = 0
     for licence_id, activation_units in held:
         charged[licence_id] = charged.get(licence_id, 0) + int(activation_units)
-    activations = len(held)
+        activations += 1
     units = sum(charged.values())
     if release:
         # Units go back in the same transaction that removes the activations, one UPDATE
