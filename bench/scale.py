@@ -353,6 +353,37 @@ def report(kind: str, layout: Layout, out: dict[str, Any], full: bool, move: int
     )
 
 
+def keep(path: Path, db: BenchDatabase, token: str, layout: Layout, wide: int, move: int) -> None:
+    """Write what a later ``--reuse`` run needs; the database is left in place."""
+    path.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "kind": db.kind,
+                    "url": db.url,
+                    "name": db.name,
+                    "workdir": str(db.workdir),
+                },
+                "token": token,
+                "layout": vars(layout),
+                "wide": wide,
+                "move": move,
+            }
+        )
+    )
+    print(f"kept {db.name}; drop it when done (reuse with --reuse {path})", flush=True)
+
+
+def restore(path: Path) -> tuple[BenchDatabase, str, Layout, int, int]:
+    saved = json.loads(path.read_text())
+    source = saved["database"]
+    db = BenchDatabase(source["kind"], source["url"], source["name"], Path(source["workdir"]))
+    layout = Layout()
+    for name, value in saved["layout"].items():
+        setattr(layout, name, value)
+    return db, saved["token"], layout, int(saved["wide"]), int(saved["move"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -368,7 +399,19 @@ def main() -> None:
     parser.add_argument("--page-repeats", type=int, default=50)
     parser.add_argument("--dry-repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the loaded database (one --db only) and write how to reach it to this file",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="measure a database kept by an earlier --keep run instead of loading one",
+    )
     args = parser.parse_args()
+    if (args.keep or args.reuse) and "," in args.db:
+        parser.error("--keep and --reuse take one --db")
     full = args.scale >= 1.0
     args.wide = max(1000, int(WIDE * min(1.0, args.scale)))
     move = max(100, int(MOVE * min(1.0, args.scale)))
@@ -381,19 +424,26 @@ def main() -> None:
     for kind in args.db.split(","):
         groups = int(FULL_GROUPS * args.scale)
         objects = int(FULL_OBJECTS[kind] * args.scale)
-        db = create_database(kind, "scale")
+        if args.reuse:
+            db, token, layout, args.wide, move = restore(args.reuse)
+            print(f"[{kind}] reusing {db.name} ({layout.groups} groups)", flush=True)
+        else:
+            db = create_database(kind, "scale")
         try:
-            token = bootstrap(db)
-            started = time.perf_counter()
-            layout = load(db, token, groups, objects, args.wide, move, args.gets)
-            loaded = time.perf_counter() - started
-            started = time.perf_counter()
-            vacuum_analyze(db)
-            print(
-                f"[{kind}] bulk-loaded {layout.groups} groups and {layout.objects} objects "
-                f"by SQL in {loaded:.0f} s; analysed in {time.perf_counter() - started:.0f} s",
-                flush=True,
-            )
+            if not args.reuse:
+                token = bootstrap(db)
+                started = time.perf_counter()
+                layout = load(db, token, groups, objects, args.wide, move, args.gets)
+                loaded = time.perf_counter() - started
+                started = time.perf_counter()
+                vacuum_analyze(db)
+                print(
+                    f"[{kind}] bulk-loaded {layout.groups} groups and {layout.objects} objects "
+                    f"by SQL in {loaded:.0f} s; analysed in {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
+                if args.keep:
+                    keep(args.keep, db, token, layout, args.wide, move)
             out = measure(db, token, layout, args)
             report(kind, layout, out, full, move)
             results[kind] = {
@@ -404,7 +454,8 @@ def main() -> None:
                 **out,
             }
         finally:
-            drop_database(db)
+            if not (args.keep or args.reuse):
+                drop_database(db)
     if args.json:
         args.json.write_text(
             json.dumps({"machine": info, "command": sys.argv, "results": results}, indent=2)

@@ -20,11 +20,16 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
+    String,
     and_,
+    case,
     delete,
     func,
-    or_,
+    literal,
+    null,
     select,
+    union,
+    union_all,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -43,6 +48,7 @@ from groupd.store.models import (
     Operation,
 )
 from groupd.store.tree import in_subtree
+from groupd.store.types import BigIntKey
 
 log = logging.getLogger("groupd.deletion")
 BLOCKERS_SHOWN = 100
@@ -145,89 +151,184 @@ def measure_impact(
     operation_id: int | None = None,
     release_units: bool,
 ) -> Impact:
-    """Count what the subtree holds and find every blocker, in a few aggregate queries."""
-    session = uow.session
+    """Count what the subtree holds and find every blocker.
+
+    One statement counts everything (``_count_contents``); the blockers' details are
+    looked up only when it saw a protected or linked group, and the active members
+    through the memberships of the subtree's user groups.
+    """
     in_tree = _groups_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
     impact = Impact(release_units=release_units)
-    impact.groups = count_groups(uow, in_tree=in_tree)
-    subtree_ids = select(Group.id).where(in_tree)
-    for kind, count in session.execute(
-        select(DirectoryObject.kind, func.count())
-        .where(DirectoryObject.home_group_id.in_(subtree_ids))
-        .group_by(DirectoryObject.kind)
-    ):
-        if kind == "device":
-            impact.devices = int(count)
-        else:
-            impact.users = int(count)
-    homed_objects = select(DirectoryObject.id).where(DirectoryObject.home_group_id.in_(subtree_ids))
-    impact.memberships = int(
-        session.execute(
-            select(func.count())
-            .select_from(Membership)
-            .where(
-                or_(
-                    Membership.group_id.in_(subtree_ids),
-                    Membership.object_id.in_(homed_objects),
-                )
-            )
-        ).scalar_one()
-    )
-    for row in session.execute(
-        select(
-            Licence.uuid,
-            Licence.product,
-            Licence.unit_kind,
-            func.count(Activation.id),
-            func.coalesce(func.sum(Activation.units), 0),
-        )
-        .join(Licence, Licence.id == Activation.licence_id)
-        .where(Activation.object_id.in_(homed_objects))
-        .group_by(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
-        .order_by(Licence.product)
-    ):
-        impact.licences.append(LicenceImpact(row[0], row[1], row[2], int(row[3]), int(row[4])))
-    impact.activations = sum(item.activations for item in impact.licences)
-    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree)
+    flags = _count_contents(uow, impact=impact, in_tree=in_tree)
+    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
     return impact
 
 
-def count_groups(uow: UnitOfWork, *, in_tree: Any) -> dict[str, int]:
-    """Groups of the subtree by kind."""
-    rows = uow.session.execute(select(Group.kind, func.count()).where(in_tree).group_by(Group.kind))
-    return {kind: int(count) for kind, count in rows}
+@dataclass(frozen=True, slots=True)
+class _GuardFlags:
+    """Whether any group of the subtree is protected or linked (from a pass over them)."""
+
+    protected: bool
+    linked: bool
 
 
-def find_blockers(*, session_uow: UnitOfWork, in_tree: Any) -> list[Blocker]:
+def _linked(group: Any) -> ColumnElement[bool]:
+    return and_(
+        group.linked_entity_type.is_not(None),
+        group.linked_entity_type != UNSPECIFIED_ENTITY,
+    )
+
+
+def _survey_groups(uow: UnitOfWork, *, in_tree: Any) -> tuple[dict[str, int], _GuardFlags]:
+    """Groups of the subtree by kind, and whether a protected or linked one is among them,
+    in one pass over the subtree."""
+    rows = uow.session.execute(
+        select(
+            Group.kind,
+            func.count(),
+            func.sum(case((Group.protected.is_(True), 1), else_=0)),
+            func.sum(case((_linked(Group), 1), else_=0)),
+        )
+        .where(in_tree)
+        .group_by(Group.kind)
+    ).all()
+    kinds = {kind: int(count) for kind, count, _protected, _linked_count in rows}
+    flags = _GuardFlags(protected=any(row[2] for row in rows), linked=any(row[3] for row in rows))
+    return kinds, flags
+
+
+def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> _GuardFlags:
+    """Groups by kind, objects by kind, activations per licence and memberships, in one
+    statement whose cost follows the subtree, not the tenant.
+
+    The subtree's groups (a path range, or the operation's marked groups) are read once,
+    and its objects once (an index-only range of ``ix_objects_home_group_id_id_kind``
+    per group); both are common table expressions shared by the aggregates.
+    Memberships are the union of two key sets, each found through an index (the
+    subtree's user groups by ``group_id``, the users homed in it by ``object_id``): a
+    membership on both sides counts once, as with an OR, without testing every
+    membership of the tenant against both. Returns which guards need a closer look.
+    """
+    subtree = (
+        select(
+            Group.id,
+            Group.kind,
+            Group.protected.label("protected"),
+            _linked(Group).label("linked"),
+        )
+        .where(in_tree)
+        .cte("subtree")
+    )
+    # Joins, not IN: both sides are unique (group ids, object ids), and an IN over a
+    # common table expression makes PostgreSQL de-duplicate it first (a hash of 500,000
+    # object ids, spilled to disk, for a 100,000-group subtree).
+    homed = (
+        select(DirectoryObject.id, DirectoryObject.kind)
+        .join(subtree, DirectoryObject.home_group_id == subtree.c.id)
+        .cte("homed")
+    )
+    member_keys = union(
+        select(Membership.group_id, Membership.object_id).join(
+            subtree, Membership.group_id == subtree.c.id
+        ),
+        select(Membership.group_id, Membership.object_id).join(
+            homed, Membership.object_id == homed.c.id
+        ),
+    ).subquery("member_keys")
+    no_kind = null().cast(String)
+    no_key = null().cast(BigIntKey)
+
+    def tally(what: str, source: Any, *, where: Any = None) -> Any:
+        query = select(literal(what), no_kind, no_key, func.count(), literal(0)).select_from(source)
+        return query if where is None else query.where(where)
+
+    statement = union_all(
+        select(
+            literal("groups").label("what"),
+            subtree.c.kind.label("kind"),
+            no_key.label("licence_id"),
+            func.count().label("rows"),
+            literal(0).label("units"),
+        ).group_by(subtree.c.kind),
+        tally("protected", subtree, where=subtree.c.protected.is_(True)),
+        tally("linked", subtree, where=subtree.c.linked),
+        select(literal("objects"), homed.c.kind, no_key, func.count(), literal(0)).group_by(
+            homed.c.kind
+        ),
+        select(
+            literal("activations"),
+            no_kind,
+            Activation.licence_id,
+            func.count(),
+            func.coalesce(func.sum(Activation.units), 0),
+        )
+        .join(homed, Activation.object_id == homed.c.id)
+        .group_by(Activation.licence_id),
+        tally("memberships", member_keys),
+    )
+    counted: dict[str, int] = {}
+    charged: dict[int, tuple[int, int]] = {}
+    for what, kind, licence_id, rows, units in uow.session.execute(statement):
+        if what == "groups":
+            impact.groups[kind] = int(rows)
+        elif what == "objects":
+            if kind == "device":
+                impact.devices = int(rows)
+            else:
+                impact.users = int(rows)
+        elif what == "activations":
+            charged[int(licence_id)] = (int(rows), int(units))
+        else:
+            counted[what] = int(rows)
+    impact.memberships = counted["memberships"]
+    if charged:
+        for licence in uow.session.execute(
+            select(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
+            .where(Licence.id.in_(charged))
+            .order_by(Licence.product)
+        ):
+            activations, units = charged[licence.id]
+            impact.licences.append(
+                LicenceImpact(licence.uuid, licence.product, licence.unit_kind, activations, units)
+            )
+    impact.activations = sum(item.activations for item in impact.licences)
+    return _GuardFlags(protected=counted["protected"] > 0, linked=counted["linked"] > 0)
+
+
+def find_blockers(
+    *, session_uow: UnitOfWork, in_tree: Any, flags: _GuardFlags | None = None
+) -> list[Blocker]:
     """Every guard, as set-based queries over the subtree: protected groups, linked
-    entities, and user groups with active members."""
+    entities, and user groups with active members.
+
+    With ``flags`` from a pass that already looked at every group of the subtree, the
+    protected and linked queries run only when that pass saw such a group.
+    """
     session = session_uow.session
     blockers: list[Blocker] = []
-    for row in session.execute(
-        select(Group.uuid, Group.name)
-        .where(in_tree, Group.protected.is_(True))
-        .order_by(Group.depth, Group.id)
-        .limit(BLOCKERS_SHOWN)
-    ):
-        blockers.append(Blocker("protected_group", row.uuid, row.name))
-    for linked in session.execute(
-        select(Group.uuid, Group.name, Group.linked_entity_type)
-        .where(
-            in_tree,
-            Group.linked_entity_type.is_not(None),
-            Group.linked_entity_type != UNSPECIFIED_ENTITY,
-        )
-        .order_by(Group.depth, Group.id)
-        .limit(BLOCKERS_SHOWN)
-    ):
-        blockers.append(
-            Blocker(
-                "linked_entity",
-                linked.uuid,
-                linked.name,
-                linked_entity_type=linked.linked_entity_type,
+    if flags is None or flags.protected:
+        for row in session.execute(
+            select(Group.uuid, Group.name)
+            .where(in_tree, Group.protected.is_(True))
+            .order_by(Group.depth, Group.id)
+            .limit(BLOCKERS_SHOWN)
+        ):
+            blockers.append(Blocker("protected_group", row.uuid, row.name))
+    if flags is None or flags.linked:
+        for linked in session.execute(
+            select(Group.uuid, Group.name, Group.linked_entity_type)
+            .where(in_tree, _linked(Group))
+            .order_by(Group.depth, Group.id)
+            .limit(BLOCKERS_SHOWN)
+        ):
+            blockers.append(
+                Blocker(
+                    "linked_entity",
+                    linked.uuid,
+                    linked.name,
+                    linked_entity_type=linked.linked_entity_type,
+                )
             )
-        )
     member_home = Group.__table__.alias("member_home")
     active_query = (
         select(Group.uuid, Group.name, func.count())
@@ -330,13 +431,13 @@ def request_delete(
     session.flush()
     _mark_subtree(uow, tenant_id=actor.tenant_id, path=root.path, operation_id=operation.id)
     in_tree = _groups_filter(tenant_id=actor.tenant_id, path=None, operation_id=operation.id)
-    blockers = find_blockers(session_uow=uow, in_tree=in_tree)
-    if blockers:
-        raise refusal(blockers, root.name)
     # Only the groups are counted here: phase 1 stays short however many objects the
     # subtree holds. The worker counts the rest (progress totals) before its first chunk.
     impact = Impact(release_units=release_units)
-    impact.groups = count_groups(uow, in_tree=in_tree)
+    impact.groups, flags = _survey_groups(uow, in_tree=in_tree)
+    blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
+    if blockers:
+        raise refusal(blockers, root.name)
     operation.progress = {"groups": {"done": 0, "total": impact.group_total}, "chunks": 0}
     audit.record_event(
         uow,
@@ -440,10 +541,11 @@ def run_delete_chunk(
     """One bounded step of phase 2, in the caller's transaction.
 
     The step first renews this worker's lease; if another worker holds the operation now,
-    it does nothing. Then it takes the deepest ``chunk_groups`` groups still marked, and
-    removes their objects (at most ``chunk_objects`` in one step; a bigger chunk takes
-    several steps), then their memberships, then the groups. The last step finishes the
-    operation and writes the closing audit event.
+    it does nothing. Then it takes the deepest ``chunk_groups`` groups still marked that
+    have no child left (``_select_chunk``), and removes their objects (at most
+    ``chunk_objects`` in one step; a bigger chunk takes several steps), then their
+    memberships, then the groups. The last step finishes the operation and writes the
+    closing audit event.
     """
     session = uow.session
     renewed = session.execute(
@@ -461,58 +563,81 @@ def run_delete_chunk(
     operation = session.execute(select(Operation).where(Operation.id == operation_id)).scalar_one()
     release = bool(operation.params.get("releaseConsumedUnits"))
     progress = dict(operation.progress)
-    # A delete accepted earlier inside this subtree keeps its own groups (phase 1 marks
-    # only live ones), so a group here may still have children of that other delete:
-    # it waits until they are gone, or its removal would break the parent key.
-    child = aliased(Group)
-    held_below = (
-        select(child.id)
-        .where(
-            child.parent_id == Group.id,
-            # "held by another delete", written so that PostgreSQL probes the children
-            # by parent_id; the IS NOT NULL form made it scan every marked group for
-            # every candidate (quadratic, docs/benchmarks.md).
-            func.coalesce(child.operation_id, operation_id) != operation_id,
-        )
-        .exists()
-    )
-    chunk = [
-        int(row[0])
-        for row in session.execute(
-            select(Group.id)
-            .where(Group.operation_id == operation_id, ~held_below)
-            .order_by(Group.depth.desc(), Group.id)
-            .limit(chunk_groups)
-        )
-    ]
-    if not chunk:
+    chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=chunk_groups)
+    if not chunk and not adopted:
         left = session.execute(
             select(Group.id).where(Group.operation_id == operation_id).limit(1)
         ).first()
-        if left is not None:
-            return ChunkResult(finished=False, blocked=True)
-        _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
-        return ChunkResult(finished=True)
-    # A live group under a group of this delete breaks invariant 1 and would stop the
-    # delete on the parent key. Phase 1's locking is meant to make that impossible; if a
-    # race still lets one in, the delete takes it along (it is inside the subtree) and
-    # picks again, deepest first, in the next step.
-    adopted = session.execute(
-        update(Group)
-        .where(Group.parent_id.in_(chunk), Group.state == "live")
-        .values(state="deleting", operation_id=operation_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if adopted:
-        log.warning("delete %s took along %s live group(s) found under it", operation_id, adopted)
-        progress["adopted"] = int(progress.get("adopted", 0)) + adopted
-        session.execute(
-            update(Operation)
-            .where(Operation.id == operation_id)
-            .values(progress=progress)
-            .execution_options(synchronize_session=False)
+        if left is None:
+            _finish(uow, operation=operation, progress=progress, now=now, ttl=result_ttl_seconds)
+            return ChunkResult(finished=True)
+        # Every group left has a child. A live one is taken along; if there is none, the
+        # children belong to a delete accepted earlier inside this subtree, which has to
+        # run first.
+        adopted = _adopt_live_children(
+            uow,
+            operation_id=operation_id,
+            parents=select(Group.id).where(Group.operation_id == operation_id),
         )
-        return ChunkResult(finished=False)
+        if not adopted:
+            return ChunkResult(finished=False, blocked=True)
+    if adopted:
+        progress["adopted"] = int(progress.get("adopted", 0)) + adopted
+        if not chunk:
+            # The groups taken along are picked, deepest first, by the next step.
+            session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id)
+                .values(progress=progress)
+                .execution_options(synchronize_session=False)
+            )
+            return ChunkResult(finished=False)
+    groups_left, objects_left = chunk_groups, chunk_objects
+    while chunk:
+        removed = _remove_chunk(
+            uow,
+            operation_id=operation_id,
+            chunk=chunk,
+            chunk_objects=objects_left,
+            release=release,
+            progress=progress,
+            now=now,
+        )
+        if removed is None:
+            break  # objects left in the chunk: the next step goes on with them
+        groups_left -= len(chunk)
+        objects_left -= removed
+        if groups_left <= 0 or objects_left <= 0:
+            break
+        # Only groups without children are taken, so the parents of the groups just
+        # removed may be free now: top the step up with them, within the same bounds,
+        # instead of leaving each level of the tree's last groups a step of its own.
+        chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=groups_left)
+        if adopted:
+            progress["adopted"] = int(progress.get("adopted", 0)) + adopted
+    progress["chunks"] = int(progress.get("chunks", 0)) + 1
+    session.execute(
+        update(Operation)
+        .where(Operation.id == operation_id)
+        .values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+    return ChunkResult(finished=False)
+
+
+def _remove_chunk(
+    uow: UnitOfWork,
+    *,
+    operation_id: int,
+    chunk: list[int],
+    chunk_objects: int,
+    release: bool,
+    progress: dict[str, Any],
+    now: datetime,
+) -> int | None:
+    """Empty a chunk of groups of at most ``chunk_objects`` objects, and remove the groups
+    once they are empty. Returns how many objects went, or None when some are left."""
+    session = uow.session
     in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
     # Bound the step by objects too: a chunk of groups holding more than chunk_objects
     # objects is emptied over several steps, keyed by object id (no OFFSET scans later).
@@ -525,7 +650,7 @@ def run_delete_chunk(
     ).scalar_one_or_none()
     objects_filter = in_chunk if boundary is None else and_(in_chunk, DirectoryObject.id < boundary)
     object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
-    _remove_objects(
+    removed = _remove_objects(
         uow,
         object_ids=object_ids,
         objects_filter=objects_filter,
@@ -533,27 +658,97 @@ def run_delete_chunk(
         progress=progress,
         now=now,
     )
-    if boundary is None:
-        memberships = session.execute(
-            delete(Membership)
-            .where(Membership.group_id.in_(chunk))
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        _bump(progress, "memberships", memberships)
-        groups_removed = session.execute(
-            delete(Group)
-            .where(Group.id.in_(chunk), Group.operation_id == operation_id)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        _bump(progress, "groups", groups_removed)
-    progress["chunks"] = int(progress.get("chunks", 0)) + 1
-    session.execute(
-        update(Operation)
-        .where(Operation.id == operation_id)
-        .values(progress=progress)
+    if boundary is not None:
+        return None
+    memberships = session.execute(
+        delete(Membership)
+        .where(Membership.group_id.in_(chunk))
         .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    _bump(progress, "memberships", memberships)
+    groups_removed = session.execute(
+        delete(Group)
+        .where(Group.id.in_(chunk), Group.operation_id == operation_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    _bump(progress, "groups", groups_removed)
+    return removed
+
+
+def _select_chunk(
+    uow: UnitOfWork, *, operation_id: int, chunk_groups: int
+) -> tuple[list[int], int]:
+    """The next groups to remove: the deepest of the operation's groups that have no
+    child at all, locked, and re-checked for children once locked. Also returns how
+    many live groups it found under them and took along.
+
+    Why a chunk taken this way can be deleted without breaking the parent key, whatever
+    runs beside it (PostgreSQL, READ COMMITTED; SQLite runs one writer at a time):
+
+    - Selection: ``NOT EXISTS`` any child row, live, of this delete or of another one (a
+      delete accepted earlier inside this subtree keeps its own marks, since phase 1
+      marks live groups only, and its groups must go first). Probed by ``parent_id``
+      through ``ix_groups_parent_id_id``; no test on the child's ``operation_id``, which
+      made PostgreSQL probe the partial index on it instead (quadratic,
+      docs/benchmarks.md).
+    - Locking: ``FOR UPDATE`` on the chosen rows. From the moment it is granted, no
+      child can be added under them until this chunk commits: a create share-locks its
+      parent and wants it live, a move locks its new parent and wants it live (both
+      wait, then find the row gone and answer 404), and any other insert or update of a
+      ``parent_id`` takes a key-share lock on the parent for its foreign-key check, which
+      waits for this lock and then fails on the deleted parent. Phase 1 marking already
+      refuses all of these for marked groups; the lock makes the chunk safe even for a
+      writer that slipped past it.
+    - The window between the selection's snapshot and the lock: a child committed in it
+      (by such a writer) is invisible to the ``NOT EXISTS`` but not to a new statement,
+      so the locked chunk is checked again with a fresh snapshot; a group that gained a
+      child leaves this chunk (it is taken later, after the child), and a live child is
+      taken along (marked for this delete) as before.
+    """
+    session = uow.session
+    child = aliased(Group)
+    has_child = select(child.id).where(child.parent_id == Group.id).exists()
+    chunk = list(
+        session.execute(
+            select(Group.id)
+            .where(Group.operation_id == operation_id, ~has_child)
+            .order_by(Group.depth.desc(), Group.id)
+            .limit(chunk_groups)
+            .with_for_update(of=Group)
+        ).scalars()
     )
-    return ChunkResult(finished=False)
+    if not chunk:
+        return chunk, 0
+    parents = set(
+        session.execute(select(Group.parent_id).where(Group.parent_id.in_(chunk))).scalars()
+    )
+    if not parents:
+        return chunk, 0
+    log.warning(
+        "delete %s: %s group(s) of the chunk gained a child after selection; they wait",
+        operation_id,
+        len(parents),
+    )
+    adopted = _adopt_live_children(uow, operation_id=operation_id, parents=list(parents))
+    return [group_id for group_id in chunk if group_id not in parents], adopted
+
+
+def _adopt_live_children(uow: UnitOfWork, *, operation_id: int, parents: Any) -> int:
+    """Mark for this delete the live groups found under ``parents`` (ids or a subquery).
+
+    A live group under a group of this delete breaks invariant 1; phase 1's marking is
+    meant to make that impossible, but if a race still lets one in, the delete takes it
+    along (it is inside the subtree) and removes it, deepest first, in a later step.
+    """
+    adopted = uow.session.execute(
+        update(Group)
+        .where(Group.parent_id.in_(parents), Group.state == "live")
+        .values(state="deleting", operation_id=operation_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if adopted:
+        log.warning("delete %s took along %s live group(s) found under it", operation_id, adopted)
+    return int(adopted)
 
 
 def _bump(progress: dict[str, Any], key: str, count: int) -> None:
@@ -570,41 +765,42 @@ def _remove_objects(
     release: bool,
     progress: dict[str, Any],
     now: datetime,
-) -> None:
-    """Activations (released or orphaned), memberships, then the objects themselves."""
+) -> int:
+    """Activations (released or orphaned), memberships, then the objects themselves.
+    Returns how many objects went."""
     session = uow.session
-    charged = session.execute(
-        select(Activation.licence_id, func.count(), func.sum(Activation.units))
-        .where(Activation.object_id.in_(object_ids))
-        .group_by(Activation.licence_id)
-        .order_by(Activation.licence_id)
-    ).all()
-    activations = sum(int(row[1]) for row in charged)
-    units = sum(int(row[2]) for row in charged)
+    # One statement removes (or orphans) the activations and says what they held: no
+    # separate read of the same rows first.
+    touched = (
+        delete(Activation)
+        if release
+        else update(Activation).values(object_id=None, orphaned_at=now)
+    )
+    held = session.execute(
+        touched.where(Activation.object_id.in_(object_ids))
+        .returning(Activation.licence_id, Activation.units)
+        .execution_options(synchronize_session=False)
+    )
+    # Summed row by row as they come, never held as a list (a chunk returns one row per
+    # activation, 20,000 by default).
+    charged: dict[int, int] = {}
+    activations = 0
+    for licence_id, activation_units in held:
+        charged[licence_id] = charged.get(licence_id, 0) + int(activation_units)
+        activations += 1
+    units = sum(charged.values())
     if release:
-        if charged:
-            # Units go back in the same transaction that removes the activations.
-            for licence_id, _count, licence_units in charged:
-                session.execute(
-                    update(Licence)
-                    .where(Licence.id == licence_id)
-                    .values(used_units=Licence.used_units - int(licence_units))
-                    .execution_options(synchronize_session=False)
-                )
+        # Units go back in the same transaction that removes the activations, one UPDATE
+        # per licence, in key order (concurrent chunks lock licences in the same order).
+        for licence_id in sorted(charged):
             session.execute(
-                delete(Activation)
-                .where(Activation.object_id.in_(object_ids))
+                update(Licence)
+                .where(Licence.id == licence_id)
+                .values(used_units=Licence.used_units - charged[licence_id])
                 .execution_options(synchronize_session=False)
             )
         progress["unitsReleased"] = int(progress.get("unitsReleased", 0)) + units
     else:
-        if charged:
-            session.execute(
-                update(Activation)
-                .where(Activation.object_id.in_(object_ids))
-                .values(object_id=None, orphaned_at=now)
-                .execution_options(synchronize_session=False)
-            )
         progress["unitsKeptConsumed"] = int(progress.get("unitsKeptConsumed", 0)) + units
     _bump(progress, "activations", activations)
     memberships = session.execute(
@@ -629,6 +825,7 @@ def _remove_objects(
     )
     _bump(progress, "devices", int(kinds.get("device", 0)))
     _bump(progress, "users", int(kinds.get("user", 0)))
+    return sum(int(count) for count in kinds.values())
 
 
 def _finish(

@@ -223,7 +223,8 @@ class DirectoryObject(Base):
         CheckConstraint("(kind = 'user') = (login_name IS NOT NULL)", name="user_login"),
         CheckConstraint("(kind = 'user') = (status IS NOT NULL)", name="user_status"),
         CheckConstraint("status IS NULL OR " + _in("status", USER_STATUSES), name="status"),
-        Index("ix_objects_home_group_id_id", "home_group_id", "id"),
+        # kind included: a subtree's objects are counted by kind from the index alone.
+        Index("ix_objects_home_group_id_id_kind", "home_group_id", "id", "kind"),
         Index(
             "uq_objects_login_name",
             "tenant_id",
