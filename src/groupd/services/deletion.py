@@ -40,6 +40,7 @@ from groupd.services.common import Actor, new_uuid, parse_uuid, system_actor
 from groupd.services.groups import check_version, lock_live_group
 from groupd.store.db import UnitOfWork
 from groupd.store.models import (
+    LIVE,
     Activation,
     DirectoryObject,
     Group,
@@ -140,7 +141,7 @@ def _groups_filter(*, tenant_id: int, path: str | None, operation_id: int | None
     if operation_id is not None:
         return and_(Group.operation_id == operation_id, Group.tenant_id == tenant_id)
     assert path is not None
-    return and_(in_subtree(path, tenant_id=tenant_id), Group.state == "live")
+    return and_(in_subtree(path, tenant_id=tenant_id), Group.state == LIVE)
 
 
 def measure_impact(
@@ -339,7 +340,7 @@ def find_blockers(
             in_tree,
             Group.kind == "user",
             DirectoryObject.status == "active",
-            member_home.c.state == "live",
+            member_home.c.state == LIVE,
         )
         .group_by(Group.id, Group.uuid, Group.name)
         .order_by(Group.id)
@@ -457,7 +458,7 @@ def request_delete(
 def _mark_subtree(uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: int) -> None:
     mark = (
         update(Group)
-        .where(in_subtree(path, tenant_id=tenant_id), Group.state == "live")
+        .where(in_subtree(path, tenant_id=tenant_id), Group.state == LIVE)
         .values(state="deleting", operation_id=operation_id)
         .execution_options(synchronize_session=False)
     )
@@ -742,7 +743,7 @@ def _adopt_live_children(uow: UnitOfWork, *, operation_id: int, parents: Any) ->
     """
     adopted = uow.session.execute(
         update(Group)
-        .where(Group.parent_id.in_(parents), Group.state == "live")
+        .where(Group.parent_id.in_(parents), Group.state == LIVE)
         .values(state="deleting", operation_id=operation_id)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
