@@ -136,11 +136,17 @@ def table_counts(db: Database) -> dict[str, int]:
 
 
 def audit_sources(db: Database, action: str) -> list[str | None]:
+    """The sources of the events of ``action`` made by requests (the "system" actor's,
+    such as the creation of a tenant's built-in groups, come from no request)."""
     with db.engine.connect() as connection:
         return [
             row[0]
             for row in connection.execute(
-                text("SELECT source FROM audit_events WHERE action = :a ORDER BY id"), {"a": action}
+                text(
+                    "SELECT source FROM audit_events WHERE action = :a AND actor <> 'system' "
+                    "ORDER BY id"
+                ),
+                {"a": action},
             )
         ]
 

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import AccountLocked, AuthenticationFailed, Conflict, InvalidInput, NotFound
-from groupd.services import groups
+from groupd.services import audit, groups
 from groupd.services.common import Actor, allocate_ids, new_uuid, system_actor
 from groupd.store.db import UnitOfWork
 from groupd.store.models import ROLES, Account, Credential, Group, Tenant
@@ -48,7 +48,10 @@ class TenantView:
 
 
 def create_tenant(uow: UnitOfWork, *, name: str, now: datetime) -> TenantView:
-    """A tenant with its protected built-ins: root "All", "Lost & found", the "Admin" group."""
+    """A tenant with its protected built-ins: root "All", "Lost & found", the "Admin" group.
+
+    Each built-in's creation is in the tenant's audit trail, by the "system" actor.
+    """
     name = clean_name(name, field="tenant")
     tenant = Tenant(uuid=uuid.uuid4(), name=name, created_at=now)
     uow.session.add(tenant)
@@ -58,7 +61,7 @@ def create_tenant(uow: UnitOfWork, *, name: str, now: datetime) -> TenantView:
     except IntegrityError:
         raise Conflict(f"a tenant named '{name}' already exists", code="name_taken") from None
     actor = system_actor(tenant.id)
-    root = _create_root(uow, tenant_id=tenant.id, now=now)
+    root = _create_root(uow, actor=actor, now=now)
     groups.create_group(
         uow,
         actor=actor,
@@ -76,7 +79,7 @@ def create_tenant(uow: UnitOfWork, *, name: str, now: datetime) -> TenantView:
     return TenantView(tenant.id, tenant.uuid, tenant.name)
 
 
-def _create_root(uow: UnitOfWork, *, tenant_id: int, now: datetime) -> uuid.UUID:
+def _create_root(uow: UnitOfWork, *, actor: Actor, now: datetime) -> uuid.UUID:
     # The one static group without a parent; created here only, never through the API.
     (group_id,) = allocate_ids(uow, "groups", 1)
     root_uuid = new_uuid()
@@ -84,7 +87,7 @@ def _create_root(uow: UnitOfWork, *, tenant_id: int, now: datetime) -> uuid.UUID
         Group(
             id=group_id,
             uuid=root_uuid,
-            tenant_id=tenant_id,
+            tenant_id=actor.tenant_id,
             parent_id=None,
             path=child_path(None, group_id),
             depth=0,
@@ -99,6 +102,16 @@ def _create_root(uow: UnitOfWork, *, tenant_id: int, now: datetime) -> uuid.UUID
         )
     )
     uow.session.flush()
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="group.create",
+        target_type="group",
+        target_uuid=root_uuid,
+        target_name=groups.ROOT_NAME,
+        outcome="succeeded",
+        now=now,
+    )
     return root_uuid
 
 
@@ -162,6 +175,34 @@ def create_account(
     except IntegrityError:
         raise Conflict(f"the username '{username}' is taken", code="username_taken") from None
     return _account_view(account)
+
+
+def add_account(
+    uow: UnitOfWork, *, actor: Actor, username: str, role: str, password: str, now: datetime
+) -> AccountView:
+    """An account created by an admin in the admin's tenant (``create_account``), recorded
+    as ``account.create``. Setting up a tenant (CLI, bootstrap) uses ``create_account``."""
+    actor.require("admin")
+    view = create_account(
+        uow, tenant_id=actor.tenant_id, username=username, role=role, password=password, now=now
+    )
+    _record_account_event(uow, actor=actor, action="account.create", account=view, now=now)
+    return view
+
+
+def _record_account_event(
+    uow: UnitOfWork, *, actor: Actor, action: str, account: AccountView, now: datetime
+) -> None:
+    audit.record_event(
+        uow,
+        actor=actor,
+        action=action,
+        target_type="account",
+        target_uuid=account.uuid,
+        target_name=account.username,
+        outcome="succeeded",
+        now=now,
+    )
 
 
 def get_account(uow: UnitOfWork, *, username: str) -> AccountView:
@@ -347,6 +388,31 @@ def issue_credential(
     return IssuedToken(secret, kind, expires_at, ttl_seconds)
 
 
+def create_token(
+    uow: UnitOfWork,
+    *,
+    account: AccountView,
+    kind: str,
+    ttl_seconds: int,
+    label: str | None,
+    now: datetime,
+    request_id: str,
+    source: str | None,
+) -> IssuedToken:
+    """A token an account asks for itself (an API token, a service token), recorded as
+    ``token.create`` with the request's id and source: the account is actor and target.
+
+    Grants (access and refresh tokens) and sessions use ``issue_credential`` and
+    ``open_session``, which record nothing; the CLI and tests use them too.
+    """
+    token = issue_credential(
+        uow, account=account, kind=kind, ttl_seconds=ttl_seconds, now=now, label=label
+    )
+    actor = account_actor(account, request_id=request_id, source=source)
+    _record_account_event(uow, actor=actor, action="token.create", account=account, now=now)
+    return token
+
+
 SESSION_MAX_AGE_SECONDS = 24 * 3600
 
 
@@ -363,6 +429,23 @@ def open_session(
         now=now,
         idle_timeout_seconds=idle_timeout_seconds,
     )
+
+
+def log_in(
+    uow: UnitOfWork,
+    *,
+    account: AccountView,
+    now: datetime,
+    idle_timeout_seconds: int,
+    request_id: str,
+    source: str | None,
+) -> IssuedToken:
+    """A login session (``open_session``) for an account whose password was just checked,
+    recorded as ``session.create`` with the request's id and source."""
+    session = open_session(uow, account=account, now=now, idle_timeout_seconds=idle_timeout_seconds)
+    actor = account_actor(account, request_id=request_id, source=source)
+    _record_account_event(uow, actor=actor, action="session.create", account=account, now=now)
+    return session
 
 
 @dataclass(frozen=True, slots=True)

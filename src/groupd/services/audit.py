@@ -5,21 +5,25 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
 from groupd.services.common import (
     Actor,
+    Page,
     check_limit,
     decode_cursor,
     encode_cursor,
     parse_uuid_field,
 )
-from groupd.services.groups import GroupView, Page
 from groupd.store.db import UnitOfWork
 from groupd.store.models import AuditEvent, table_of
 from groupd.store.prepared import Prepared
+
+if TYPE_CHECKING:
+    # Only a type here: the group services record their changes through this module.
+    from groupd.services.groups import GroupView
 
 
 @dataclass(frozen=True, slots=True)

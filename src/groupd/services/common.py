@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 
@@ -51,6 +52,14 @@ class Actor:
         """Raise PermissionDenied unless this actor's role is at least ``role``."""
         if ROLE_RANK[self.role] < ROLE_RANK[role]:
             raise PermissionDenied(f"the {self.role} role may not do this; {role} is needed")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a keyset listing, and the cursor of the next (None on the last)."""
+
+    items: list[Any]
+    next_cursor: str | None
 
 
 def system_actor(tenant_id: int, *, name: str = "system") -> Actor:

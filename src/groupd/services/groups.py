@@ -13,8 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from groupd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from groupd.services import audit
 from groupd.services.common import (
     Actor,
+    Page,
     allocate_ids,
     check_limit,
     decode_cursor,
@@ -227,12 +229,6 @@ def get_group_by_name(uow: UnitOfWork, *, actor: Actor, kind: str, name: str) ->
     return _view(row)
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Any]
-    next_cursor: str | None
-
-
 def list_groups(
     uow: UnitOfWork,
     *,
@@ -358,14 +354,18 @@ _INSERT_GROUP = Prepared(
 
 
 def create_group(uow: UnitOfWork, *, actor: Actor, spec: GroupSpec, now: datetime) -> GroupView:
-    """Create one group under a live parent of the same tenant and kind."""
-    return batch_create_groups(uow, actor=actor, specs=[spec], now=now)[0]
+    """Create one group under a live parent of the same tenant and kind; recorded as
+    ``group.create`` in the audit trail."""
+    (view,) = _insert_groups(uow, actor=actor, specs=[spec], now=now)
+    audit.record_group_change(uow, actor=actor, action="group.create", group=view, now=now)
+    return view
 
 
 def batch_create_groups(
     uow: UnitOfWork, *, actor: Actor, specs: list[GroupSpec], now: datetime
 ) -> list[GroupView]:
-    """Create up to 10,000 groups in one transaction with one bulk insert.
+    """Create up to 10,000 groups in one transaction with one bulk insert; recorded as one
+    ``group.batch_create`` event with the number of groups.
 
     A spec may name as parent a group created earlier in the same batch. Existing parents
     are locked, so nothing is created under a subtree that a delete has taken.
@@ -374,6 +374,25 @@ def batch_create_groups(
         raise InvalidInput("the batch is empty", field="groups")
     if len(specs) > BATCH_MAX:
         raise InvalidInput(f"at most {BATCH_MAX} groups per batch", field="groups")
+    views = _insert_groups(uow, actor=actor, specs=specs, now=now)
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="group.batch_create",
+        target_type="group",
+        target_uuid=None,
+        target_name=None,
+        outcome="succeeded",
+        counts={"groups": len(views)},
+        now=now,
+    )
+    return views
+
+
+def _insert_groups(
+    uow: UnitOfWork, *, actor: Actor, specs: list[GroupSpec], now: datetime
+) -> list[GroupView]:
+    # The insert both creates share; each records its own event.
     specs = [_clean_spec(spec) for spec in specs]
     ids = allocate_ids(uow, "groups", len(specs))
     uuids = [spec.uuid or new_uuid() for spec in specs]
@@ -527,7 +546,9 @@ def update_group(
             raise Conflict(
                 f"a group named '{values.get('name')}' already exists there", code="name_taken"
             ) from None
-    return find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+    view = find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+    audit.record_group_change(uow, actor=actor, action="group.update", group=view, now=now)
+    return view
 
 
 def move_group(
@@ -567,8 +588,17 @@ def move_group(
         raise InvalidInput(
             f"a {group.kind} group cannot live under a {parent.kind} group", field="parentId"
         )
-    if parent.id == group.parent_id:
-        return find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+    if parent.id != group.parent_id:
+        _move_subtree(uow, actor=actor, group=group, parent=parent, now=now)
+    # A move to the current parent changes nothing, but is answered and recorded as a move.
+    view = find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
+    audit.record_group_change(uow, actor=actor, action="group.move", group=view, now=now)
+    return view
+
+
+def _move_subtree(
+    uow: UnitOfWork, *, actor: Actor, group: Group, parent: Group, now: datetime
+) -> None:
     old_prefix = group.path
     new_prefix = child_path(parent.path, group.id)
     depth_shift = parent.depth + 1 - group.depth
@@ -599,7 +629,6 @@ def move_group(
             f"a group named '{group.name}' already exists under the new parent",
             code="name_taken",
         ) from None
-    return find_group_view(uow, tenant_id=actor.tenant_id, group_id=group.id)
 
 
 def count_subtree(uow: UnitOfWork, *, tenant_id: int, path: str) -> int:

@@ -15,15 +15,16 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import Conflict, InsufficientUnits, InvalidInput, NotFound
+from groupd.services import audit
 from groupd.services.common import (
     Actor,
+    Page,
     check_limit,
     decode_cursor,
     encode_cursor,
     new_uuid,
     parse_uuid,
 )
-from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
 from groupd.store.models import UNIT_KINDS, Activation, DirectoryObject, Group, Licence, table_of
 from groupd.values import clean_name
@@ -80,7 +81,8 @@ def create_licence(
     total_units: int,
     now: datetime,
 ) -> LicenceView:
-    """A new unit pool; ``product`` is unique in the tenant (vendor APIs name pools)."""
+    """A new unit pool; ``product`` is unique in the tenant (vendor APIs name pools).
+    Recorded as ``license.create``."""
     product = clean_name(product, field="product")
     if unit_kind not in UNIT_KINDS:
         raise InvalidInput(f"unitKind must be one of {', '.join(UNIT_KINDS)}", field="unitKind")
@@ -101,7 +103,18 @@ def create_licence(
             uow.session.flush()
     except IntegrityError:
         raise Conflict(f"a licence for '{product}' already exists", code="name_taken") from None
-    return _licence_view(licence)
+    view = _licence_view(licence)
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="license.create",
+        target_type="license",
+        target_uuid=view.uuid,
+        target_name=view.product,
+        outcome="succeeded",
+        now=now,
+    )
+    return view
 
 
 def _find_licence(
@@ -252,7 +265,10 @@ def activate_many(
 def activate(
     uow: UnitOfWork, *, actor: Actor, licence_id: str, object_id: str, units: int, now: datetime
 ) -> ActivationView:
-    """Consume ``units`` of a licence for a live object."""
+    """Consume ``units`` of a licence for a live object; recorded as ``license.activate``.
+
+    (Activations made by an object import are part of that import's event.)
+    """
     from groupd.services.objects import ActivationSpec, get_object
 
     licence = _find_licence(uow, actor=actor, licence_id=licence_id)
@@ -265,9 +281,22 @@ def activate(
         ],
         now=now,
     )
-    return get_activation(
+    activation = get_activation(
         uow, actor=actor, licence_id=str(licence.uuid), activation_id=str(view.uuid)
     )
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="license.activate",
+        target_type="license",
+        target_uuid=activation.licence_uuid,
+        target_name=None,
+        outcome="succeeded",
+        counts={"units": activation.units},
+        detail=f"object {activation.object_uuid}",
+        now=now,
+    )
+    return activation
 
 
 def _activation_query(tenant_id: int) -> Any:
@@ -334,9 +363,10 @@ def list_activations(
 
 
 def release_activation(
-    uow: UnitOfWork, *, actor: Actor, licence_id: str, activation_id: str
+    uow: UnitOfWork, *, actor: Actor, licence_id: str, activation_id: str, now: datetime
 ) -> LicenceView:
-    """Remove an activation and return its units to the licence, in one transaction."""
+    """Remove an activation and return its units to the licence, in one transaction;
+    recorded as ``license.release``."""
     licence = _find_licence(uow, actor=actor, licence_id=licence_id, lock=True)
     key = parse_uuid(activation_id, what="activation")
     activation = uow.session.execute(
@@ -355,7 +385,19 @@ def release_activation(
         .values(used_units=Licence.used_units - activation.units)
     )
     uow.session.refresh(licence)
-    return _licence_view(licence)
+    view = _licence_view(licence)
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="license.release",
+        target_type="license",
+        target_uuid=view.uuid,
+        target_name=view.product,
+        outcome="succeeded",
+        detail=f"activation {activation_id}",
+        now=now,
+    )
+    return view
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import InvalidInput, NotFound
-from groupd.services.common import Actor, check_limit, decode_cursor, encode_cursor, parse_uuid
-from groupd.services.groups import Page
+from groupd.services import audit
+from groupd.services.common import (
+    Actor,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    parse_uuid,
+)
 from groupd.services.objects import ObjectView, _live_query, _view, get_object
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, DirectoryObject, Group, Membership
@@ -48,8 +55,14 @@ def add_member(
     group_id: str | uuid.UUID,
     object_id: str | uuid.UUID,
     now: datetime,
+    login_name: str | None = None,
 ) -> bool:
-    """Make a user a member of a user group. Returns False when it already was."""
+    """Make a user a member of a user group, recorded as ``membership.add``. Returns False
+    (and records nothing) when it already was.
+
+    ``login_name``: the caller named the user by login name and the group by its name;
+    the event then names them so (see ``_record``).
+    """
     group = _user_group(uow, actor=actor, group_id=group_id, lock=True)
     user = get_object(uow, actor=actor, object_id=object_id)
     if user.kind != "user":
@@ -71,13 +84,23 @@ def add_member(
             uow.session.flush()
     except IntegrityError:
         return False
+    _record(uow, actor, "membership.add", group, object_id, login_name, now)
     return True
 
 
 def remove_member(
-    uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, object_id: str | uuid.UUID
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    object_id: str | uuid.UUID,
+    now: datetime,
+    login_name: str | None = None,
 ) -> None:
-    """End a membership; the user stays."""
+    """End a membership, recorded as ``membership.remove``; the user stays.
+
+    ``login_name`` as for ``add_member``.
+    """
     group = _user_group(uow, actor=actor, group_id=group_id, lock=True)
     user = get_object(uow, actor=actor, object_id=object_id)
     result = uow.session.execute(
@@ -85,6 +108,32 @@ def remove_member(
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(f"'{user.name}' is not a member of '{group.name}'")
+    _record(uow, actor, "membership.remove", group, object_id, login_name, now)
+
+
+def _record(
+    uow: UnitOfWork,
+    actor: Actor,
+    action: str,
+    group: Group,
+    object_id: str | uuid.UUID,
+    login_name: str | None,
+    now: datetime,
+) -> None:
+    # Callers that address groups by name (user-group APIs) see the group's name and the
+    # user's login name in their events; callers by id, the member's id as they gave it.
+    named = login_name is not None
+    audit.record_event(
+        uow,
+        actor=actor,
+        action=action,
+        target_type="group",
+        target_uuid=group.uuid,
+        target_name=group.name if named else None,
+        outcome="succeeded",
+        detail=f"member '{login_name}'" if named else f"member {object_id}",
+        now=now,
+    )
 
 
 def list_members(

@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from groupd.errors import Conflict, InvalidInput, NotFound
-from groupd.services import licensing
+from groupd.services import audit, licensing
 from groupd.services.common import (
     Actor,
+    Page,
     allocate_ids,
     check_limit,
     decode_cursor,
@@ -23,7 +24,6 @@ from groupd.services.common import (
     new_uuid,
     parse_uuid,
 )
-from groupd.services.groups import Page
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
 from groupd.store.tree import subtree_bounds
@@ -207,8 +207,10 @@ def _clean_object(spec: ObjectSpec) -> ObjectSpec:
 
 
 def create_object(uow: UnitOfWork, *, actor: Actor, spec: ObjectSpec, now: datetime) -> ObjectView:
-    """Create one device or user in a live static group."""
-    return import_objects(uow, actor=actor, specs=[spec], now=now)[0]
+    """Create one device or user in a live static group; recorded as ``object.create``."""
+    (view,) = _insert_objects(uow, actor=actor, specs=[spec], now=now)
+    _record(uow, actor, "object.create", view, now)
+    return view
 
 
 def import_objects(
@@ -219,7 +221,8 @@ def import_objects(
     now: datetime,
     max_batch: int = BATCH_MAX,
 ) -> list[ObjectView]:
-    """Create up to ``max_batch`` objects, with their activations, in bulk statements.
+    """Create up to ``max_batch`` objects, with their activations, in bulk statements;
+    recorded as one ``object.batch_import`` event with the number of objects.
 
     Home groups are share-locked (a concurrent delete waits); licences are locked and
     charged once per licence for the whole batch.
@@ -228,6 +231,38 @@ def import_objects(
         raise InvalidInput("the batch is empty", field="objects")
     if len(specs) > max_batch:
         raise InvalidInput(f"at most {max_batch} objects per batch", field="objects")
+    views = _insert_objects(uow, actor=actor, specs=specs, now=now)
+    audit.record_event(
+        uow,
+        actor=actor,
+        action="object.batch_import",
+        target_type="object",
+        target_uuid=None,
+        target_name=None,
+        outcome="succeeded",
+        counts={"objects": len(views)},
+        now=now,
+    )
+    return views
+
+
+def _record(uow: UnitOfWork, actor: Actor, action: str, view: ObjectView, now: datetime) -> None:
+    audit.record_event(
+        uow,
+        actor=actor,
+        action=action,
+        target_type=view.kind,
+        target_uuid=view.uuid,
+        target_name=view.name,
+        outcome="succeeded",
+        now=now,
+    )
+
+
+def _insert_objects(
+    uow: UnitOfWork, *, actor: Actor, specs: list[ObjectSpec], now: datetime
+) -> list[ObjectView]:
+    # The insert both creates share; each records its own event.
     specs = [_clean_object(spec) for spec in specs]
     session = uow.session
     home_uuids = {spec.home_group_uuid for spec in specs}
@@ -338,7 +373,7 @@ def update_object(
     attributes: Any = _UNSET,
     now: datetime,
 ) -> ObjectView:
-    """Rename, set a user's status, or replace attributes."""
+    """Rename, set a user's status, or replace attributes; recorded as ``object.update``."""
     obj = _lock_live_object(uow, actor=actor, object_id=object_id)
     changes: dict[str, Any] = {}
     if name is not _UNSET:
@@ -360,7 +395,9 @@ def update_object(
         uow.session.execute(
             update(DirectoryObject).where(DirectoryObject.id == obj.id).values(**changes)
         )
-    return get_object(uow, actor=actor, object_id=obj.uuid)
+    view = get_object(uow, actor=actor, object_id=obj.uuid)
+    _record(uow, actor, "object.update", view, now)
+    return view
 
 
 UNSET = _UNSET
@@ -374,7 +411,8 @@ def move_object(
     group_id: str | UUID,
     now: datetime,
 ) -> ObjectView:
-    """Re-home an object in another live static group of the tenant."""
+    """Re-home an object in another live static group of the tenant; recorded as
+    ``object.move``."""
     obj = _lock_live_object(uow, actor=actor, object_id=object_id)
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     home = uow.session.execute(
@@ -391,7 +429,9 @@ def move_object(
         .where(DirectoryObject.id == obj.id)
         .values(home_group_id=home.id, version=obj.version + 1, updated_at=now)
     )
-    return get_object(uow, actor=actor, object_id=obj.uuid)
+    view = get_object(uow, actor=actor, object_id=obj.uuid)
+    _record(uow, actor, "object.move", view, now)
+    return view
 
 
 def count_objects(

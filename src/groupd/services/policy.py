@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from groupd.errors import InvalidInput, NotFound
-from groupd.services import audit, deletion, groups
+from groupd.services import deletion, groups
 from groupd.services.common import MAX_PAGE, Actor
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, Group
@@ -136,7 +136,7 @@ def create_policy_group(
     is named in the error, under ``values_field``, the caller's name for the field); a
     taken name is Conflict(code="name_taken"). The audit event commits with the group."""
     values = parse_policy_values(value_type, values, field=values_field)
-    view = groups.create_group(
+    return groups.create_group(
         uow,
         actor=actor,
         spec=groups.GroupSpec(
@@ -149,8 +149,6 @@ def create_policy_group(
         ),
         now=now,
     )
-    audit.record_group_change(uow, actor=actor, action="group.create", group=view, now=now)
-    return view
 
 
 def update_policy_group(
@@ -177,9 +175,7 @@ def update_policy_group(
         changes.name = name
     if description is not None:
         changes.description = description
-    view = groups.update_group(uow, actor=actor, group_id=group.uuid, changes=changes, now=now)
-    audit.record_group_change(uow, actor=actor, action="group.update", group=view, now=now)
-    return view
+    return groups.update_group(uow, actor=actor, group_id=group.uuid, changes=changes, now=now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from groupd.errors import InvalidInput, NotFound
-from groupd.services import audit, deletion, groups, memberships, objects
+from groupd.services import deletion, groups, memberships, objects
 from groupd.services.common import MAX_PAGE, Actor
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, Group, Membership
@@ -81,14 +81,12 @@ def create_user_group(
 ) -> groups.GroupView:
     """A new user group without a parent; its name must be free in the tenant."""
     actor.require("editor")
-    view = groups.create_group(
+    return groups.create_group(
         uow,
         actor=actor,
         spec=groups.GroupSpec(name=_require_name(name), kind="user", description=description),
         now=now,
     )
-    audit.record_group_change(uow, actor=actor, action="group.create", group=view, now=now)
-    return view
 
 
 def search_user_groups(
@@ -238,39 +236,27 @@ def update_user_memberships(
     for name in to_assign:
         key, group_uuid = found[name]
         if key not in current and memberships.add_member(
-            uow, actor=actor, group_id=group_uuid, object_id=user.uuid, now=now
+            uow,
+            actor=actor,
+            group_id=group_uuid,
+            object_id=user.uuid,
+            now=now,
+            login_name=login_name,
         ):
             assigned.append(name)
-            _record_membership(uow, actor, "membership.add", group_uuid, name, login_name, now)
     for name in to_unassign:
         key, group_uuid = found[name]
         if key in current:
-            memberships.remove_member(uow, actor=actor, group_id=group_uuid, object_id=user.uuid)
+            memberships.remove_member(
+                uow,
+                actor=actor,
+                group_id=group_uuid,
+                object_id=user.uuid,
+                now=now,
+                login_name=login_name,
+            )
             unassigned.append(name)
-            _record_membership(uow, actor, "membership.remove", group_uuid, name, login_name, now)
     return MembershipChange(user.uuid, login_name, assigned, unassigned)
-
-
-def _record_membership(
-    uow: UnitOfWork,
-    actor: Actor,
-    action: str,
-    group_uuid: uuid.UUID,
-    group_name: str,
-    login_name: str,
-    now: datetime,
-) -> None:
-    audit.record_event(
-        uow,
-        actor=actor,
-        action=action,
-        target_type="group",
-        target_uuid=group_uuid,
-        target_name=group_name,
-        outcome="succeeded",
-        detail=f"member '{login_name}'",
-        now=now,
-    )
 
 
 def request_user_group_delete(

@@ -20,7 +20,7 @@ from groupd.api.appviewx.surface import (
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, parse_basic
 from groupd.api.waiting import wait_for_operation
 from groupd.errors import AuthenticationFailed, InvalidInput, NotFound
-from groupd.services import accounts, audit, deletion, usergroups
+from groupd.services import accounts, deletion, usergroups
 from groupd.store.db import UnitOfWork
 
 ADDED = "Usergroup added successfully"
@@ -63,20 +63,6 @@ def _password_check(req: ApiRequest, username: str, password: str) -> accounts.L
     return outcome
 
 
-def _record_credential(req: ApiRequest, account: accounts.AccountView, action: str) -> None:
-    actor = accounts.account_actor(account, request_id=req.request_id, source=req.actor_source)
-    audit.record_event(
-        req.uow,
-        actor=actor,
-        action=action,
-        target_type="account",
-        target_uuid=account.uuid,
-        target_name=account.username,
-        outcome="succeeded",
-        now=req.now,
-    )
-
-
 def login(req: ApiRequest) -> Response:
     source_of(req)
     username = _header(req, "username")
@@ -88,13 +74,14 @@ def login(req: ApiRequest) -> Response:
     outcome = _password_check(req, username, password)
     assert outcome.account is not None
     check_gwkey(req, outcome.account)
-    session = accounts.open_session(
+    session = accounts.log_in(
         req.uow,
         account=outcome.account,
         now=req.now,
         idle_timeout_seconds=req.ctx.settings.session_idle_timeout_seconds,
+        request_id=req.request_id,
+        source=req.actor_source,
     )
-    _record_credential(req, outcome.account, "session.create")
     return envelope(
         s.LoginResult(
             status="SUCCESS",
@@ -139,15 +126,16 @@ def service_token(req: ApiRequest) -> Response:
     outcome = _password_check(req, client_id, client_secret)
     assert outcome.account is not None
     check_gwkey(req, outcome.account)
-    token = accounts.issue_credential(
+    token = accounts.create_token(
         req.uow,
         account=outcome.account,
         kind="service",
-        now=req.now,
         ttl_seconds=req.ctx.settings.access_token_ttl_seconds,
         label="appviewx service token",
+        now=req.now,
+        request_id=req.request_id,
+        source=req.actor_source,
     )
-    _record_credential(req, outcome.account, "token.create")
     return envelope(token.secret, headers={"Cache-Control": "no-store"})
 
 

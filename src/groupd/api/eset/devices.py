@@ -10,7 +10,7 @@ from groupd.api.eset import schemas as s
 from groupd.api.eset.surface import DOCUMENTED, ESET
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.errors import NotFound
-from groupd.services import audit, groups, licensing, objects
+from groupd.services import groups, licensing, objects
 from groupd.services.common import parse_uuid_field
 
 IMPORT_MAX = 1000
@@ -93,17 +93,6 @@ def batch_import(req: ApiRequest) -> Response:
     ]
     views = objects.import_objects(
         req.uow, actor=req.actor, specs=specs, now=req.now, max_batch=IMPORT_MAX
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="object.batch_import",
-        target_type="object",
-        target_uuid=None,
-        target_name=None,
-        outcome="succeeded",
-        counts={"objects": len(views)},
-        now=req.now,
     )
     return json_response(s.EsetBatchImportResponse(devices=_devices(req, views)))
 

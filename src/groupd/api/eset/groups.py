@@ -14,7 +14,7 @@ from groupd.api.eset.surface import DOCUMENTED, ESET, error_response, internal_e
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, encode, json_response
 from groupd.api.waiting import wait_for_operation
 from groupd.errors import InvalidInput, NotFound
-from groupd.services import audit, deletion, groups
+from groupd.services import deletion, groups
 from groupd.services.common import Actor, parse_uuid_field
 from groupd.store.db import UnitOfWork
 
@@ -23,19 +23,6 @@ ERRORS = (400, 401, 403, 404, 409)
 
 def _group_answer(view: groups.GroupView) -> Response:
     return json_response(s.EsetGroupResponse(group=common.group(view)))
-
-
-def _audit(req: ApiRequest, action: str, view: groups.GroupView) -> None:
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action=action,
-        target_type="group",
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=req.now,
-    )
 
 
 def create_group(req: ApiRequest) -> Response:
@@ -54,7 +41,6 @@ def create_group(req: ApiRequest) -> Response:
         uuid=parse_uuid_field(body.uuid, field="uuid") if body.uuid is not None else None,
     )
     view = groups.create_group(req.uow, actor=req.actor, spec=spec, now=req.now)
-    _audit(req, "group.create", view)
     return _group_answer(view)
 
 
@@ -66,7 +52,6 @@ def move_group(req: ApiRequest) -> Response:
     view = groups.move_group(
         req.uow, actor=req.actor, group_id=key, new_parent_id=new_parent, now=req.now
     )
-    _audit(req, "group.move", view)
     return _group_answer(view)
 
 
@@ -81,7 +66,6 @@ def rename_group(req: ApiRequest) -> Response:
         changes=groups.GroupChanges(name=body.display_name),
         now=req.now,
     )
-    _audit(req, "group.update", view)
     return _group_answer(view)
 
 

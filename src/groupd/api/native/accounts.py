@@ -10,7 +10,7 @@ from groupd.api.native import render
 from groupd.api.native import schemas as s
 from groupd.api.native.surface import NATIVE
 from groupd.errors import InvalidInput
-from groupd.services import accounts, audit
+from groupd.services import accounts
 
 GRANTS = ("password", "refresh_token")
 
@@ -66,18 +66,15 @@ def create_api_token(req: ApiRequest) -> Response:
     if not 60 <= ttl <= 10 * 365 * 86400:
         raise InvalidInput("ttlSeconds must be between 60 and 315360000", field="ttlSeconds")
     assert req.account is not None
-    token = accounts.issue_credential(
-        req.uow, account=req.account, kind="api", ttl_seconds=ttl, now=req.now, label=body.label
-    )
-    audit.record_event(
+    token = accounts.create_token(
         req.uow,
-        actor=req.actor,
-        action="token.create",
-        target_type="account",
-        target_uuid=req.account.uuid,
-        target_name=req.account.username,
-        outcome="succeeded",
+        account=req.account,
+        kind="api",
+        ttl_seconds=ttl,
+        label=body.label,
         now=req.now,
+        request_id=req.request_id,
+        source=req.actor_source,
     )
     return json_response(
         s.ApiTokenOut(token=token.secret, expires_at=render.ts(token.expires_at)),
@@ -97,22 +94,12 @@ def revoke_current(req: ApiRequest) -> Response:
 
 def create_account(req: ApiRequest) -> Response:
     body = req.decode(s.AccountCreate)
-    view = accounts.create_account(
+    view = accounts.add_account(
         req.uow,
-        tenant_id=req.actor.tenant_id,
+        actor=req.actor,
         username=body.username,
         role=body.role,
         password=body.password,
-        now=req.now,
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="account.create",
-        target_type="account",
-        target_uuid=view.uuid,
-        target_name=view.username,
-        outcome="succeeded",
         now=req.now,
     )
     return json_response(

@@ -10,7 +10,7 @@ from groupd.api.native import render
 from groupd.api.native import schemas as s
 from groupd.api.native.common import PAGING, if_match, limit_and_cursor, optional_uuid
 from groupd.api.native.surface import NATIVE
-from groupd.services import audit, groups
+from groupd.services import groups
 from groupd.services.common import parse_uuid_field
 
 
@@ -42,9 +42,6 @@ def _group_response(view: groups.GroupView, status: int = 200) -> Response:
 def create_group(req: ApiRequest) -> Response:
     body = req.decode(s.GroupCreate)
     view = groups.create_group(req.uow, actor=req.actor, spec=_spec(body), now=req.now)
-    audit.record_group_change(
-        req.uow, actor=req.actor, action="group.create", group=view, now=req.now
-    )
     return _group_response(view, 201)
 
 
@@ -52,17 +49,6 @@ def batch_create(req: ApiRequest) -> Response:
     body = req.decode(s.GroupBatch)
     specs = [_spec(item, group_uuid=item.id) for item in body.groups]
     views = groups.batch_create_groups(req.uow, actor=req.actor, specs=specs, now=req.now)
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="group.batch_create",
-        target_type="group",
-        target_uuid=None,
-        target_name=None,
-        outcome="succeeded",
-        counts={"groups": len(views)},
-        now=req.now,
-    )
     return json_response(s.GroupBatchOut(items=[render.group(v) for v in views]), 201)
 
 
@@ -107,9 +93,6 @@ def update_group(req: ApiRequest) -> Response:
         if_match=if_match(req),
         now=req.now,
     )
-    audit.record_group_change(
-        req.uow, actor=req.actor, action="group.update", group=view, now=req.now
-    )
     return _group_response(view)
 
 
@@ -122,9 +105,6 @@ def move_group(req: ApiRequest) -> Response:
         new_parent_id=parse_uuid_field(body.parent_id, field="parentId"),
         if_match=if_match(req),
         now=req.now,
-    )
-    audit.record_group_change(
-        req.uow, actor=req.actor, action="group.move", group=view, now=req.now
     )
     return _group_response(view)
 

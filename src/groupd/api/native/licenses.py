@@ -9,7 +9,7 @@ from groupd.api.native import render
 from groupd.api.native import schemas as s
 from groupd.api.native.common import PAGING, limit_and_cursor
 from groupd.api.native.surface import NATIVE
-from groupd.services import audit, licensing
+from groupd.services import licensing
 
 
 def create_license(req: ApiRequest) -> Response:
@@ -20,16 +20,6 @@ def create_license(req: ApiRequest) -> Response:
         product=body.product,
         unit_kind=body.unit_kind,
         total_units=body.total_units,
-        now=req.now,
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="license.create",
-        target_type="license",
-        target_uuid=view.uuid,
-        target_name=view.product,
-        outcome="succeeded",
         now=req.now,
     )
     return json_response(
@@ -61,18 +51,6 @@ def activate(req: ApiRequest) -> Response:
         licence_id=req.path_params["id"],
         object_id=body.object_id,
         units=body.units,
-        now=req.now,
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="license.activate",
-        target_type="license",
-        target_uuid=view.licence_uuid,
-        target_name=None,
-        outcome="succeeded",
-        counts={"units": view.units},
-        detail=f"object {view.object_uuid}",
         now=req.now,
     )
     return json_response(
@@ -115,21 +93,11 @@ def get_activation(req: ApiRequest) -> Response:
 
 
 def release(req: ApiRequest) -> Response:
-    view = licensing.release_activation(
+    licensing.release_activation(
         req.uow,
         actor=req.actor,
         licence_id=req.path_params["id"],
         activation_id=req.path_params["activationId"],
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="license.release",
-        target_type="license",
-        target_uuid=view.uuid,
-        target_name=view.product,
-        outcome="succeeded",
-        detail=f"activation {req.path_params['activationId']}",
         now=req.now,
     )
     return Response(status_code=204)

@@ -10,7 +10,7 @@ from groupd.api.native import render
 from groupd.api.native import schemas as s
 from groupd.api.native.common import PAGING, limit_and_cursor, optional_uuid
 from groupd.api.native.surface import NATIVE
-from groupd.services import audit, memberships, objects
+from groupd.services import memberships, objects
 from groupd.services.common import parse_uuid_field
 
 
@@ -38,16 +38,6 @@ def create_object(req: ApiRequest) -> Response:
     view = objects.create_object(
         req.uow, actor=req.actor, spec=_spec(req.decode(s.ObjectCreate)), now=req.now
     )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="object.create",
-        target_type=view.kind,
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=req.now,
-    )
     return json_response(
         render.obj(view), 201, headers={"Location": f"/api/v1/objects/{view.uuid}"}
     )
@@ -57,17 +47,6 @@ def batch_import(req: ApiRequest) -> Response:
     body = req.decode(s.ObjectBatch)
     views = objects.import_objects(
         req.uow, actor=req.actor, specs=[_spec(o) for o in body.objects], now=req.now
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="object.batch_import",
-        target_type="object",
-        target_uuid=None,
-        target_name=None,
-        outcome="succeeded",
-        counts={"objects": len(views)},
-        now=req.now,
     )
     return json_response(s.ObjectBatchOut(items=[render.obj(v) for v in views]), 201)
 
@@ -89,16 +68,6 @@ def update_object(req: ApiRequest) -> Response:
         attributes=dict(body.attributes) if body.attributes is not UNSET else objects.UNSET,
         now=req.now,
     )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="object.update",
-        target_type=view.kind,
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
-        now=req.now,
-    )
     return json_response(render.obj(view))
 
 
@@ -109,16 +78,6 @@ def move_object(req: ApiRequest) -> Response:
         actor=req.actor,
         object_id=req.path_params["id"],
         group_id=parse_uuid_field(body.group_id, field="groupId"),
-        now=req.now,
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="object.move",
-        target_type=view.kind,
-        target_uuid=view.uuid,
-        target_name=view.name,
-        outcome="succeeded",
         now=req.now,
     )
     return json_response(render.obj(view))
@@ -148,18 +107,6 @@ def put_member(req: ApiRequest) -> Response:
         object_id=req.path_params["objectId"],
         now=req.now,
     )
-    if added:
-        audit.record_event(
-            req.uow,
-            actor=req.actor,
-            action="membership.add",
-            target_type="group",
-            target_uuid=parse_uuid_field(req.path_params["id"], field="id"),
-            target_name=None,
-            outcome="succeeded",
-            detail=f"member {req.path_params['objectId']}",
-            now=req.now,
-        )
     return Response(status_code=201 if added else 204)
 
 
@@ -169,16 +116,6 @@ def delete_member(req: ApiRequest) -> Response:
         actor=req.actor,
         group_id=req.path_params["id"],
         object_id=req.path_params["objectId"],
-    )
-    audit.record_event(
-        req.uow,
-        actor=req.actor,
-        action="membership.remove",
-        target_type="group",
-        target_uuid=parse_uuid_field(req.path_params["id"], field="id"),
-        target_name=None,
-        outcome="succeeded",
-        detail=f"member {req.path_params['objectId']}",
         now=req.now,
     )
     return Response(status_code=204)
