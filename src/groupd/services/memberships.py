@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from groupd.errors import InvalidInput, NotFound
+from groupd.errors import Conflict, InvalidInput, NotFound
 from groupd.services import audit
 from groupd.services.common import (
     Actor,
@@ -21,7 +22,8 @@ from groupd.services.common import (
 )
 from groupd.services.objects import ObjectView, _live_query, _view, get_object
 from groupd.store.db import UnitOfWork
-from groupd.store.models import LIVE, DirectoryObject, Group, Membership
+from groupd.store.models import LIVE, DirectoryObject, Group, Membership, table_of
+from groupd.store.prepared import Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +33,54 @@ class MembershipView:
     object_uuid: uuid.UUID
 
 
-def _user_group(uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, lock: bool) -> Group:
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
-    query = select(Group).where(
-        Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
+@dataclass(frozen=True, slots=True)
+class _UserGroup:
+    id: int
+    uuid: uuid.UUID
+    name: str
+
+
+def _user_group_query() -> Any:
+    return select(Group.id, Group.uuid, Group.name, Group.kind).where(
+        Group.uuid == bindparam("uuid"),
+        Group.tenant_id == bindparam("tenant_id"),
+        Group.state == LIVE,
     )
-    # Adding or removing a member locks the group, so a concurrent delete sees it.
-    group = uow.session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
-    if group is None:
+
+
+_FIND_GROUP = Prepared(_user_group_query())
+# Adding or removing a member locks the group, so a concurrent delete sees it.
+_LOCK_GROUP = Prepared(_user_group_query().with_for_update())
+_IS_MEMBER = Prepared(
+    select(Membership.group_id).where(
+        Membership.group_id == bindparam("group_id"), Membership.object_id == bindparam("object_id")
+    )
+)
+_ADD = Prepared(
+    insert(table_of(Membership)), column_keys=["group_id", "object_id", "tenant_id", "created_at"]
+)
+_REMOVE = Prepared(
+    delete(Membership).where(
+        Membership.group_id == bindparam("group_id"), Membership.object_id == bindparam("object_id")
+    )
+)
+
+
+def _user_group(
+    uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, lock: bool
+) -> _UserGroup:
+    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
+    found = (_LOCK_GROUP if lock else _FIND_GROUP).one_or_none(
+        uow, {"uuid": key, "tenant_id": actor.tenant_id}
+    )
+    if found is None:
         raise NotFound(f"no group '{group_id}'")
-    if group.kind != "user":
+    group_key, group_uuid, name, kind = found
+    if kind != "user":
         raise InvalidInput(
-            f"'{group.name}' is a {group.kind} group; members belong to user groups",
-            field="groupId",
+            f"'{name}' is a {kind} group; members belong to user groups", field="groupId"
         )
-    return group
+    return _UserGroup(group_key, group_uuid, name)
 
 
 def add_member(
@@ -67,23 +102,20 @@ def add_member(
     user = get_object(uow, actor=actor, object_id=object_id)
     if user.kind != "user":
         raise InvalidInput("only users can be members of user groups", field="objectId")
-    exists = uow.session.execute(
-        select(Membership.group_id).where(
-            Membership.group_id == group.id, Membership.object_id == user.id
-        )
-    ).first()
-    if exists:
+    pair = {"group_id": group.id, "object_id": user.id}
+    # The group is locked (PostgreSQL) or the database is (SQLite): nobody adds the same
+    # membership between this check and the insert.
+    if _IS_MEMBER.one_or_none(uow, pair) is not None:
         return False
     try:
-        with uow.session.begin_nested():
-            uow.session.add(
-                Membership(
-                    group_id=group.id, object_id=user.id, tenant_id=actor.tenant_id, created_at=now
-                )
-            )
-            uow.session.flush()
+        _ADD.execute(uow, {**pair, "tenant_id": actor.tenant_id, "created_at": now})
     except IntegrityError:
-        return False
+        # Only a concurrent change of the user (its home deleted meanwhile) gets here;
+        # the transaction is spoilt, so the request ends.
+        raise Conflict(
+            "the user or the group changed while the membership was being added; try again",
+            code="concurrent_change",
+        ) from None
     _record(uow, actor, "membership.add", group, object_id, login_name, now)
     return True
 
@@ -103,10 +135,7 @@ def remove_member(
     """
     group = _user_group(uow, actor=actor, group_id=group_id, lock=True)
     user = get_object(uow, actor=actor, object_id=object_id)
-    result = uow.session.execute(
-        delete(Membership).where(Membership.group_id == group.id, Membership.object_id == user.id)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if _REMOVE.execute(uow, {"group_id": group.id, "object_id": user.id}) == 0:
         raise NotFound(f"'{user.name}' is not a member of '{group.name}'")
     _record(uow, actor, "membership.remove", group, object_id, login_name, now)
 
@@ -115,7 +144,7 @@ def _record(
     uow: UnitOfWork,
     actor: Actor,
     action: str,
-    group: Group,
+    group: _UserGroup,
     object_id: str | uuid.UUID,
     login_name: str | None,
     now: datetime,

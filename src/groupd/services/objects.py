@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -26,6 +27,7 @@ from groupd.services.common import (
 )
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
+from groupd.store.prepared import Prepared
 from groupd.store.tree import subtree_bounds
 from groupd.values import clean_name
 
@@ -86,19 +88,33 @@ _COLUMNS = (
 )
 
 
-def _view(row: Row[Any]) -> ObjectView:
+def _view(row: Sequence[Any]) -> ObjectView:
+    # Positional, in the order of _COLUMNS: rows of Core queries and of prepared ones.
+    (
+        key,
+        object_uuid,
+        kind,
+        name,
+        home_uuid,
+        login_name,
+        status,
+        attributes,
+        version,
+        created_at,
+        updated_at,
+    ) = row
     return ObjectView(
-        id=row.id,
-        uuid=row.uuid,
-        kind=row.kind,
-        name=row.name,
-        home_group_uuid=row.home_uuid,
-        login_name=row.login_name,
-        status=row.status,
-        attributes=row.attributes or {},
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=key,
+        uuid=object_uuid,
+        kind=kind,
+        name=name,
+        home_group_uuid=home_uuid,
+        login_name=login_name,
+        status=status,
+        attributes=attributes or {},
+        version=version,
+        created_at=created_at,
+        updated_at=updated_at,
     )
 
 
@@ -111,12 +127,21 @@ def _live_query(tenant_id: int) -> Any:
     )
 
 
+_GET_LIVE_OBJECT = Prepared(
+    select(*_COLUMNS)
+    .join(Home, Home.id == DirectoryObject.home_group_id)
+    .where(
+        DirectoryObject.uuid == bindparam("uuid"),
+        DirectoryObject.tenant_id == bindparam("tenant_id"),
+        Home.state == LIVE,
+    )
+)
+
+
 def get_object(uow: UnitOfWork, *, actor: Actor, object_id: str | UUID) -> ObjectView:
     """One live object of the actor's tenant."""
     key = object_id if isinstance(object_id, UUID) else parse_uuid(object_id, what="object")
-    row = uow.session.execute(
-        _live_query(actor.tenant_id).where(DirectoryObject.uuid == key)
-    ).one_or_none()
+    row = _GET_LIVE_OBJECT.one_or_none(uow, {"uuid": key, "tenant_id": actor.tenant_id})
     if row is None:
         raise NotFound(f"no object '{object_id}'")
     return _view(row)
