@@ -139,6 +139,31 @@ def test_guards_refuse_and_change_nothing(
     assert_invariants(db)
 
 
+def test_deleting_the_home_of_members_ends_their_memberships(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    """Users homed in the subtree go, and with them their memberships of user groups
+    elsewhere; the user groups stay, and so do their other members."""
+    h = acme.editor.headers
+    people = create(client, h, "/api/v1/groups", {"name": "Leaving", "parentId": acme.root_id})
+    staying = create(client, h, "/api/v1/groups", {"name": "Staying", "parentId": acme.root_id})
+    team = create(client, h, "/api/v1/groups", {"name": "Crew", "kind": "user"})
+    leavers = [user(client, h, people["id"], name, status="inactive") for name in ("carol", "dave")]
+    stayer = user(client, h, staying["id"], "erin", status="inactive")
+    devices(client, h, people["id"], 3)
+    for member in (*leavers, stayer):
+        added = client.put(f"/api/v1/groups/{team['id']}/members/{member['id']}", headers=h)
+        assert added.status_code == 201, added.text
+    done = delete(client, h, people["id"])
+    assert done.status_code == 200, done.text
+    deleted = done.json()["result"]["body"]["deleted"]
+    assert deleted["memberships"] == 2
+    assert deleted["users"] == 2 and deleted["devices"] == 3
+    members = client.get(f"/api/v1/groups/{team['id']}/members", headers=h).json()["items"]
+    assert [m["id"] for m in members] == [stayer["id"]]
+    assert_invariants(db)
+
+
 def test_dry_run_changes_nothing(client: TestClient, acme: TenantFixture, db: Database) -> None:
     h = acme.editor.headers
     ids = build_tree(client, h, acme.root_id, fanout=2, depth=3)
