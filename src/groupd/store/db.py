@@ -42,6 +42,7 @@ SQLITE_PROGRESS_STEPS = 10_000
 SQLITE_BUSY_SLACK = 0.1
 PG_QUERY_CANCELED = "57014"
 TIMEOUT_KEY = "groupd_statement_timeout_ms"  # the timeout in force in this transaction
+AUTOCOMMIT = "AUTOCOMMIT"
 SESSION_TIMEOUT_SET = "groupd_session_timeout_set"  # a read unit changed the session's
 
 
@@ -153,6 +154,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         _bound_sqlite_transaction(connection.connection)
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        if mode == AUTOCOMMIT:
+            return  # each statement is its own transaction (read units)
         # Straight on the driver: SQLAlchemy's execution machinery would cost more than
         # the BEGIN itself, once per transaction.
         run_on_driver(connection, f"BEGIN {mode}")
@@ -307,12 +310,14 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
-        # Read units on PostgreSQL run in autocommit: under READ COMMITTED every statement
-        # takes its own snapshot in a transaction too, so a BEGIN and a COMMIT would only
-        # add two round trips to every read request. (SQLite keeps its transaction: there
-        # it gives a read unit one snapshot, and costs no round trip.)
-        self.reader = (
-            engine if self.is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Read units run in autocommit: each statement is its own transaction with its own
+        # snapshot, as every statement of a READ COMMITTED transaction on PostgreSQL has
+        # anyway. On PostgreSQL that saves the BEGIN and COMMIT round trips of every read
+        # request; on SQLite two more calls into the library, each of which lets go of the
+        # GIL and takes it back, which costs more than the statements under contention.
+        # A read unit that writes (a session's sliding expiry) commits that at once.
+        self.reader = engine.execution_options(
+            **({"sqlite_begin": AUTOCOMMIT} if self.is_sqlite else {"isolation_level": AUTOCOMMIT})
         )
         self.writer_queue = WriterQueue() if self.is_sqlite else None
         self._stop_checkpoints = threading.Event()
