@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from groupd.errors import Unavailable
 from groupd.settings import Settings
@@ -43,6 +43,8 @@ SQLITE_BUSY_SLACK = 0.1
 PG_QUERY_CANCELED = "57014"
 TIMEOUT_KEY = "groupd_statement_timeout_ms"  # the timeout in force in this transaction
 AUTOCOMMIT = "AUTOCOMMIT"
+UNIT_BEGUN = "groupd_unit_begun"  # a unit of work began the transaction on the driver
+SESSION_DEFAULT_KEY = "groupd_session_timeout_ms"  # the connection's default timeout
 SESSION_TIMEOUT_SET = "groupd_session_timeout_set"  # a read unit changed the session's
 
 
@@ -152,13 +154,20 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        _bound_sqlite_transaction(connection.connection)
+        pooled = connection.connection
+        if pooled.info.pop(UNIT_BEGUN, False):
+            return  # a unit of work began it on the driver already
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        if mode == AUTOCOMMIT:
-            return  # each statement is its own transaction (read units)
-        # Straight on the driver: SQLAlchemy's execution machinery would cost more than
-        # the BEGIN itself, once per transaction.
-        run_on_driver(connection, f"BEGIN {mode}")
+        begin_sqlite(pooled, connection.dialect, mode)
+
+
+def begin_sqlite(pooled: PoolProxiedConnection, dialect: Dialect, mode: str) -> None:
+    """Bound the coming work by the deadline, and BEGIN ``mode`` (IMMEDIATE, DEFERRED,
+    or nothing for AUTOCOMMIT: each statement its own transaction) on the driver:
+    SQLAlchemy's execution machinery would cost more than the BEGIN itself."""
+    _bound_sqlite_transaction(pooled)
+    if mode != AUTOCOMMIT:
+        run_on_driver(pooled, dialect, f"BEGIN {mode}")
 
 
 def _bound_sqlite_transaction(pooled: Any) -> None:
@@ -182,24 +191,20 @@ def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None
 
     if is_postgres:
 
+        @event.listens_for(engine, "connect")
+        def _on_connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            record.info[SESSION_DEFAULT_KEY] = session_timeout_ms
+
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
-            # The session default (the whole budget) fits a request that has just begun,
-            # the hot path, so that costs no statement; work without a deadline lifts it.
-            deadline = _deadline.get()
-            if deadline is None:
-                if session_timeout_ms:
-                    _set_statement_timeout(connection, run_on_driver, 0)
-                return
-            remaining = deadline.remaining_ms()
-            if _tighter(session_timeout_ms, remaining, deadline):
-                _set_statement_timeout(connection, run_on_driver, remaining)
-            else:
-                connection.info[TIMEOUT_KEY] = session_timeout_ms
+            pooled = connection.connection
+            if pooled.info.pop(UNIT_BEGUN, False):
+                return  # a unit of work began it on the driver already
+            begin_postgres(pooled, connection.dialect)
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before_execute(connection: Any, cursor: Any, *_: Any) -> None:
-        apply_deadline(connection, cursor)
+    def _before_execute(connection: Connection, cursor: Any, *_: Any) -> None:
+        apply_deadline(connection.connection, connection.dialect, cursor)
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
@@ -210,7 +215,24 @@ def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None
             raise budget_exceeded(deadline) from context.original_exception
 
 
-def apply_deadline(connection: Connection, cursor: Any) -> None:
+def begin_postgres(pooled: PoolProxiedConnection, dialect: Dialect) -> None:
+    """The statement timeout a unit starts with. The session default (the whole budget)
+    fits a request that has just begun, the hot path, so that costs no statement; work
+    without a deadline lifts it."""
+    session_default = int(pooled.info.get(SESSION_DEFAULT_KEY, 0))
+    deadline = _deadline.get()
+    if deadline is None:
+        if session_default:
+            _set_statement_timeout(pooled, dialect, None, 0)
+        return
+    remaining = deadline.remaining_ms()
+    if _tighter(session_default, remaining, deadline):
+        _set_statement_timeout(pooled, dialect, None, remaining)
+    else:
+        pooled.info[TIMEOUT_KEY] = session_default
+
+
+def apply_deadline(pooled: PoolProxiedConnection, dialect: Dialect, cursor: Any) -> None:
     """Before a statement: refuse it past the deadline, and on PostgreSQL make sure the
     statement timeout in force ends it by the deadline."""
     deadline = _deadline.get()
@@ -218,66 +240,78 @@ def apply_deadline(connection: Connection, cursor: Any) -> None:
         return
     if deadline.passed():
         raise budget_exceeded(deadline)
-    if connection.dialect.name == "postgresql" and connection.in_transaction():
+    if dialect.name == "postgresql":
         # A statement timeout bounds each statement, not the transaction: near the
         # end, shorten it so that no statement outlives the deadline by much.
         remaining = deadline.remaining_ms()
-        if _tighter(connection.info.get(TIMEOUT_KEY, 0), remaining, deadline):
-            _set_statement_timeout(connection, lambda _, sql: cursor.execute(sql), remaining)
+        if _tighter(pooled.info.get(TIMEOUT_KEY, 0), remaining, deadline):
+            _set_statement_timeout(pooled, dialect, cursor, remaining)
 
 
 def _set_statement_timeout(
-    connection: Connection, execute: Callable[[Connection, str], Any], ms: int
+    pooled: PoolProxiedConnection, dialect: Dialect, cursor: Any, ms: int
 ) -> None:
     """PostgreSQL's statement timeout for the rest of the unit. In a transaction, SET LOCAL
     ends with it. A read unit runs in autocommit (no BEGIN and COMMIT round trips), where
     only a session-wide SET works: the unit undoes it when it ends (``reset_session``)."""
-    if connection.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
-        execute(connection, f"SET statement_timeout = {ms}")
-        connection.info[SESSION_TIMEOUT_SET] = True
+    if pooled.dbapi_connection.autocommit:  # type: ignore[union-attr]
+        statement = f"SET statement_timeout = {ms}"
+        pooled.info[SESSION_TIMEOUT_SET] = True
     else:
-        execute(connection, f"SET LOCAL statement_timeout = {ms}")
-    connection.info[TIMEOUT_KEY] = ms
+        statement = f"SET LOCAL statement_timeout = {ms}"
+    if cursor is None:
+        run_on_driver(pooled, dialect, statement, deadline=False)
+    else:
+        cursor.execute(statement)
+    pooled.info[TIMEOUT_KEY] = ms
 
 
-def reset_session(connection: Connection) -> None:
+def reset_session(pooled: PoolProxiedConnection, dialect: Dialect) -> None:
     """Undo what a unit set for the whole database session, before the connection goes
     back to the pool; a connection that cannot be reset is discarded."""
-    if connection.invalidated or not connection.info.pop(SESSION_TIMEOUT_SET, False):
+    if not pooled.is_valid or not pooled.info.pop(SESSION_TIMEOUT_SET, False):
         return
     try:
-        run_on_driver(connection, "RESET statement_timeout")
+        run_on_driver(pooled, dialect, "RESET statement_timeout", deadline=False)
     except Exception:
         log.warning("could not reset a connection's statement timeout; discarding it")
-        connection.invalidate()
+        pooled.invalidate()
 
 
 def translate_driver_error(
-    connection: Connection, error: Exception, statement: str, params: Any
+    pooled: PoolProxiedConnection,
+    dialect: Dialect,
+    error: Exception,
+    statement: str,
+    params: Any,
+    *,
+    invalidate: Callable[[BaseException], None] | None = None,
 ) -> Exception:
     """A driver error as a Core execution would say it: the time budget, or SQLAlchemy's
     exception (a lost connection invalidated, so a retry gets a fresh one)."""
     deadline = _deadline.get()
-    dialect = connection.dialect
     if deadline is not None and _is_budget_error(error, dialect.name == "postgresql", deadline):
         return budget_exceeded(deadline)
     invalidated = False
     if isinstance(error, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
-        error, connection.connection.dbapi_connection, None
+        error, pooled.dbapi_connection, None
     ):
-        connection.invalidate(error)
+        (invalidate or pooled.invalidate)(error)
         invalidated = True
     return wrap_driver_error(error, statement, params, dialect, invalidated=invalidated)
 
 
-def run_on_driver(connection: Connection, statement: str) -> None:
-    """Run a statement without parameters or rows (BEGIN) on the DB-API connection."""
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+def run_on_driver(
+    pooled: PoolProxiedConnection, dialect: Dialect, statement: str, *, deadline: bool = True
+) -> None:
+    """Run a statement without parameters or rows (BEGIN, SET) on the DB-API connection."""
+    cursor = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        apply_deadline(connection, cursor)
+        if deadline:
+            apply_deadline(pooled, dialect, cursor)
         cursor.execute(statement)
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise translate_driver_error(connection, error, statement, ()) from error
+    except dialect.loaded_dbapi.Error as error:
+        raise translate_driver_error(pooled, dialect, error, statement, ()) from error
     finally:
         cursor.close()
 
@@ -415,31 +449,54 @@ class UnitOfWork:
     The boundary (a request, a CLI command, a worker chunk) owns it; services receive it,
     may flush, and never commit.
 
-    The transaction lives on one pooled ``connection``, taken on first use. The ORM
-    ``session`` is made only when a service asks for it, joined to that transaction: the
-    hot reads (the token check, a get) run prebuilt statements on the connection and never
-    pay for a session (see docs/benchmarks.md, "Where groupd's time goes").
+    The transaction lives on one pooled DB-API connection, taken and begun on first use
+    (``begin_sqlite``, ``begin_postgres``). Prepared statements run on it directly
+    (``raw_cursor``): the hot paths (the token check, a get, a create) pay for nothing
+    else. SQLAlchemy's ``connection`` is wrapped around it, and the ORM ``session``
+    joined to that, only when a service asks for them (see docs/benchmarks.md, "Where
+    groupd's time goes"). Read units run in autocommit (``Database.reader``).
     """
 
     def __init__(self, db: Database, *, write: bool) -> None:
         self.db = db
         self.write = write
         self.is_sqlite = db.is_sqlite
+        self.dialect = db.engine.dialect
         self._committed = False
         self._queued = False
+        self._pooled: PoolProxiedConnection | None = None
         self._connection: Connection | None = None
         self._session: Session | None = None
 
+    def _begun(self) -> PoolProxiedConnection:
+        """The unit's pooled DB-API connection, its transaction begun."""
+        if self._pooled is None:
+            pooled = self.db.engine.pool.connect()
+            try:
+                if self.is_sqlite:
+                    begin_sqlite(pooled, self.dialect, "IMMEDIATE" if self.write else AUTOCOMMIT)
+                else:
+                    if not self.write:
+                        pooled.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+                    begin_postgres(pooled, self.dialect)
+            except BaseException:
+                self._give_back(pooled)
+                raise
+            self._pooled = pooled
+        return self._pooled
+
     @property
     def connection(self) -> Connection:
-        """The unit's connection, its transaction begun."""
+        """SQLAlchemy's connection on the unit's transaction (made on first use)."""
         if self._connection is None:
-            connection = (self.db.writer if self.write else self.db.reader).connect()
+            pooled = self._begun()
+            engine = self.db.writer if self.write else self.db.reader
+            pooled.info[UNIT_BEGUN] = True  # the begin listeners leave it as it is
+            connection = Connection(engine, connection=pooled)
             try:
                 connection.begin()
-            except BaseException:
-                connection.close()
-                raise
+            finally:
+                pooled.info.pop(UNIT_BEGUN, None)
             self._connection = connection
         return self._connection
 
@@ -477,36 +534,57 @@ class UnitOfWork:
         finally:
             try:
                 if self._connection is not None:
-                    reset_session(self._connection)
-                    # Closing returns the connection to the pool, rolled back if the unit
-                    # did not commit.
+                    if not self._connection.invalidated:
+                        reset_session(self._connection.connection, self.dialect)
+                    # Back to the pool, rolled back if the unit did not commit.
                     self._connection.close()
+                elif self._pooled is not None:
+                    self._give_back(self._pooled)
             finally:
                 if self._queued:
                     assert self.db.writer_queue is not None
                     self.db.writer_queue.release()
 
+    def _give_back(self, pooled: PoolProxiedConnection) -> None:
+        """Return a connection the unit used only through the driver to the pool, as it
+        found it (the pool rolls back what was not committed)."""
+        try:
+            if pooled.is_valid:
+                reset_session(pooled, self.dialect)
+            if pooled.is_valid and not self.is_sqlite and not self.write:
+                pooled.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        finally:
+            pooled.close()
+
     def raw_cursor(self) -> Any:
         """A DB-API cursor in the unit's transaction, for ``Prepared`` statements; the
         deadline applies to it as to any other statement."""
-        connection = self.connection
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        pooled = self._begun()
+        cursor = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            apply_deadline(connection, cursor)
+            apply_deadline(pooled, self.dialect, cursor)
         except BaseException:
             cursor.close()
             raise
         return cursor
 
     def translate_error(self, error: Exception, statement: str, params: Any) -> Exception:
-        """What a driver error on ``raw_cursor`` means (see ``translate_driver_error``)."""
-        return translate_driver_error(self.connection, error, statement, params)
+        """What a driver error on ``raw_cursor`` means (see ``translate_driver_error``).
+        A lost connection is invalidated through SQLAlchemy's connection when the unit
+        made one, so that it knows."""
+        pooled = self._begun()
+        invalidate = self._connection.invalidate if self._connection is not None else None
+        return translate_driver_error(
+            pooled, self.dialect, error, statement, params, invalidate=invalidate
+        )
 
     def commit(self) -> None:
         if self._session is not None:
             self._session.commit()
         if self._connection is not None:
             self._connection.commit()
+        elif self._pooled is not None:
+            self._pooled.dbapi_connection.commit()  # type: ignore[union-attr]
         self._committed = True
 
 

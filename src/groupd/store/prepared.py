@@ -83,8 +83,8 @@ class Prepared:
 
     # execution -----------------------------------------------------------------------
     def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:
-        connection = uow.connection
-        compiled = self.compiled_for(connection.dialect)
+        dialect = uow.dialect
+        compiled = self.compiled_for(dialect)
         values = []
         for name, process in zip(compiled.names, compiled.binds, strict=True):
             if name in params:
@@ -100,7 +100,7 @@ class Prepared:
         cursor = uow.raw_cursor()
         try:
             cursor.execute(compiled.sql, arguments)
-        except connection.dialect.loaded_dbapi.Error as error:
+        except dialect.loaded_dbapi.Error as error:
             cursor.close()
             raise uow.translate_error(error, compiled.sql, arguments) from error
         except BaseException:
