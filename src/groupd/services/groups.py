@@ -250,15 +250,22 @@ def list_groups(
     )
     if parent_id is not None:
         parent_key = parse_uuid_field(parent_id, field="parentId")
-        parent = uow.session.execute(
-            select(Group.id).where(
-                Group.uuid == parent_key,
-                Group.tenant_id == actor.tenant_id,
-                Group.state == LIVE,
-            )
-        ).scalar_one_or_none()
-        if parent is None:
+        found = _LIVE_KEY.one_or_none(uow, {"uuid": parent_key, "tenant_id": actor.tenant_id})
+        if found is None:
             raise NotFound(f"no group '{parent_id}'")
+        (parent,) = found
+        if kind is name is agent_id is None and not name_contains and not value_types:
+            # The usual page, a group's children: a prepared statement.
+            children = _CHILDREN_PAGE.all(
+                uow,
+                {
+                    "tenant_id": actor.tenant_id,
+                    "after": after,
+                    "parent": parent,
+                    "limit": limit + 1,
+                },
+            )
+            return _page(children, limit)
         query = query.where(Group.parent_id == parent)
     if kind is not None:
         if kind not in GROUP_KINDS:
@@ -272,10 +279,33 @@ def list_groups(
         query = query.where(Group.agent_id == agent_id)
     if value_types:
         query = query.where(Group.value_type.in_(list(value_types)))
-    rows = uow.session.execute(query.order_by(Group.id).limit(limit + 1)).all()
+    return _page(uow.connection.execute(query.order_by(Group.id).limit(limit + 1)).all(), limit)
+
+
+def _page(rows: Sequence[Sequence[Any]], limit: int) -> Page:
+    """A page of ``limit`` groups from ``limit + 1`` rows (one more says there is more)."""
     items = [_view(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
-    return Page(items, next_cursor)
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+
+_LIVE_KEY = Prepared(
+    select(Group.id).where(
+        Group.uuid == bindparam("uuid"),
+        Group.tenant_id == bindparam("tenant_id"),
+        Group.state == LIVE,
+    )
+)
+_CHILDREN_PAGE = Prepared(
+    _view_query()
+    .where(
+        Group.tenant_id == bindparam("tenant_id"),
+        Group.state == LIVE,
+        Group.id > bindparam("after"),
+        Group.parent_id == bindparam("parent"),
+    )
+    .order_by(Group.id)
+    .limit(bindparam("limit"))
+)
 
 
 def _clean_spec(spec: GroupSpec) -> GroupSpec:
