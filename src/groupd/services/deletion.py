@@ -203,7 +203,7 @@ def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> _GuardF
     statement whose cost follows the subtree, not the tenant.
 
     The subtree's groups (a path range, or the operation's marked groups) are read once,
-    and its objects once (an index-only range of ``ix_objects_home_group_id_id_kind``
+    and its objects once (an index-only range of ``ix_objects_home_group_id_tenant_id_id_kind``
     per group); both are common table expressions shared by the aggregates.
     Memberships are the union of two key sets, each found through an index (the
     subtree's user groups by ``group_id``, the users homed in it by ``object_id``): a
@@ -689,7 +689,7 @@ def _select_chunk(
     - Selection: ``NOT EXISTS`` any child row, live, of this delete or of another one (a
       delete accepted earlier inside this subtree keeps its own marks, since phase 1
       marks live groups only, and its groups must go first). Probed by ``parent_id``
-      through ``ix_groups_parent_id_id``; no test on the child's ``operation_id``, which
+      through ``ix_groups_parent_id_tenant_id_id``; no test on the child's ``operation_id``, which
       made PostgreSQL probe the partial index on it instead (quadratic,
       docs/benchmarks.md).
     - Locking: ``FOR UPDATE`` on the chosen rows. From the moment it is granted, no

@@ -155,7 +155,7 @@ class Group(Base):
         CheckConstraint("(parent_id IS NULL) = (depth = 0)", name="root_depth"),
         CheckConstraint("version >= 1", name="version"),
         Index("ix_groups_tenant_path", "tenant_id", "path"),
-        Index("ix_groups_parent_id_id", "parent_id", "id"),
+        Index("ix_groups_parent_id_tenant_id_id", "parent_id", "tenant_id", "id"),
         Index(
             "uq_groups_sibling_name",
             "tenant_id",
@@ -224,7 +224,9 @@ class DirectoryObject(Base):
         CheckConstraint("(kind = 'user') = (status IS NOT NULL)", name="user_status"),
         CheckConstraint("status IS NULL OR " + _in("status", USER_STATUSES), name="status"),
         # kind included: a subtree's objects are counted by kind from the index alone.
-        Index("ix_objects_home_group_id_id_kind", "home_group_id", "id", "kind"),
+        Index(
+            "ix_objects_home_group_id_tenant_id_id_kind", "home_group_id", "tenant_id", "id", "kind"
+        ),
         Index(
             "uq_objects_login_name",
             "tenant_id",

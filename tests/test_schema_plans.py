@@ -1,0 +1,51 @@
+"""The plans SQLite picks without statistics (groupd never runs ANALYZE on SQLite).
+
+When a group is deleted, the database looks up its children and its objects through the
+composite foreign keys ``(tenant_id, parent_id)`` and ``(tenant_id, home_group_id)``.
+Those lookups must go through the parent-key indexes: an index leading with
+``tenant_id`` reads every group or object of the tenant for each group deleted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from groupd.store.db import Database
+from invariants import assert_invariants
+
+# The lookups SQLite's foreign-key checks run for a deleted group, and their index.
+CHILD_LOOKUPS = {
+    "SELECT 1 FROM groups WHERE tenant_id = ? AND parent_id = ?": (
+        "ix_groups_parent_id_tenant_id_id"
+    ),
+    "SELECT 1 FROM objects WHERE tenant_id = ? AND home_group_id = ?": (
+        "ix_objects_home_group_id_tenant_id_id_kind"
+    ),
+    "SELECT 1 FROM memberships WHERE tenant_id = ? AND group_id = ?": (
+        "sqlite_autoindex_memberships_1"
+    ),
+    "SELECT 1 FROM activations WHERE tenant_id = ? AND object_id = ?": ("ix_activations_object_id"),
+    "SELECT 1 FROM memberships WHERE tenant_id = ? AND object_id = ?": ("ix_memberships_object_id"),
+}
+
+
+def test_foreign_key_lookups_use_the_parent_key_indexes(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL plans its foreign-key checks from statistics it keeps itself")
+    path = db.engine.url.database
+    assert path
+    connection = sqlite3.connect(path)
+    try:
+        assert not connection.execute(
+            "SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'"
+        ).fetchall(), "the test is about a database without statistics"
+        for query, index in CHILD_LOOKUPS.items():
+            plan = " ".join(
+                row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {query}", (1, 2))
+            )
+            assert f"INDEX {index} (" in plan, (query, plan)
+    finally:
+        connection.close()
+    assert_invariants(db)
