@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
@@ -82,6 +84,29 @@ class Loaded:
     load_mode: str
 
 
+def create_fixture(client: httpx.Client, devices: int) -> tuple[str, dict[str, Any], str, str]:
+    """What both loads make through the API first: the tenant's root, the licence, and
+    the groups the reader reads and the writer creates under, outside the subtree."""
+    root = tenant_root(client)
+    licence = check(
+        client.post(
+            "/api/v1/licenses",
+            json={"product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000},
+        ),
+        201,
+    )
+    side = check(client.post("/api/v1/groups", json={"name": "elsewhere", "parentId": root}), 201)[
+        "id"
+    ]
+    reader = check(
+        client.post("/api/v1/groups", json={"name": "reader-target", "parentId": side}), 201
+    )["id"]
+    writer = check(
+        client.post("/api/v1/groups", json={"name": "writer-parent", "parentId": side}), 201
+    )["id"]
+    return root, licence, reader, writer
+
+
 def load_through_api(
     db: BenchDatabase, token: str, groups: int, devices: int, fanout: int
 ) -> Loaded:
@@ -90,23 +115,7 @@ def load_through_api(
     server = start_groupd(db, log_name="load.log")
     try:
         with api(server.base_url, token) as client:
-            root = tenant_root(client)
-            licence = check(
-                client.post(
-                    "/api/v1/licenses",
-                    json={"product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000},
-                ),
-                201,
-            )
-            side = check(
-                client.post("/api/v1/groups", json={"name": "elsewhere", "parentId": root}), 201
-            )["id"]
-            reader = check(
-                client.post("/api/v1/groups", json={"name": "reader-target", "parentId": side}), 201
-            )["id"]
-            writer = check(
-                client.post("/api/v1/groups", json={"name": "writer-parent", "parentId": side}), 201
-            )["id"]
+            root, licence, reader, writer = create_fixture(client, devices)
             ids = [str(uuid.uuid4()) for _ in range(groups)]
             parents = tree_parents(groups, fanout)
             specs = [
@@ -173,23 +182,7 @@ def load_through_sql(
     server = start_groupd(db, log_name="load.log")
     try:
         with api(server.base_url, token) as client:
-            root = tenant_root(client)
-            licence = check(
-                client.post(
-                    "/api/v1/licenses",
-                    json={"product": PRODUCT, "unitKind": "seat", "totalUnits": devices + 1000},
-                ),
-                201,
-            )
-            side = check(
-                client.post("/api/v1/groups", json={"name": "elsewhere", "parentId": root}), 201
-            )["id"]
-            reader = check(
-                client.post("/api/v1/groups", json={"name": "reader-target", "parentId": side}), 201
-            )["id"]
-            writer = check(
-                client.post("/api/v1/groups", json={"name": "writer-parent", "parentId": side}), 201
-            )["id"]
+            root, licence, reader, writer = create_fixture(client, devices)
     finally:
         server.stop()
     connection = db.raw_connect()

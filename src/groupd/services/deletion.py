@@ -586,12 +586,7 @@ def run_delete_chunk(
         progress["adopted"] = int(progress.get("adopted", 0)) + adopted
         if not chunk:
             # The groups taken along are picked, deepest first, by the next step.
-            session.execute(
-                update(Operation)
-                .where(Operation.id == operation_id)
-                .values(progress=progress)
-                .execution_options(synchronize_session=False)
-            )
+            _save_progress(uow, operation_id=operation_id, progress=progress)
             return ChunkResult(finished=False)
     groups_left, objects_left = chunk_groups, chunk_objects
     while chunk:
@@ -617,13 +612,17 @@ def run_delete_chunk(
         if adopted:
             progress["adopted"] = int(progress.get("adopted", 0)) + adopted
     progress["chunks"] = int(progress.get("chunks", 0)) + 1
-    session.execute(
+    _save_progress(uow, operation_id=operation_id, progress=progress)
+    return ChunkResult(finished=False)
+
+
+def _save_progress(uow: UnitOfWork, *, operation_id: int, progress: dict[str, Any]) -> None:
+    uow.session.execute(
         update(Operation)
         .where(Operation.id == operation_id)
         .values(progress=progress)
         .execution_options(synchronize_session=False)
     )
-    return ChunkResult(finished=False)
 
 
 def _remove_chunk(
