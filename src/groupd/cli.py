@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from groupd.clock import system_clock
@@ -270,7 +270,7 @@ def _follow(client: Any, operation_id: str, body: dict[str, Any]) -> dict[str, A
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        MofNCompleteColumn(),  # "?" for a total still being counted
         TimeElapsedColumn(),
         console=err,
     ) as progress:
@@ -280,9 +280,10 @@ def _follow(client: Any, operation_id: str, body: dict[str, Any]) -> dict[str, A
                 counter = (body.get("progress") or {}).get(key)
                 if not counter:
                     continue
+                total = counter.get("total")
                 if key not in tasks:
-                    tasks[key] = progress.add_task(key, total=max(counter["total"], 1))
-                progress.update(tasks[key], completed=counter["done"])
+                    tasks[key] = progress.add_task(key, total=total)
+                progress.update(tasks[key], total=total, completed=counter["done"])
             if body["state"] in ("succeeded", "failed"):
                 return body
             time.sleep(0.5)

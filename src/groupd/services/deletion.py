@@ -472,48 +472,68 @@ def _mark_subtree(uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: i
         pass
 
 
+COUNTED_KINDS = ("devices", "users", "memberships", "activations")
+
+
+def _totals_known(progress: dict[str, Any]) -> bool:
+    return (progress.get("devices") or {}).get("total") is not None
+
+
 def needs_totals(uow: UnitOfWork, *, operation_id: int) -> bool:
-    """Whether the operation's progress still lacks its totals (counted before chunk 1)."""
+    """Whether the operation's progress still lacks its totals."""
     operation = uow.session.get(Operation, operation_id)
-    return operation is not None and "devices" not in (operation.progress or {})
+    return (
+        operation is not None
+        and operation.state in ("accepted", "running")
+        and (not _totals_known(operation.progress or {}))
+    )
 
 
 def count_totals(uow: UnitOfWork, *, operation_id: int) -> dict[str, int]:
-    """What the operation will remove, counted over its marked groups.
+    """What the operation removes in all, per kind: what it has removed so far and what
+    is left, both as of the unit's snapshot.
 
-    Run it in a read transaction: on a large subtree it scans many index entries and must
-    not hold a write lock while it does.
+    Run it in a snapshot unit (``Database.snapshot``), beside the chunks: a chunk
+    removes rows and adds them to the progress in one transaction, so within one
+    snapshot the two add up to the same totals whichever chunks ran before, here or
+    before a restart. Counting what is left reads the whole subtree once and holds no
+    lock.
     """
     operation = uow.session.get(Operation, operation_id)
     assert operation is not None
+    progress = operation.progress or {}
     impact = measure_impact(
         uow,
         tenant_id=operation.tenant_id,
         operation_id=operation_id,
         release_units=bool(operation.params.get("releaseConsumedUnits")),
     )
-    return {
+    left = {
         "devices": impact.devices,
         "users": impact.users,
         "memberships": impact.memberships,
         "activations": impact.activations,
+    }
+    return {
+        kind: int((progress.get(kind) or {}).get("done", 0)) + left[kind] for kind in COUNTED_KINDS
     }
 
 
 def record_totals(
     uow: UnitOfWork, *, operation_id: int, worker_id: str, totals: dict[str, int]
 ) -> None:
-    """Store the totals counted by ``count_totals``, if this worker still holds the lease."""
+    """Store the totals counted by ``count_totals``, if this worker still holds the lease
+    and no other count got there first."""
     operation = uow.session.execute(
         select(Operation)
         .where(Operation.id == operation_id, Operation.claimed_by == worker_id)
         .with_for_update()
     ).scalar_one_or_none()
-    if operation is None or "devices" in (operation.progress or {}):
+    if operation is None or _totals_known(operation.progress or {}):
         return
     progress = dict(operation.progress or {})
-    for key, total in totals.items():
-        progress[key] = {"done": 0, "total": total}
+    for kind, total in totals.items():
+        progress[kind] = {"done": int((progress.get(kind) or {}).get("done", 0)), "total": total}
     progress.setdefault("unitsReleased", 0)
     progress.setdefault("unitsKeptConsumed", 0)
     operation.progress = progress
@@ -548,6 +568,7 @@ def run_delete_chunk(
     memberships, then the groups. The last step finishes the operation and writes the
     closing audit event.
     """
+    uow.plan_by_index()
     session = uow.session
     renewed = session.execute(
         update(Operation)
@@ -752,7 +773,8 @@ def _adopt_live_children(uow: UnitOfWork, *, operation_id: int, parents: Any) ->
 
 
 def _bump(progress: dict[str, Any], key: str, count: int) -> None:
-    entry = dict(progress.get(key) or {"done": 0, "total": 0})
+    # A total stays null until the count beside the chunks has stored it.
+    entry = dict(progress.get(key) or {"done": 0, "total": None})
     entry["done"] = int(entry["done"]) + int(count)
     progress[key] = entry
 
@@ -840,6 +862,12 @@ def _finish(
     uow: UnitOfWork, *, operation: Operation, progress: dict[str, Any], now: datetime, ttl: int
 ) -> None:
     release = bool(operation.params.get("releaseConsumedUnits"))
+    for kind in ("groups", *COUNTED_KINDS):
+        # Finished before its totals were counted: what it removed is the total.
+        entry = dict(progress.get(kind) or {"done": 0})
+        if entry.get("total") is None:
+            entry["total"] = int(entry.get("done", 0))
+        progress[kind] = entry
     result = {
         "operationId": str(operation.uuid),
         "groupId": str(operation.target_uuid),

@@ -326,6 +326,7 @@ def _insert_objects(
             "home_group_id": homes[spec.home_group_uuid].id,
             "login_name": spec.login_name,
             "status": spec.status,
+            "member_key": object_id if spec.kind == "user" else None,
             "attributes": spec.attributes,
             "version": 1,
             "created_at": now,

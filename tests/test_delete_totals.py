@@ -1,0 +1,198 @@
+"""Progress totals are counted over a snapshot beside the chunks, and still add up.
+
+The count reads what is left as of its snapshot and adds what the progress said was done
+in the same snapshot. Chunks that commit while it runs, and chunks that ran before it
+(a worker restarted after a crash), change neither side of that sum.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event
+
+from groupd.clock import system_clock
+from groupd.services import accounts, deletion, groups, licensing, memberships, objects
+from groupd.services.common import Actor, system_actor
+from groupd.settings import Settings
+from groupd.store.db import Database, transaction
+from groupd.worker import Worker
+from invariants import assert_invariants
+
+DEVICES_PER_GROUP = 3
+
+
+def _subtree(db: Database) -> tuple[Actor, uuid.UUID, dict[str, int]]:
+    """top with six leaf groups, each holding three devices and one user (every object
+    with one activation); every user is a member of a user group outside the subtree."""
+    now = system_clock()
+    with transaction(db) as uow:
+        tenant = accounts.create_tenant(uow, name=f"totals-{uuid.uuid4().hex[:8]}", now=now)
+        actor = system_actor(tenant.id)
+        root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+        licence = licensing.create_licence(
+            uow, actor=actor, product="seat", unit_kind="seat", total_units=1000, now=now
+        )
+        team = groups.create_group(
+            uow, actor=actor, spec=groups.GroupSpec(name="team", kind="user"), now=now
+        )
+        top = groups.create_group(
+            uow, actor=actor, spec=groups.GroupSpec(name="top", parent_uuid=root), now=now
+        )
+        activation = [objects.ActivationSpec(licence_uuid=licence.uuid)]
+        for index in range(6):
+            leaf = groups.create_group(
+                uow,
+                actor=actor,
+                spec=groups.GroupSpec(name=f"leaf{index}", parent_uuid=top.uuid),
+                now=now,
+            )
+            for number in range(DEVICES_PER_GROUP):
+                objects.create_object(
+                    uow,
+                    actor=actor,
+                    spec=objects.ObjectSpec(
+                        kind="device",
+                        name=f"d{index}-{number}",
+                        home_group_uuid=leaf.uuid,
+                        activations=activation,
+                    ),
+                    now=now,
+                )
+            user = objects.create_object(
+                uow,
+                actor=actor,
+                spec=objects.ObjectSpec(
+                    kind="user",
+                    name=f"u{index}",
+                    home_group_uuid=leaf.uuid,
+                    login_name=f"u{index}",
+                    status="inactive",
+                    activations=activation,
+                ),
+                now=now,
+            )
+            memberships.add_member(
+                uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
+            )
+    expected = {"devices": 18, "users": 6, "memberships": 6, "activations": 24}
+    return actor, top.uuid, expected
+
+
+def _accept(db: Database, actor: Actor, top: uuid.UUID) -> int:
+    with transaction(db) as uow:
+        plan = deletion.request_delete(
+            uow, actor=actor, group_id=top, release_units=True, now=system_clock()
+        )
+    with db.unit_of_work(write=False) as uow:
+        assert plan.operation_uuid is not None
+        view = deletion.get_operation(
+            uow, actor=actor, operation_id=plan.operation_uuid, now=system_clock()
+        )
+    return view.id
+
+
+def _claim(db: Database, settings: Settings) -> Worker:
+    worker = Worker(db, settings)
+    assert worker.claim() is not None
+    return worker
+
+
+def _chunk(db: Database, worker: Worker, operation_id: int) -> deletion.ChunkResult:
+    with transaction(db) as uow:
+        return deletion.run_delete_chunk(
+            uow,
+            operation_id=operation_id,
+            worker_id=worker.id,
+            now=system_clock(),
+            lease_seconds=60,
+            chunk_groups=2,
+            chunk_objects=1000,
+            result_ttl_seconds=600,
+        )
+
+
+def _progress(db: Database, operation_id: int) -> dict[str, Any]:
+    with db.unit_of_work(write=False) as uow:
+        return deletion.get_operation_by_key(uow, operation_id=operation_id).progress
+
+
+def test_totals_counted_after_some_chunks_add_up(db: Database, settings: Settings) -> None:
+    """A count that starts after chunks already ran (a restart) still gives the totals."""
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    _chunk(db, worker, operation_id)
+    done_first = _progress(db, operation_id)
+    assert 0 < done_first["devices"]["done"] < expected["devices"]
+    assert done_first["devices"]["total"] is None, "no totals before they are counted"
+    with db.snapshot() as uow:
+        totals = deletion.count_totals(uow, operation_id=operation_id)
+    assert totals == expected
+    with transaction(db) as uow:
+        deletion.record_totals(uow, operation_id=operation_id, worker_id=worker.id, totals=totals)
+    while not _chunk(db, worker, operation_id).finished:
+        pass
+    progress = _progress(db, operation_id)
+    for kind, total in expected.items():
+        assert progress[kind] == {"done": total, "total": total}, kind
+    assert_invariants(db)
+
+
+def test_chunks_committed_during_the_count_do_not_change_it(
+    db: Database, settings: Settings
+) -> None:
+    """Two chunks commit between the count's read of the progress and its count of what
+    is left: the snapshot keeps them out of both, so the sum is still the totals (without
+    it, the rows those chunks removed would be in neither)."""
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    chunks_run: list[deletion.ChunkResult] = []
+
+    def between(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("WITH subtree") and not chunks_run:
+            chunks_run.append(_chunk(db, worker, operation_id))
+            chunks_run.append(_chunk(db, worker, operation_id))
+
+    event.listen(db.engine, "before_cursor_execute", between)
+    try:
+        with db.snapshot() as uow:
+            assert deletion.needs_totals(uow, operation_id=operation_id)
+            totals = deletion.count_totals(uow, operation_id=operation_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", between)
+    assert len(chunks_run) == 2
+    assert _progress(db, operation_id)["devices"]["done"] > 0
+    assert totals == expected
+    assert_invariants(db, settled=False)
+
+
+def test_a_delete_that_ends_before_its_count_reports_what_it_removed(
+    db: Database, settings: Settings
+) -> None:
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    while not _chunk(db, worker, operation_id).finished:
+        pass
+    progress = _progress(db, operation_id)
+    for kind, total in expected.items():
+        assert progress[kind] == {"done": total, "total": total}, kind
+    with db.unit_of_work(write=False) as uow:
+        assert not deletion.needs_totals(uow, operation_id=operation_id)
+    assert_invariants(db)
+
+
+def test_the_worker_records_totals_counted_beside_its_chunks(
+    db: Database, settings: Settings
+) -> None:
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    Worker(db, settings.model_copy(update={"delete_chunk_groups": 1})).run_until_idle()
+    progress = _progress(db, operation_id)
+    assert progress["groups"]["done"] == progress["groups"]["total"] == 7
+    for kind, total in expected.items():
+        assert progress[kind] == {"done": total, "total": total}, kind
+    assert_invariants(db)

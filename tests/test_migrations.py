@@ -1,0 +1,149 @@
+"""The migrations, on each database: they build exactly the models' schema, and moving
+down and up again across migration 0004 keeps every row and reference."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
+
+from conftest import PG_ADMIN_URL, _service_missing, create_engine_for
+from groupd.clock import system_clock
+from groupd.services import accounts, groups, memberships, objects
+from groupd.services.common import system_actor
+from groupd.store import migrate
+from groupd.store.db import Database, transaction
+from groupd.store.models import Base
+from invariants import assert_invariants
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, of its own (the migrations change its schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.db'}"
+        return
+    name = f"groupd_migrations_{os.getpid()}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # any connection failure means "not available here"
+        _service_missing("PostgreSQL at 127.0.0.1:5432", error)
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_the_migrations_build_the_models_schema(empty_url: str) -> None:
+    db = Database(create_engine_for(empty_url))
+    try:
+        migrate.upgrade(db.engine)
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+        assert differences == []
+        assert_invariants(db)
+    finally:
+        db.dispose()
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    from alembic import command
+
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            migrate._driver_execute(connection, "PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.downgrade(config, revision)
+        finally:
+            if sqlite:
+                migrate._driver_execute(connection, "PRAGMA foreign_keys=ON")
+
+
+def test_member_keys_survive_a_downgrade_and_upgrade(empty_url: str) -> None:
+    """0004 gives users a member key and moves the memberships onto it: a user's
+    memberships stay, a device gets no key, and a device can't be made a member."""
+    db = Database(create_engine_for(empty_url))
+    try:
+        migrate.upgrade(db.engine)
+        now = system_clock()
+        with transaction(db) as uow:
+            tenant = accounts.create_tenant(uow, name="migrations", now=now)
+            actor = system_actor(tenant.id)
+            root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+            team = groups.create_group(
+                uow, actor=actor, spec=groups.GroupSpec(name="team", kind="user"), now=now
+            )
+            user = objects.create_object(
+                uow,
+                actor=actor,
+                spec=objects.ObjectSpec(
+                    kind="user", name="Ada", home_group_uuid=root, login_name="ada", status="active"
+                ),
+                now=now,
+            )
+            device = objects.create_object(
+                uow,
+                actor=actor,
+                spec=objects.ObjectSpec(kind="device", name="laptop", home_group_uuid=root),
+                now=now,
+            )
+            memberships.add_member(
+                uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
+            )
+        _downgrade(db, "0003")
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM memberships")).scalar_one() == 1
+        migrate.upgrade(db.engine)
+        with db.engine.connect() as connection:
+            keys = dict(connection.execute(text("SELECT id, member_key FROM objects")).all())
+            assert keys == {user.id: user.id, device.id: None}
+            assert connection.execute(
+                text("SELECT group_id, object_id FROM memberships")
+            ).all() == [(team.id, user.id)]
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO memberships (group_id, object_id, tenant_id, created_at)"
+                    " VALUES (:group, :device, :tenant, :now)"
+                ),
+                {"group": team.id, "device": device.id, "tenant": tenant.id, "now": now},
+            )
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE objects SET member_key = id WHERE id = :device"),
+                {"device": device.id},
+            )
+        assert_invariants(db)
+    finally:
+        db.dispose()
+
+
+def test_a_failed_upgrade_changes_nothing_and_keeps_foreign_keys_on(tmp_path: Path) -> None:
+    """SQLite upgrades run with foreign keys off; whatever happens, the connection goes
+    back to the pool with them on."""
+    db = Database(create_engine_for(f"sqlite:///{tmp_path / 'keys.db'}"))
+    try:
+        migrate.upgrade(db.engine, "0003")
+        with pytest.raises(Exception, match="nonexistent"):
+            migrate.upgrade(db.engine, "nonexistent-" + uuid.uuid4().hex[:6])
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == "0003"
+    finally:
+        db.dispose()
