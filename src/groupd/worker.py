@@ -192,6 +192,7 @@ class Worker:
                         chunk_groups=settings.delete_chunk_groups,
                         chunk_objects=settings.delete_chunk_objects,
                         result_ttl_seconds=settings.operation_result_ttl_seconds,
+                        step_objects=settings.delete_step_objects if self.db.is_sqlite else None,
                     )
             except (OperationalError, DBAPIError) as error:
                 # Lock timeouts, serialization failures, a dropped connection: the chunk

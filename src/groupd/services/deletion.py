@@ -558,6 +558,7 @@ def run_delete_chunk(
     chunk_groups: int,
     chunk_objects: int,
     result_ttl_seconds: int,
+    step_objects: int | None = None,
 ) -> ChunkResult:
     """One bounded step of phase 2, in the caller's transaction.
 
@@ -567,6 +568,11 @@ def run_delete_chunk(
     ``chunk_objects`` in one step; a bigger chunk takes several steps), then their
     memberships, then the groups. The last step finishes the operation and writes the
     closing audit event.
+
+    ``step_objects`` (SQLite, where the chunk holds the only write lock): objects are
+    removed that many at a time, and the chunk ends after any of these steps once
+    another writer waits (``uow.writers_waiting``): a small write waits for one step of
+    the delete, not for a whole chunk.
     """
     uow.plan_by_index()
     session = uow.session
@@ -611,20 +617,24 @@ def run_delete_chunk(
             return ChunkResult(finished=False)
     groups_left, objects_left = chunk_groups, chunk_objects
     while chunk:
+        step = objects_left if step_objects is None else min(objects_left, step_objects)
         removed = _remove_chunk(
             uow,
             operation_id=operation_id,
             chunk=chunk,
-            chunk_objects=objects_left,
+            chunk_objects=step,
             release=release,
             progress=progress,
             now=now,
         )
-        if removed is None:
-            break  # objects left in the chunk: the next step goes on with them
+        if removed is None:  # objects left in the chunk's groups
+            objects_left -= step
+            if objects_left <= 0 or uow.writers_waiting():
+                break  # the next chunk goes on with them
+            continue
         groups_left -= len(chunk)
         objects_left -= removed
-        if groups_left <= 0 or objects_left <= 0:
+        if groups_left <= 0 or objects_left <= 0 or uow.writers_waiting():
             break
         # Only groups without children are taken, so the parents of the groups just
         # removed may be free now: top the step up with them, within the same bounds,

@@ -441,6 +441,10 @@ class WriterQueue:
                 raise Unavailable("the database is busy; try again", code="database_busy")
         # handed the lock just as the wait timed out: it is ours
 
+    def others_waiting(self) -> bool:
+        """Whether a writer is queued behind the one holding the lock."""
+        return bool(self._waiting)
+
     def release(self) -> None:
         with self._mutex:
             if self._waiting:
@@ -584,6 +588,12 @@ class UnitOfWork:
             cursor.close()
             raise
         return cursor
+
+    def writers_waiting(self) -> bool:
+        """Whether other writers of this process wait for this unit's lock (SQLite: one
+        writer at a time). Long work in small steps ends its transaction early then."""
+        queue = self.db.writer_queue
+        return self._queued and queue is not None and queue.others_waiting()
 
     def plan_by_index(self) -> None:
         """Have PostgreSQL drive the rest of this transaction's joins by index.

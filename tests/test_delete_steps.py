@@ -1,4 +1,7 @@
-"""Progress totals are counted over a snapshot beside the chunks, and still add up.
+"""Phase 2's steps: progress totals counted beside the chunks, and SQLite chunks that
+make way for a waiting writer.
+
+Progress totals are counted over a snapshot beside the chunks, and still add up.
 
 The count reads what is left as of its snapshot and adds what the progress said was done
 in the same snapshot. Chunks that commit while it runs, and chunks that ran before it
@@ -7,9 +10,12 @@ in the same snapshot. Chunks that commit while it runs, and chunks that ran befo
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from groupd.clock import system_clock
@@ -99,7 +105,9 @@ def _claim(db: Database, settings: Settings) -> Worker:
     return worker
 
 
-def _chunk(db: Database, worker: Worker, operation_id: int) -> deletion.ChunkResult:
+def _chunk(
+    db: Database, worker: Worker, operation_id: int, *, groups: int = 2, step: int | None = None
+) -> deletion.ChunkResult:
     with transaction(db) as uow:
         return deletion.run_delete_chunk(
             uow,
@@ -107,9 +115,10 @@ def _chunk(db: Database, worker: Worker, operation_id: int) -> deletion.ChunkRes
             worker_id=worker.id,
             now=system_clock(),
             lease_seconds=60,
-            chunk_groups=2,
+            chunk_groups=groups,
             chunk_objects=1000,
             result_ttl_seconds=600,
+            step_objects=step,
         )
 
 
@@ -196,3 +205,69 @@ def test_the_worker_records_totals_counted_beside_its_chunks(
     for kind, total in expected.items():
         assert progress[kind] == {"done": total, "total": total}, kind
     assert_invariants(db)
+
+
+def test_a_sqlite_chunk_ends_after_the_step_a_writer_waited_for(
+    db: Database, settings: Settings
+) -> None:
+    """A writer queues while the chunk's first step runs: the chunk commits after that
+    step (two objects), not after its six groups, and the writer gets the lock next."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL writers never wait for a chunk: it locks only its own rows")
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    assert db.writer_queue is not None
+    queue = db.writer_queue
+    writer_done = threading.Event()
+
+    def write_something() -> None:
+        with transaction(db) as uow:
+            groups.create_group(
+                uow,
+                actor=actor,
+                spec=groups.GroupSpec(name="written", kind="user"),
+                now=system_clock(),
+            )
+        writer_done.set()
+
+    writers: list[threading.Thread] = []
+
+    def writer_arrives(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("DELETE FROM activations") and not writers:
+            writers.append(threading.Thread(target=write_something))
+            writers[0].start()
+            for _ in range(500):  # until it is queued behind the chunk
+                if queue.others_waiting():
+                    break
+                time.sleep(0.01)
+
+    event.listen(db.engine, "before_cursor_execute", writer_arrives)
+    try:
+        _chunk(db, worker, operation_id, groups=6, step=2)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", writer_arrives)
+    writers[0].join(10)
+    assert writer_done.is_set()
+    progress = _progress(db, operation_id)
+    removed = progress["devices"]["done"] + progress["users"]["done"]
+    assert removed == 2, progress
+    while not _chunk(db, worker, operation_id, groups=6, step=2).finished:
+        pass
+    progress = _progress(db, operation_id)
+    for kind, total in expected.items():
+        assert progress[kind]["done"] == total, kind
+    assert_invariants(db)
+
+
+def test_without_a_waiting_writer_a_chunk_takes_all_its_steps(
+    db: Database, settings: Settings
+) -> None:
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    _chunk(db, worker, operation_id, groups=6, step=2)
+    progress = _progress(db, operation_id)
+    assert progress["devices"]["done"] == expected["devices"]
+    assert progress["groups"]["done"] == 6
+    assert_invariants(db, settled=False)
