@@ -569,10 +569,10 @@ def run_delete_chunk(
     memberships, then the groups. The last step finishes the operation and writes the
     closing audit event.
 
-    ``step_objects`` (SQLite, where the chunk holds the only write lock): the chunk goes
-    in steps of about that many objects (as many groups as hold that many on average,
-    and at most that many objects), and ends after any step once another writer waits
-    (``uow.writers_waiting``): a small write waits for one step, not for a whole chunk.
+    ``step_objects`` (SQLite, where the chunk holds the only write lock): objects are
+    removed that many at a time, and the chunk ends after any of these steps once
+    another writer waits (``uow.writers_waiting``): a small write waits for one step of
+    the delete, not for a whole chunk.
     """
     uow.plan_by_index()
     session = uow.session
@@ -591,17 +591,7 @@ def run_delete_chunk(
     operation = session.execute(select(Operation).where(Operation.id == operation_id)).scalar_one()
     release = bool(operation.params.get("releaseConsumedUnits"))
     progress = dict(operation.progress)
-    # In steps (SQLite): groups in proportion to the objects a step takes, so that a step
-    # takes whole groups (bounding it by an object key instead re-reads the groups'
-    # objects at every step).
-    step_groups = (
-        chunk_groups
-        if step_objects is None
-        else max(1, chunk_groups * step_objects // max(chunk_objects, 1))
-    )
-    chunk, adopted = _select_chunk(
-        uow, operation_id=operation_id, chunk_groups=min(chunk_groups, step_groups)
-    )
+    chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=chunk_groups)
     if not chunk and not adopted:
         left = session.execute(
             select(Group.id).where(Group.operation_id == operation_id).limit(1)
@@ -649,9 +639,7 @@ def run_delete_chunk(
         # Only groups without children are taken, so the parents of the groups just
         # removed may be free now: top the step up with them, within the same bounds,
         # instead of leaving each level of the tree's last groups a step of its own.
-        chunk, adopted = _select_chunk(
-            uow, operation_id=operation_id, chunk_groups=min(groups_left, step_groups)
-        )
+        chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=groups_left)
         if adopted:
             progress["adopted"] = int(progress.get("adopted", 0)) + adopted
     progress["chunks"] = int(progress.get("chunks", 0)) + 1
