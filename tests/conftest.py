@@ -67,24 +67,36 @@ def create_engine_for(url: str) -> Any:
     return create_db_engine(url, pool_size=5)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    name = f"groupd_test_{os.getpid()}"
+def create_pg_database(name: str) -> str:
+    """A new, empty PostgreSQL database (replacing one left by a killed run); its URL.
+    Skips the test, or fails it under GROUPD_TEST_REQUIRE_SERVICES, without PostgreSQL."""
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
     except Exception as error:  # any connection failure means "not available here"
         _service_missing("PostgreSQL at 127.0.0.1:5432", error)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"groupd_test_{os.getpid()}"
+    url = create_pg_database(name)
     database = Database(create_engine_for(url))
     upgrade(database.engine)
     database.dispose()
     yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_pg_database(name)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

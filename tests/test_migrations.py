@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from conftest import PG_ADMIN_URL, _service_missing, create_engine_for
+from conftest import create_engine_for, create_pg_database, drop_pg_database
 from groupd.clock import system_clock
 from groupd.services import accounts, groups, memberships, objects
 from groupd.services.common import system_actor
@@ -31,17 +31,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'migrations.db'}"
         return
     name = f"groupd_migrations_{os.getpid()}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # any connection failure means "not available here"
-        _service_missing("PostgreSQL at 127.0.0.1:5432", error)
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield create_pg_database(name)
+    drop_pg_database(name)
 
 
 def test_the_migrations_build_the_models_schema(empty_url: str) -> None:

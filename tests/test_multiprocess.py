@@ -25,9 +25,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
-from conftest import PG_ADMIN_URL, REDIS_URL, TenantFixture, _service_missing, seed_tenant
+from conftest import (
+    REDIS_URL,
+    TenantFixture,
+    _service_missing,
+    create_pg_database,
+    drop_pg_database,
+    seed_tenant,
+)
 from groupd.clock import system_clock
 from groupd.services import accounts, system
 from groupd.store.db import Database, create_db_engine, transaction
@@ -77,14 +83,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     except redis.RedisError as error:
         _service_missing(f"Redis at {REDIS_URL}", error)
     name = f"groupd_mp_{os.getpid()}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # any connection failure means "not available here"
-        _service_missing("PostgreSQL at 127.0.0.1:5432", error)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = create_pg_database(name)
     db = Database(create_db_engine(url, pool_size=2))
     upgrade(db.engine)
     with pytest.MonkeyPatch.context() as patch:
@@ -136,9 +135,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for handle in logs:
             handle.close()
         db.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_database(name)
         for key in store.scan_iter(match=f"{prefix}*"):
             store.delete(key)
         store.close()
