@@ -163,13 +163,19 @@ class Worker:
             return None
         return count
 
-    def _record_totals(self, operation_id: int, count: TotalsCount) -> None:
+    def _record_totals(self, operation_id: int, count: TotalsCount) -> bool:
+        """Store the counted totals; False when the database refused this time."""
         if count.totals is None:
-            return  # the count failed (logged); the progress shows no totals until the end
-        with transaction(self.db) as uow:
-            deletion.record_totals(
-                uow, operation_id=operation_id, worker_id=self.id, totals=count.totals
-            )
+            return True  # the count failed (logged): the progress shows totals at the end
+        try:
+            with transaction(self.db) as uow:
+                deletion.record_totals(
+                    uow, operation_id=operation_id, worker_id=self.id, totals=count.totals
+                )
+        except (OperationalError, DBAPIError) as error:
+            log.warning("storing the totals of operation %s failed (%s)", operation_id, error)
+            return False
+        return True
 
     def run(self, operation_id: int) -> None:
         settings = self.settings
@@ -178,9 +184,8 @@ class Worker:
         # whole subtree once: as long as a fifth of the delete, measured).
         count = self._count_alongside(operation_id)
         while not self._stop.is_set():
-            if count is not None and count.finished:
-                self._record_totals(operation_id, count)
-                count = None
+            if count is not None and count.finished and self._record_totals(operation_id, count):
+                count = None  # stored (a refusal is tried again after the next chunk)
             try:
                 with transaction(self.db) as uow:
                     step = deletion.run_delete_chunk(

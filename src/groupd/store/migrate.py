@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -19,13 +20,24 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` on the engine's database.
+    """Bring the schema to ``revision`` on the engine's database."""
+    _migrate(engine, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (each migration's ``downgrade``)."""
+    _migrate(engine, lambda config: command.downgrade(config, revision))
+
+
+def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
+    """Run migrations in one transaction on the engine's database.
 
     SQLite alters a table by copying it (Alembic's batch mode). With foreign keys on,
     dropping the old copy of a table that others reference would delete through them,
-    so, as SQLite's documentation prescribes for such changes, the upgrade runs with the
-    keys off (a setting that only takes effect outside a transaction) and checks every
-    reference before it commits: a migration that broke one fails and changes nothing.
+    so, as SQLite's documentation prescribes for such changes, migrations run with the
+    keys off (a setting that only takes effect outside a transaction) and every
+    reference is checked before the commit: a migration that broke one fails and
+    changes nothing.
     """
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect() as connection:
@@ -35,7 +47,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+                run(config)
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                     if broken:
