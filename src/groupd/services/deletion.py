@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     union,
     union_all,
@@ -617,23 +618,20 @@ def run_delete_chunk(
             return ChunkResult(finished=False)
     groups_left, objects_left = chunk_groups, chunk_objects
     while chunk:
-        step = objects_left if step_objects is None else min(objects_left, step_objects)
-        removed = _remove_chunk(
+        removed, emptied = _remove_chunk(
             uow,
             operation_id=operation_id,
             chunk=chunk,
-            chunk_objects=step,
+            objects_budget=objects_left,
+            step_objects=objects_left if step_objects is None else step_objects,
             release=release,
             progress=progress,
             now=now,
         )
-        if removed is None:  # objects left in the chunk's groups
-            objects_left -= step
-            if objects_left <= 0 or uow.writers_waiting():
-                break  # the next chunk goes on with them
-            continue
-        groups_left -= len(chunk)
         objects_left -= removed
+        if not emptied:
+            break  # the next chunk goes on with the objects left in these groups
+        groups_left -= len(chunk)
         if groups_left <= 0 or objects_left <= 0 or uow.writers_waiting():
             break
         # Only groups without children are taken, so the parents of the groups just
@@ -661,36 +659,31 @@ def _remove_chunk(
     *,
     operation_id: int,
     chunk: list[int],
-    chunk_objects: int,
+    objects_budget: int,
+    step_objects: int,
     release: bool,
     progress: dict[str, Any],
     now: datetime,
-) -> int | None:
-    """Empty a chunk of groups of at most ``chunk_objects`` objects, and remove the groups
-    once they are empty. Returns how many objects went, or None when some are left."""
+) -> tuple[int, bool]:
+    """Empty a chunk of groups, at most ``objects_budget`` objects of it, ``step_objects``
+    at a time in key order, and remove the groups once they are empty. After each step
+    but the last it stops early when another writer waits. Returns how many objects went
+    and whether the groups went too."""
     session = uow.session
     in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
-    # Bound the step by objects too: a chunk of groups holding more than chunk_objects
-    # objects is emptied over several steps, keyed by object id (no OFFSET scans later).
-    boundary = session.execute(
-        select(DirectoryObject.id)
-        .where(in_chunk)
-        .order_by(DirectoryObject.id)
-        .offset(chunk_objects)
-        .limit(1)
-    ).scalar_one_or_none()
-    objects_filter = in_chunk if boundary is None else and_(in_chunk, DirectoryObject.id < boundary)
-    object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
-    removed = _remove_objects(
-        uow,
-        object_ids=object_ids,
-        objects_filter=objects_filter,
-        release=release,
-        progress=progress,
-        now=now,
-    )
-    if boundary is not None:
-        return None
+    bounds = _step_bounds(uow, in_chunk=in_chunk, step=step_objects, budget=objects_budget)
+    removed = 0
+    for upper in (*bounds, None):
+        objects_filter = in_chunk if upper is None else and_(in_chunk, DirectoryObject.id < upper)
+        removed += _remove_objects(
+            uow,
+            objects_filter=objects_filter,
+            release=release,
+            progress=progress,
+            now=now,
+        )
+        if upper is not None and (removed >= objects_budget or uow.writers_waiting()):
+            return removed, False
     memberships = session.execute(
         delete(Membership)
         .where(Membership.group_id.in_(chunk))
@@ -703,7 +696,37 @@ def _remove_chunk(
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     _bump(progress, "groups", groups_removed)
-    return removed
+    return removed, True
+
+
+def _step_bounds(
+    uow: UnitOfWork, *, in_chunk: ColumnElement[bool], step: int, budget: int
+) -> list[int]:
+    """Where the steps over the chunk's objects end: the ids of its objects at positions
+    step, 2 x step, ... (in key order) below ``budget``, and at ``budget`` itself when it
+    holds more. One read of the chunk's index entries, not one per step; keyed by object
+    id, so a later step never scans what an earlier one removed."""
+    numbered = (
+        select(
+            DirectoryObject.id,
+            (func.row_number().over(order_by=DirectoryObject.id) - 1).label("position"),
+        )
+        .where(in_chunk)
+        .subquery()
+    )
+    position = numbered.c.position
+    return list(
+        uow.session.execute(
+            select(numbered.c.id)
+            .where(
+                or_(
+                    position == budget,
+                    and_(position > 0, position < budget, position % step == 0),
+                )
+            )
+            .order_by(numbered.c.id)
+        ).scalars()
+    )
 
 
 def _select_chunk(
@@ -792,7 +815,6 @@ def _bump(progress: dict[str, Any], key: str, count: int) -> None:
 def _remove_objects(
     uow: UnitOfWork,
     *,
-    object_ids: Any,
     objects_filter: Any,
     release: bool,
     progress: dict[str, Any],
@@ -801,25 +823,15 @@ def _remove_objects(
     """Activations (released or orphaned), memberships, then the objects themselves.
     Returns how many objects went."""
     session = uow.session
-    # One statement removes (or orphans) the activations and says what they held: no
-    # separate read of the same rows first.
+    object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
     touched = (
         delete(Activation)
         if release
         else update(Activation).values(object_id=None, orphaned_at=now)
     )
-    held = session.execute(
-        touched.where(Activation.object_id.in_(object_ids))
-        .returning(Activation.licence_id, Activation.units)
-        .execution_options(synchronize_session=False)
+    charged, activations = _take_activations(
+        uow, touched.where(Activation.object_id.in_(object_ids))
     )
-    # Summed row by row as they come, never held as a list (a chunk returns one row per
-    # activation, 20,000 by default).
-    charged: dict[int, int] = {}
-    activations = 0
-    for licence_id, activation_units in held:
-        charged[licence_id] = charged.get(licence_id, 0) + int(activation_units)
-        activations += 1
     units = sum(charged.values())
     if release:
         # Units go back in the same transaction that removes the activations, one UPDATE
@@ -866,6 +878,32 @@ def _remove_objects(
     _bump(progress, "devices", int(kinds.get("device", 0)))
     _bump(progress, "users", int(kinds.get("user", 0)))
     return sum(int(count) for count in kinds.values())
+
+
+def _take_activations(uow: UnitOfWork, statement: Any) -> tuple[dict[int, int], int]:
+    """Run the DELETE or UPDATE of activations ``statement`` and say what they held: the
+    units per licence and how many there were, with no separate read of the same rows.
+
+    PostgreSQL sums them in the statement (a data-modifying WITH) and sends one row per
+    licence. SQLite has no such WITH: it returns a row per activation (in process, at
+    most one step's), fetched at once and summed here."""
+    returning = statement.returning(Activation.licence_id, Activation.units)
+    connection = uow.session.connection()
+    charged: dict[int, int] = {}
+    activations = 0
+    if uow.is_sqlite:
+        for licence_id, units in connection.execute(returning).all():
+            charged[licence_id] = charged.get(licence_id, 0) + int(units)
+            activations += 1
+        return charged, activations
+    gone = returning.cte("gone")
+    summed = select(gone.c.licence_id, func.sum(gone.c.units), func.count()).group_by(
+        gone.c.licence_id
+    )
+    for licence_id, units, count in connection.execute(summed):
+        charged[licence_id] = int(units)
+        activations += int(count)
+    return charged, activations
 
 
 def _finish(

@@ -36,6 +36,7 @@ from groupd.store.prepared import wrap_driver_error
 log = logging.getLogger("groupd.db")
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_SQLITE_CACHE_MIB = 64
 # SQLite calls the progress handler every this many virtual-machine steps (~0.1-1 ms).
 SQLITE_PROGRESS_STEPS = 10_000
 # How early SQLite's busy handler may give up before the deadline it was set to.
@@ -100,10 +101,15 @@ def normalise_url(url: str) -> str:
 
 
 def create_db_engine(
-    url: str, *, pool_size: int = 10, request_budget_seconds: float | None = None
+    url: str,
+    *,
+    pool_size: int = 10,
+    request_budget_seconds: float | None = None,
+    sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
 ) -> Engine:
     """An engine for ``url``. ``request_budget_seconds``: PostgreSQL sessions start with
-    that statement timeout, so a request's transaction needs no statement to set it."""
+    that statement timeout, so a request's transaction needs no statement to set it.
+    ``sqlite_cache_mib``: the most page cache each SQLite connection may keep."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -114,7 +120,7 @@ def create_db_engine(
             pool_use_lifo=True,  # the busiest connections stay warm
             **JSON_CODEC,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, cache_mib=sqlite_cache_mib)
         _configure_deadlines(engine)
         return engine
     connect_args: dict[str, Any] = {}
@@ -136,7 +142,7 @@ def create_db_engine(
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, cache_mib: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take transaction control from the sqlite3 module so BEGIN is ours to choose.
@@ -150,6 +156,10 @@ def _configure_sqlite(engine: Engine) -> None:
         # commit of whichever writer crossed the threshold: a big delete's chunks would
         # otherwise each pay for copying thousands of pages back into the database.
         cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # SQLite's own default is 2 MiB. A delete removes each object from the table and
+        # four indexes, and with less cache than those pages take it reads the same pages
+        # again and again (docs/benchmarks.md). The cache grows only as pages are used.
+        cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -386,6 +396,7 @@ class Database:
                 settings.database_url,
                 pool_size=settings.database_pool_size,
                 request_budget_seconds=settings.request_time_budget_seconds,
+                sqlite_cache_mib=settings.sqlite_cache_mib,
             )
         )
 
