@@ -39,6 +39,8 @@ PG_ADMIN_URL = os.environ.get(
     "GROUPD_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 HOST = "127.0.0.1"
+# groupd's default SQLite page cache (settings.sqlite_cache_mib), MiB.
+SQLITE_CACHE_MIB = 16
 
 
 # machine ---------------------------------------------------------------------------
@@ -126,6 +128,10 @@ class BenchDatabase:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
+            # The page cache groupd's own connections have, so that the floors measured
+            # here and groupd run with the same database configuration.
+            cache_mib = int(os.environ.get("GROUPD_SQLITE_CACHE_MIB", SQLITE_CACHE_MIB))
+            connection.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
             return connection
         import psycopg
 

@@ -271,3 +271,59 @@ def test_without_a_waiting_writer_a_chunk_takes_all_its_steps(
     assert progress["devices"]["done"] == expected["devices"]
     assert progress["groups"]["done"] == 6
     assert_invariants(db, settled=False)
+
+
+@pytest.mark.parametrize(("step", "budget"), [(1, 1000), (3, 7), (4, 4), (5, 1000), (1000, 5)])
+def test_steps_and_budgets_of_any_size_remove_exactly_the_subtree(
+    db: Database, settings: Settings, step: int, budget: int
+) -> None:
+    """However a chunk's objects are cut (steps of ``step``, at most ``budget`` a chunk),
+    every object of the subtree goes exactly once, no chunk takes more than its budget,
+    and another tenant's identical tree is untouched."""
+    actor, top, expected = _subtree(db)
+    other_actor, other_top, _ = _subtree(db)
+    with transaction(db) as uow:
+        before_other = deletion.measure_impact(
+            uow,
+            tenant_id=other_actor.tenant_id,
+            path=groups.lock_live_group(
+                uow, tenant_id=other_actor.tenant_id, group_uuid=other_top
+            ).path,
+            release_units=True,
+        ).as_dict()
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    removed_so_far = 0
+    while True:
+        with transaction(db) as uow:
+            result = deletion.run_delete_chunk(
+                uow,
+                operation_id=operation_id,
+                worker_id=worker.id,
+                now=system_clock(),
+                lease_seconds=60,
+                chunk_groups=6,
+                chunk_objects=budget,
+                result_ttl_seconds=600,
+                step_objects=step,
+            )
+        progress = _progress(db, operation_id)
+        removed = progress["devices"]["done"] + progress["users"]["done"]
+        assert removed - removed_so_far <= budget, (removed, removed_so_far)
+        removed_so_far = removed
+        if result.finished:
+            break
+    for kind, total in expected.items():
+        assert progress[kind]["done"] == total, kind
+    assert progress["unitsReleased"] == expected["activations"]
+    with transaction(db) as uow:
+        after_other = deletion.measure_impact(
+            uow,
+            tenant_id=other_actor.tenant_id,
+            path=groups.lock_live_group(
+                uow, tenant_id=other_actor.tenant_id, group_uuid=other_top
+            ).path,
+            release_units=True,
+        ).as_dict()
+    assert after_other == before_other
+    assert_invariants(db)

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///groupd.db"
     database_pool_size: int = Field(default=10, ge=1)
     # SQLite only: the most page cache, in MiB, one connection keeps (it grows as used).
-    sqlite_cache_mib: int = Field(default=64, ge=1, le=65_536)
+    sqlite_cache_mib: int = Field(default=16, ge=1, le=65_536)
     redis_url: str | None = None
 
     # serving

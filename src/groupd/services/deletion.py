@@ -29,6 +29,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union,
     union_all,
     update,
@@ -621,6 +622,7 @@ def run_delete_chunk(
         removed, emptied = _remove_chunk(
             uow,
             operation_id=operation_id,
+            tenant_id=operation.tenant_id,
             chunk=chunk,
             objects_budget=objects_left,
             step_objects=objects_left if step_objects is None else step_objects,
@@ -658,6 +660,7 @@ def _remove_chunk(
     uow: UnitOfWork,
     *,
     operation_id: int,
+    tenant_id: int,
     chunk: list[int],
     objects_budget: int,
     step_objects: int,
@@ -670,11 +673,19 @@ def _remove_chunk(
     but the last it stops early when another writer waits. Returns how many objects went
     and whether the groups went too."""
     session = uow.session
-    in_chunk: ColumnElement[bool] = DirectoryObject.home_group_id.in_(chunk)
+    # With the tenant, each group's objects are one range of the home index, and a step
+    # seeks to its own part of each range instead of reading what earlier steps left.
+    in_chunk = and_(
+        DirectoryObject.home_group_id.in_(chunk), DirectoryObject.tenant_id == tenant_id
+    )
     bounds = _step_bounds(uow, in_chunk=in_chunk, step=step_objects, budget=objects_budget)
     removed = 0
-    for upper in (*bounds, None):
-        objects_filter = in_chunk if upper is None else and_(in_chunk, DirectoryObject.id < upper)
+    for lower, upper in zip((None, *bounds), (*bounds, None), strict=True):
+        objects_filter = and_(
+            in_chunk,
+            true() if lower is None else DirectoryObject.id >= lower,
+            true() if upper is None else DirectoryObject.id < upper,
+        )
         removed += _remove_objects(
             uow,
             objects_filter=objects_filter,
@@ -704,8 +715,7 @@ def _step_bounds(
 ) -> list[int]:
     """Where the steps over the chunk's objects end: the ids of its objects at positions
     step, 2 x step, ... (in key order) below ``budget``, and at ``budget`` itself when it
-    holds more. One read of the chunk's index entries, not one per step; keyed by object
-    id, so a later step never scans what an earlier one removed."""
+    holds more. One read of the chunk's index entries, not one per step."""
     numbered = (
         select(
             DirectoryObject.id,

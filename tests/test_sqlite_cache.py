@@ -1,0 +1,52 @@
+"""The page cache of SQLite connections (``sqlite_cache_mib``).
+
+SQLite's own default is 2 MiB per connection; a delete removes each object from its
+table and every index, and with that little cache it reads the same pages again and
+again (docs/benchmarks.md). Every connection groupd opens gets the configured size.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from conftest import make_settings
+from groupd.settings import Settings
+from groupd.store.db import Database
+
+
+def _cache_sizes(db: Database) -> set[int]:
+    sizes = set()
+    with db.unit_of_work() as uow:
+        sizes.add(uow.session.execute(text("PRAGMA cache_size")).scalar_one())
+    with db.unit_of_work(write=False) as uow:
+        sizes.add(uow.session.execute(text("PRAGMA cache_size")).scalar_one())
+    with db.snapshot() as uow:
+        sizes.add(uow.session.execute(text("PRAGMA cache_size")).scalar_one())
+    return sizes
+
+
+@pytest.mark.parametrize("mib", [None, 24])
+def test_every_sqlite_connection_has_the_configured_cache(
+    sqlite_template: Path, tmp_path: Path, mib: int | None
+) -> None:
+    target = tmp_path / "groupd.db"
+    shutil.copy(sqlite_template, target)
+    overrides = {} if mib is None else {"sqlite_cache_mib": mib}
+    settings = make_settings(f"sqlite:///{target}", **overrides)
+    db = Database.from_settings(settings)
+    try:
+        # Negative: a size in KiB, not in pages.
+        assert _cache_sizes(db) == {-(mib or 16) * 1024}
+    finally:
+        db.dispose()
+
+
+def test_a_cache_size_below_one_mib_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPD_SQLITE_CACHE_MIB", "0")
+    with pytest.raises(ValidationError, match="sqlite_cache_mib"):
+        Settings()
