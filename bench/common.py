@@ -40,7 +40,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 HOST = "127.0.0.1"
 # groupd's default SQLite page cache (settings.sqlite_cache_mib), MiB.
-SQLITE_CACHE_MIB = 16
+SQLITE_CACHE_MIB = 2
 
 
 # machine ---------------------------------------------------------------------------

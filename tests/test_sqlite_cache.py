@@ -1,8 +1,8 @@
 """The page cache of SQLite connections (``sqlite_cache_mib``).
 
-SQLite's own default is 2 MiB per connection; a delete removes each object from its
-table and every index, and with that little cache it reads the same pages again and
-again (docs/benchmarks.md). Every connection groupd opens gets the configured size.
+The default is SQLite's own, 2 MiB a connection; an operator with memory to spare can
+give each connection more (docs/configuration.md). Every connection groupd opens gets
+the configured size.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_every_sqlite_connection_has_the_configured_cache(
     db = Database.from_settings(settings)
     try:
         # Negative: a size in KiB, not in pages.
-        assert _cache_sizes(db) == {-(mib or 16) * 1024}
+        assert _cache_sizes(db) == {-(mib or 2) * 1024}
     finally:
         db.dispose()
 

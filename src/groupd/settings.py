@@ -17,8 +17,9 @@ class Settings(BaseSettings):
     # storage
     database_url: str = "sqlite:///groupd.db"
     database_pool_size: int = Field(default=10, ge=1)
-    # SQLite only: the most page cache, in MiB, one connection keeps (it grows as used).
-    sqlite_cache_mib: int = Field(default=16, ge=1, le=65_536)
+    # SQLite only: the most page cache, in MiB, each connection keeps (it grows as used;
+    # 2 is SQLite's own default).
+    sqlite_cache_mib: int = Field(default=2, ge=1, le=65_536)
     redis_url: str | None = None
 
     # serving
