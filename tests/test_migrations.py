@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from conftest import create_engine_for, create_pg_database, drop_pg_database
 from groupd.clock import system_clock
-from groupd.services import accounts, groups, memberships, objects
+from groupd.services import accounts, groups, licensing, memberships, objects
 from groupd.services.common import system_actor
 from groupd.store import migrate
 from groupd.store.db import Database, transaction
@@ -119,5 +119,55 @@ def test_a_failed_upgrade_changes_nothing_and_keeps_foreign_keys_on(tmp_path: Pa
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
             version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         assert version == "0003"
+    finally:
+        db.dispose()
+
+
+def test_one_activation_per_object_and_licence_across_0005(empty_url: str) -> None:
+    """0005 turns the unique index around to lead with the object: down and up again, an
+    object still can't hold two activations of one licence, and orphaned activations
+    (no object) are still free of the rule."""
+    db = Database(create_engine_for(empty_url))
+    try:
+        migrate.upgrade(db.engine)
+        now = system_clock()
+        with transaction(db) as uow:
+            tenant = accounts.create_tenant(uow, name="activations", now=now)
+            actor = system_actor(tenant.id)
+            root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+            licence = licensing.create_licence(
+                uow, actor=actor, product="seat", unit_kind="seat", total_units=10, now=now
+            )
+            device = objects.create_object(
+                uow,
+                actor=actor,
+                spec=objects.ObjectSpec(
+                    kind="device",
+                    name="laptop",
+                    home_group_uuid=root,
+                    activations=[objects.ActivationSpec(licence_uuid=licence.uuid)],
+                ),
+                now=now,
+            )
+        migrate.downgrade(db.engine, "0004")
+        migrate.upgrade(db.engine)
+        insert = text(
+            "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
+            " object_name, units, orphaned_at, created_at) SELECT :uuid, tenant_id, licence_id,"
+            " :object, object_uuid, object_name, 1, :orphaned, created_at FROM activations"
+            " WHERE object_id IS NOT NULL"
+        )
+        # Both databases name the rule's columns (SQLite) or index (PostgreSQL).
+        with pytest.raises(IntegrityError, match="object_id"), db.engine.begin() as connection:
+            connection.execute(
+                insert, {"uuid": uuid.uuid4().hex, "object": device.id, "orphaned": None}
+            )
+        with db.engine.begin() as connection:
+            for _ in range(2):
+                connection.execute(
+                    insert, {"uuid": uuid.uuid4().hex, "object": None, "orphaned": now}
+                )
+            connection.execute(text("DELETE FROM activations WHERE object_id IS NULL"))
+        assert_invariants(db)
     finally:
         db.dispose()

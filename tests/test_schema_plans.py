@@ -26,7 +26,9 @@ CHILD_LOOKUPS = {
     "SELECT 1 FROM memberships WHERE tenant_id = ? AND group_id = ?": (
         "sqlite_autoindex_memberships_1"
     ),
-    "SELECT 1 FROM activations WHERE tenant_id = ? AND object_id = ?": ("ix_activations_object_id"),
+    "SELECT 1 FROM activations WHERE tenant_id = ? AND object_id = ?": (
+        "uq_activations_object_id_licence_id"
+    ),
     "SELECT 1 FROM memberships WHERE tenant_id = ? AND object_id = ?": ("ix_memberships_object_id"),
 }
 

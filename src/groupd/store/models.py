@@ -319,12 +319,13 @@ class Activation(Base):
         ForeignKeyConstraint(["tenant_id", "object_id"], ["objects.tenant_id", "objects.id"]),
         CheckConstraint("units > 0", name="units"),
         CheckConstraint("(object_id IS NULL) = (orphaned_at IS NOT NULL)", name="orphaned"),
-        Index("ix_activations_object_id", "object_id"),
         Index("ix_activations_licence_id_id", "licence_id", "id"),
+        # One activation per object and licence; leading with the object, it also serves
+        # every lookup by object (a deleted object's foreign-key check among them).
         Index(
-            "uq_activations_licence_object",
-            "licence_id",
+            "uq_activations_object_id_licence_id",
             "object_id",
+            "licence_id",
             unique=True,
             sqlite_where=text("object_id IS NOT NULL"),
             postgresql_where=text("object_id IS NOT NULL"),
