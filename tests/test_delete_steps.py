@@ -122,6 +122,15 @@ def _chunk(
         )
 
 
+def _impact(db: Database, actor: Actor, top: uuid.UUID) -> dict[str, Any]:
+    """What deleting ``top`` would remove now (a dry run's figures)."""
+    with transaction(db) as uow:
+        path = groups.lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=top).path
+        return deletion.measure_impact(
+            uow, tenant_id=actor.tenant_id, path=path, release_units=True
+        ).as_dict()
+
+
 def _progress(db: Database, operation_id: int) -> dict[str, Any]:
     with db.unit_of_work(write=False) as uow:
         return deletion.get_operation_by_key(uow, operation_id=operation_id).progress
@@ -282,15 +291,7 @@ def test_steps_and_budgets_of_any_size_remove_exactly_the_subtree(
     and another tenant's identical tree is untouched."""
     actor, top, expected = _subtree(db)
     other_actor, other_top, _ = _subtree(db)
-    with transaction(db) as uow:
-        before_other = deletion.measure_impact(
-            uow,
-            tenant_id=other_actor.tenant_id,
-            path=groups.lock_live_group(
-                uow, tenant_id=other_actor.tenant_id, group_uuid=other_top
-            ).path,
-            release_units=True,
-        ).as_dict()
+    before_other = _impact(db, other_actor, other_top)
     operation_id = _accept(db, actor, top)
     worker = _claim(db, settings)
     removed_so_far = 0
@@ -316,14 +317,5 @@ def test_steps_and_budgets_of_any_size_remove_exactly_the_subtree(
     for kind, total in expected.items():
         assert progress[kind]["done"] == total, kind
     assert progress["unitsReleased"] == expected["activations"]
-    with transaction(db) as uow:
-        after_other = deletion.measure_impact(
-            uow,
-            tenant_id=other_actor.tenant_id,
-            path=groups.lock_live_group(
-                uow, tenant_id=other_actor.tenant_id, group_uuid=other_top
-            ).path,
-            release_units=True,
-        ).as_dict()
-    assert after_other == before_other
+    assert _impact(db, other_actor, other_top) == before_other
     assert_invariants(db)
