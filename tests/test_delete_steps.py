@@ -106,7 +106,13 @@ def _claim(db: Database, settings: Settings) -> Worker:
 
 
 def _chunk(
-    db: Database, worker: Worker, operation_id: int, *, groups: int = 2, step: int | None = None
+    db: Database,
+    worker: Worker,
+    operation_id: int,
+    *,
+    groups: int = 2,
+    step: int | None = None,
+    budget: int = 1000,
 ) -> deletion.ChunkResult:
     with transaction(db) as uow:
         return deletion.run_delete_chunk(
@@ -116,10 +122,26 @@ def _chunk(
             now=system_clock(),
             lease_seconds=60,
             chunk_groups=groups,
-            chunk_objects=1000,
+            chunk_objects=budget,
             result_ttl_seconds=600,
             step_objects=step,
         )
+
+
+def _run_to_end(db: Database, worker: Worker, operation_id: int, **chunk: Any) -> None:
+    while not _chunk(db, worker, operation_id, **chunk).finished:
+        pass
+
+
+def _assert_removed(
+    progress: dict[str, Any], expected: dict[str, int], *, with_totals: bool = True
+) -> None:
+    """Every kind's progress says all of ``expected`` went (and is the total)."""
+    for kind, total in expected.items():
+        if with_totals:
+            assert progress[kind] == {"done": total, "total": total}, kind
+        else:
+            assert progress[kind]["done"] == total, kind
 
 
 def _impact(db: Database, actor: Actor, top: uuid.UUID) -> dict[str, Any]:
@@ -150,11 +172,8 @@ def test_totals_counted_after_some_chunks_add_up(db: Database, settings: Setting
     assert totals == expected
     with transaction(db) as uow:
         deletion.record_totals(uow, operation_id=operation_id, worker_id=worker.id, totals=totals)
-    while not _chunk(db, worker, operation_id).finished:
-        pass
-    progress = _progress(db, operation_id)
-    for kind, total in expected.items():
-        assert progress[kind] == {"done": total, "total": total}, kind
+    _run_to_end(db, worker, operation_id)
+    _assert_removed(_progress(db, operation_id), expected)
     assert_invariants(db)
 
 
@@ -193,11 +212,8 @@ def test_a_delete_that_ends_before_its_count_reports_what_it_removed(
     actor, top, expected = _subtree(db)
     operation_id = _accept(db, actor, top)
     worker = _claim(db, settings)
-    while not _chunk(db, worker, operation_id).finished:
-        pass
-    progress = _progress(db, operation_id)
-    for kind, total in expected.items():
-        assert progress[kind] == {"done": total, "total": total}, kind
+    _run_to_end(db, worker, operation_id)
+    _assert_removed(_progress(db, operation_id), expected)
     with db.unit_of_work(write=False) as uow:
         assert not deletion.needs_totals(uow, operation_id=operation_id)
     assert_invariants(db)
@@ -211,8 +227,7 @@ def test_the_worker_records_totals_counted_beside_its_chunks(
     Worker(db, settings.model_copy(update={"delete_chunk_groups": 1})).run_until_idle()
     progress = _progress(db, operation_id)
     assert progress["groups"]["done"] == progress["groups"]["total"] == 7
-    for kind, total in expected.items():
-        assert progress[kind] == {"done": total, "total": total}, kind
+    _assert_removed(progress, expected)
     assert_invariants(db)
 
 
@@ -261,11 +276,8 @@ def test_a_sqlite_chunk_ends_after_the_step_a_writer_waited_for(
     progress = _progress(db, operation_id)
     removed = progress["devices"]["done"] + progress["users"]["done"]
     assert removed == 2, progress
-    while not _chunk(db, worker, operation_id, groups=6, step=2).finished:
-        pass
-    progress = _progress(db, operation_id)
-    for kind, total in expected.items():
-        assert progress[kind]["done"] == total, kind
+    _run_to_end(db, worker, operation_id, groups=6, step=2)
+    _assert_removed(_progress(db, operation_id), expected, with_totals=False)
     assert_invariants(db)
 
 
@@ -296,26 +308,14 @@ def test_steps_and_budgets_of_any_size_remove_exactly_the_subtree(
     worker = _claim(db, settings)
     removed_so_far = 0
     while True:
-        with transaction(db) as uow:
-            result = deletion.run_delete_chunk(
-                uow,
-                operation_id=operation_id,
-                worker_id=worker.id,
-                now=system_clock(),
-                lease_seconds=60,
-                chunk_groups=6,
-                chunk_objects=budget,
-                result_ttl_seconds=600,
-                step_objects=step,
-            )
+        result = _chunk(db, worker, operation_id, groups=6, step=step, budget=budget)
         progress = _progress(db, operation_id)
         removed = progress["devices"]["done"] + progress["users"]["done"]
         assert removed - removed_so_far <= budget, (removed, removed_so_far)
         removed_so_far = removed
         if result.finished:
             break
-    for kind, total in expected.items():
-        assert progress[kind]["done"] == total, kind
+    _assert_removed(progress, expected, with_totals=False)
     assert progress["unitsReleased"] == expected["activations"]
     assert _impact(db, other_actor, other_top) == before_other
     assert_invariants(db)

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,9 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from conftest import create_engine_for, create_pg_database, drop_pg_database
 from groupd.clock import system_clock
 from groupd.services import accounts, groups, licensing, memberships, objects
-from groupd.services.common import system_actor
+from groupd.services.common import Actor, system_actor
 from groupd.store import migrate
-from groupd.store.db import Database, transaction
+from groupd.store.db import Database, UnitOfWork, transaction
 from groupd.store.models import Base
 from invariants import assert_invariants
 
@@ -33,6 +34,13 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"groupd_migrations_{os.getpid()}"
     yield create_pg_database(name)
     drop_pg_database(name)
+
+
+def _tenant_with_root(uow: UnitOfWork, name: str) -> tuple[Any, Actor, uuid.UUID]:
+    """A new tenant, its system actor, and the uuid of its root group "All"."""
+    tenant = accounts.create_tenant(uow, name=name, now=system_clock())
+    actor = system_actor(tenant.id)
+    return tenant, actor, groups.list_groups(uow, actor=actor, name="All").items[0].uuid
 
 
 def test_the_migrations_build_the_models_schema(empty_url: str) -> None:
@@ -56,9 +64,7 @@ def test_member_keys_survive_a_downgrade_and_upgrade(empty_url: str) -> None:
         migrate.upgrade(db.engine)
         now = system_clock()
         with transaction(db) as uow:
-            tenant = accounts.create_tenant(uow, name="migrations", now=now)
-            actor = system_actor(tenant.id)
-            root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+            tenant, actor, root = _tenant_with_root(uow, "migrations")
             team = groups.create_group(
                 uow, actor=actor, spec=groups.GroupSpec(name="team", kind="user"), now=now
             )
@@ -132,9 +138,7 @@ def test_one_activation_per_object_and_licence_across_0005(empty_url: str) -> No
         migrate.upgrade(db.engine)
         now = system_clock()
         with transaction(db) as uow:
-            tenant = accounts.create_tenant(uow, name="activations", now=now)
-            actor = system_actor(tenant.id)
-            root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+            tenant, actor, root = _tenant_with_root(uow, "activations")
             licence = licensing.create_licence(
                 uow, actor=actor, product="seat", unit_kind="seat", total_units=10, now=now
             )
