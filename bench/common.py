@@ -162,9 +162,9 @@ def clone_database(template: BenchDatabase, label: str) -> BenchDatabase:
     name = f"groupd_bench_{label}_{os.getpid()}"
     if template.is_sqlite:
         source = Path(template.url.removeprefix("sqlite:///"))
-        connection = sqlite3.connect(source)
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        connection.close()
+        sqlite_connection = sqlite3.connect(source)
+        sqlite_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sqlite_connection.close()
         shutil.copyfile(source, workdir / "groupd.db")
         return BenchDatabase("sqlite", f"sqlite:///{workdir / 'groupd.db'}", name, workdir)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")

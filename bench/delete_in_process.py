@@ -70,7 +70,9 @@ def phase_two(
     from groupd.store.models import Group, Tenant
     from groupd.worker import Worker
 
-    settings = Settings(database_url=db.url, **settings_overrides)
+    # Through the constructor, so that GROUPD_* variables apply as on a server.
+    values: dict[str, Any] = {"database_url": db.url, **settings_overrides}
+    settings = Settings(**values)
     database = Database.from_settings(settings)
     times: dict[str, list[Any]] = defaultdict(lambda: [0, 0.0])
 
@@ -113,10 +115,11 @@ def phase_two(
         )
         began = time.perf_counter()
         with transaction(database) as uow:
-            deletion.request_delete(
+            plan = deletion.request_delete(
                 uow, actor=actor, group_id=key, release_units=True, now=system_clock()
             )
         phase1 = time.perf_counter() - began
+        assert plan.operation_uuid is not None, "the delete was not accepted"
         times.clear()
         writer = threading.Thread(target=small_writer, args=(tenant_id,), daemon=True)
         if rate > 0:
@@ -131,6 +134,16 @@ def phase_two(
             raise RuntimeError(f"phase 2 did not end within {timeout} s")
         if rate > 0:
             writer.join(10)
+        with transaction(database) as uow:
+            operation = deletion.get_operation(
+                uow, actor=actor, operation_id=plan.operation_uuid, now=system_clock()
+            )
+        deleted = (operation.result_body or {}).get("deleted", {})
+        if operation.state != "succeeded" or (deleted.get("groups"), deleted.get("devices")) != (
+            loaded.groups,
+            loaded.devices,
+        ):
+            raise RuntimeError(f"the delete did not remove what was loaded: {operation}")
     finally:
         database.dispose()
     return phase1, phase2, waits, dict(times)
@@ -165,7 +178,9 @@ def main() -> None:
             copy = clone_database(template, f"inproc{run}")
             try:
                 floor = run_floor(copy)
-                phase1, phase2, waits, times = phase_two(copy, loaded, overrides, args.writer_rate)
+                phase1, phase2, waits, times = phase_two(
+                    copy, loaded, overrides, args.writer_rate, args.timeout
+                )
             finally:
                 drop_database(copy)
             worst = f"{max(waits) * 1000:.0f} ms" if waits else "-"
