@@ -349,7 +349,14 @@ def _is_budget_error(error: BaseException, is_postgres: bool, deadline: Deadline
 class Database:
     """The engine pair of one database: ``reader`` for reads, ``writer`` for writes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        checkpoint_interval: float | None = CHECKPOINT_INTERVAL_SECONDS,
+    ) -> None:
+        """``checkpoint_interval``: SQLite, how often a background thread folds the WAL
+        back into the database (``None``: never; ``checkpoint()`` still does)."""
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -365,28 +372,42 @@ class Database:
         self.writer_queue = WriterQueue() if self.is_sqlite else None
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
-        if self.is_sqlite:
+        if self.is_sqlite and checkpoint_interval is not None:
             self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, name="groupd-wal-checkpoint", daemon=True
+                target=self._checkpoint_loop,
+                args=(checkpoint_interval,),
+                name="groupd-wal-checkpoint",
+                daemon=True,
             )
             self._checkpointer.start()
 
-    def _checkpoint_loop(self) -> None:
-        """Fold the WAL back into the database every second, without blocking anyone
-        (PASSIVE: it copies what no reader still needs and never waits for a lock)."""
-        while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_SECONDS):
+    def _checkpoint_loop(self, interval: float) -> None:
+        while not self._stop_checkpoints.wait(interval):
             try:
-                # A raw connection: it is in autocommit mode, outside any transaction,
-                # which a checkpoint needs.
-                raw = self.engine.raw_connection()
-                try:
-                    cursor = raw.cursor()
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    cursor.close()
-                finally:
-                    raw.close()
+                self.checkpoint()
             except Exception as error:  # the file may be gone (tests); try again later
                 log.debug("WAL checkpoint skipped: %s", error)
+
+    def checkpoint(self) -> bool:
+        """SQLite: fold the WAL back into the database without blocking anyone (PASSIVE:
+        it copies what no reader still needs and never waits for a lock). True when it
+        copied every frame: the next writer then starts the WAL again from its beginning
+        instead of appending to it. PostgreSQL: nothing to do."""
+        if not self.is_sqlite:
+            return True
+        # A raw connection: it is in autocommit mode, outside any transaction, which a
+        # checkpoint needs.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        assert row is not None, "PRAGMA wal_checkpoint answers one row"
+        busy, frames, copied = row
+        return not busy and frames == copied
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
