@@ -218,13 +218,6 @@ class Worker:
                 self._fail(operation_id, repr(error))
                 return
             failures = 0
-            # SQLite: fold each chunk's pages back into the database before the next
-            # chunk. Left to the background checkpointer, which never finds the WAL
-            # complete between two chunks, the WAL grew over a whole delete (860 MB for
-            # a million devices) and every chunk appended to it while that thread copied
-            # and synced beside it; folded here, the WAL starts again after each chunk,
-            # and phase 2 took 8 % less (docs/benchmarks.md).
-            self._fold_wal()
             if step.lost_lease:
                 log.warning("operation %s was taken over by another worker", operation_id)
                 return
@@ -241,6 +234,13 @@ class Worker:
                         self._finished.clear()
                 log.info("operation %s finished", operation_id)
                 return
+            # SQLite: fold this chunk's pages back into the database before the next
+            # chunk. Left to the background checkpointer, which never finds the WAL
+            # complete between two chunks, the WAL grew over a whole delete (860 MB for
+            # a million devices) and every chunk appended to it while that thread copied
+            # and synced beside it; folded here, the WAL starts again after each chunk,
+            # and phase 2 took 8 % less (docs/benchmarks.md).
+            self._fold_wal()
 
     def _fold_wal(self) -> None:
         try:
