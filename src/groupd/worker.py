@@ -244,7 +244,8 @@ class Worker:
 
     def _fold_wal(self) -> None:
         try:
-            self.db.checkpoint()
+            if not self.db.checkpoint():
+                log.debug("WAL checkpoint after a chunk left frames a reader still uses")
         except Exception as error:  # the background checkpointer will do it later
             log.debug("WAL checkpoint after a chunk skipped: %s", error)
 
