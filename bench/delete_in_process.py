@@ -13,9 +13,12 @@ run, on a fresh copy of that database:
    on the server; its worst wait is printed), and SQLAlchemy's cursor events sum the
    time of each statement.
 
-It prints phase 2's time, its ratio to the floor, the writer's worst wait, and the
-statements by total time. Settings go in as ``--setting name=value`` (for instance
-``--setting delete_step_objects=20000``); ``--runs`` repeats on fresh copies.
+It prints phase 2's time, its ratio to the floor, the writer's worst wait, where the
+worker thread's time went (its statements, its commits, the WAL checkpoints it runs
+after its chunks on SQLite, and the rest: Python, and waiting for the write lock), and
+the statements of every thread by total time. Settings go in as ``--setting
+name=value`` (for instance ``--setting delete_step_objects=20000``); ``--runs`` repeats
+on fresh copies.
 
     .venv/bin/python bench/delete_in_process.py --db sqlite
     .venv/bin/python bench/delete_in_process.py --db sqlite --setting sqlite_cache_mib=16
@@ -49,6 +52,7 @@ from bench.common import (
 from bench.delete_subtree import Loaded, build_floor, load_through_sql, run_floor
 
 STATEMENTS_SHOWN = 12
+WORKER_THREAD = "groupd-bench-worker"
 
 
 def phase_two(
@@ -57,8 +61,9 @@ def phase_two(
     settings_overrides: dict[str, str],
     rate: float,
     timeout: float,
-) -> tuple[float, float, list[float], dict[str, list[Any]]]:
-    """Phase 1 and 2 in this process; returns (phase 1 s, phase 2 s, writer waits, times)."""
+) -> tuple[float, float, list[float], dict[str, list[Any]], dict[str, float]]:
+    """Phase 1 and 2 in this process; returns (phase 1 s, phase 2 s, writer waits,
+    statement times, the worker thread's time by kind)."""
     sys.path.insert(0, str(SRC))
     from sqlalchemy import event, select, update
 
@@ -66,7 +71,7 @@ def phase_two(
     from groupd.services import deletion
     from groupd.services.common import Actor
     from groupd.settings import Settings
-    from groupd.store.db import Database, transaction
+    from groupd.store.db import Database, UnitOfWork, transaction
     from groupd.store.models import Group, Tenant
     from groupd.worker import Worker
 
@@ -86,6 +91,27 @@ def phase_two(
         entry = times[re.sub(r"\s+", " ", statement)[:96]]
         entry[0] += 1
         entry[1] += took
+        if threading.current_thread().name == WORKER_THREAD:
+            worker_spent["statements"] += took
+
+    # Where the worker thread's time goes besides its statements: its commits, and the
+    # WAL checkpoints it runs after its chunks (SQLite).
+    worker_spent: dict[str, float] = defaultdict(float)
+
+    def timed(what: str, run: Any) -> Any:
+        def timed_run(*args: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return run(*args)
+            finally:
+                if threading.current_thread().name == WORKER_THREAD:
+                    worker_spent[what] += time.perf_counter() - began
+
+        return timed_run
+
+    database.checkpoint = timed("WAL checkpoints", database.checkpoint)  # type: ignore[method-assign]
+    untimed_commit = UnitOfWork.commit
+    UnitOfWork.commit = timed("commits", untimed_commit)  # type: ignore[method-assign]
 
     waits: list[float] = []
     stop = threading.Event()
@@ -125,7 +151,9 @@ def phase_two(
         if rate > 0:
             writer.start()
         began = time.perf_counter()
-        worker = threading.Thread(target=Worker(database, settings).run_until_idle, daemon=True)
+        worker = threading.Thread(
+            target=Worker(database, settings).run_until_idle, name=WORKER_THREAD, daemon=True
+        )
         worker.start()
         worker.join(timeout)
         phase2 = time.perf_counter() - began
@@ -145,8 +173,9 @@ def phase_two(
         ):
             raise RuntimeError(f"the delete did not remove what was loaded: {operation}")
     finally:
+        UnitOfWork.commit = untimed_commit  # type: ignore[method-assign]
         database.dispose()
-    return phase1, phase2, waits, dict(times)
+    return phase1, phase2, waits, dict(times), dict(worker_spent)
 
 
 def main() -> None:
@@ -178,7 +207,7 @@ def main() -> None:
             copy = clone_database(template, f"inproc{run}")
             try:
                 floor = run_floor(copy)
-                phase1, phase2, waits, times = phase_two(
+                phase1, phase2, waits, times, spent = phase_two(
                     copy, loaded, overrides, args.writer_rate, args.timeout
                 )
             finally:
@@ -189,7 +218,13 @@ def main() -> None:
                 f" phase 2 {phase2:.2f} s = {phase2 / floor['seconds']:.2f} x the floor;"
                 f" small writer: {len(waits)} writes, worst wait {worst}"
             )
-            print(f"{'total s':>8} {'count':>6}  statement (phase 2)")
+            rest = phase2 - sum(spent.values())
+            print(
+                "the worker thread: "
+                + ", ".join(f"{what} {seconds:.2f} s" for what, seconds in spent.items())
+                + f", the rest (Python, waits for the lock) {rest:.2f} s"
+            )
+            print(f"{'total s':>8} {'count':>6}  statement (phase 2, every thread)")
             ranked = sorted(times.items(), key=lambda item: -item[1][1])
             for statement, (count, seconds) in ranked[:STATEMENTS_SHOWN]:
                 print(f"{seconds:8.2f} {count:6d}  {statement}")

@@ -74,3 +74,4 @@ def test_delete_in_process_bench_runs_to_the_end(bench_db: str) -> None:
         "--setting=delete_step_objects=300",
     )
     assert "x the floor" in stdout and "DELETE FROM objects" in stdout
+    assert "the worker thread: statements" in stdout
