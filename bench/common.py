@@ -116,6 +116,18 @@ class BenchDatabase:
     def is_sqlite(self) -> bool:
         return self.kind == "sqlite"
 
+    def begin(self, cursor: Any) -> None:
+        """Open a write transaction on a ``raw_connect`` connection: SQLite's (in
+        autocommit) takes the write lock at once; psycopg's opens one by itself."""
+        if self.is_sqlite:
+            cursor.execute("BEGIN IMMEDIATE")
+
+    def commit(self, connection: Any, cursor: Any) -> None:
+        if self.is_sqlite:
+            cursor.execute("COMMIT")
+        else:
+            connection.commit()
+
     def raw_connect(self) -> Any:
         """A DB-API connection of the driver groupd uses (sqlite3 or psycopg 3)."""
         if self.is_sqlite:

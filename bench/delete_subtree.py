@@ -191,10 +191,7 @@ def load_through_sql(
     param = "?" if sqlite else "%s"
     try:
         cur = connection.cursor()
-        if not sqlite:
-            connection.autocommit = False
-        else:
-            cur.execute("BEGIN IMMEDIATE")
+        db.begin(cur)
         cur.execute(
             f"SELECT id, path, tenant_id FROM groups WHERE uuid = {param}",
             (uuid.UUID(root).hex if sqlite else uuid.UUID(root),),
@@ -291,9 +288,7 @@ def load_through_sql(
             f"UPDATE licences SET used_units = used_units + {param} WHERE id = {param}",
             (devices, licence_id),
         )
-        cur.execute("COMMIT" if sqlite else "SELECT 1")
-        if not sqlite:
-            connection.commit()
+        db.commit(connection, cur)
     finally:
         connection.close()
     return Loaded(
@@ -318,8 +313,7 @@ def build_floor(db: BenchDatabase, groups: int, devices: int, fanout: int) -> No
     connection = db.raw_connect()
     try:
         cur = connection.cursor()
-        if sqlite:
-            cur.execute("BEGIN IMMEDIATE")
+        db.begin(cur)
         for statement in (
             "CREATE TABLE floor_licences (id INTEGER PRIMARY KEY, total INTEGER NOT NULL,"
             " used INTEGER NOT NULL, CHECK (used >= 0 AND used <= total))",
@@ -360,7 +354,6 @@ def build_floor(db: BenchDatabase, groups: int, devices: int, fanout: int) -> No
                 (devices, groups),
             )
             cur.execute("INSERT INTO floor_activations SELECT id, 1, id, 1 FROM floor_objects")
-            cur.execute("COMMIT")
         else:
             cur.execute(
                 "INSERT INTO floor_objects SELECT i, 2 + (i %% %s), 'd' || i"
@@ -368,7 +361,7 @@ def build_floor(db: BenchDatabase, groups: int, devices: int, fanout: int) -> No
                 (groups, devices),
             )
             cur.execute("INSERT INTO floor_activations SELECT id, 1, id, 1 FROM floor_objects")
-            connection.commit()
+        db.commit(connection, cur)
     finally:
         connection.close()
 
@@ -385,8 +378,7 @@ def run_floor(db: BenchDatabase) -> dict[str, Any]:
     try:
         cur = connection.cursor()
         started = time.perf_counter()
-        if sqlite:
-            cur.execute("BEGIN IMMEDIATE")
+        db.begin(cur)
         cur.execute(
             "UPDATE floor_licences SET used = used - coalesce((SELECT sum(a.units)"
             f" FROM floor_activations a WHERE a.licence_id = floor_licences.id"
@@ -401,10 +393,7 @@ def run_floor(db: BenchDatabase) -> dict[str, Any]:
             f"DELETE FROM floor_groups WHERE path >= {param} AND path < {param}", (low, high)
         )
         groups = cur.rowcount
-        if sqlite:
-            cur.execute("COMMIT")
-        else:
-            connection.commit()
+        db.commit(connection, cur)
         elapsed = time.perf_counter() - started
         cur.execute("SELECT used FROM floor_licences WHERE id = 1")
         used = cur.fetchone()[0]
@@ -444,8 +433,7 @@ def run_schema_floor(db: BenchDatabase, loaded: Loaded) -> dict[str, Any]:
         )
         objects = f"SELECT id FROM objects WHERE home_group_id IN ({in_tree})"
         started = time.perf_counter()
-        if sqlite:
-            cur.execute("BEGIN IMMEDIATE")
+        db.begin(cur)
         cur.execute(
             "UPDATE licences SET used_units = used_units - coalesce((SELECT sum(a.units)"
             " FROM activations a WHERE a.licence_id = licences.id"
@@ -462,10 +450,7 @@ def run_schema_floor(db: BenchDatabase, loaded: Loaded) -> dict[str, Any]:
             bounds,
         )
         groups = cur.rowcount
-        if sqlite:
-            cur.execute("COMMIT")
-        else:
-            connection.commit()
+        db.commit(connection, cur)
         elapsed = time.perf_counter() - started
     finally:
         connection.close()
