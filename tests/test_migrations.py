@@ -21,7 +21,7 @@ from groupd.services import accounts, groups, licensing, memberships, objects
 from groupd.services.common import Actor, system_actor
 from groupd.store import migrate
 from groupd.store.db import Database, UnitOfWork, transaction
-from groupd.store.models import Base
+from groupd.store.models import SQLITE_TRIGGERS, Base
 from invariants import assert_invariants
 
 
@@ -48,7 +48,13 @@ def test_the_migrations_build_the_models_schema(empty_url: str) -> None:
     try:
         migrate.upgrade(db.engine)
         with db.engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "compare_type": True,
+                    "include_object": migrate.include_object_for(connection.dialect.name),
+                },
+            )
             differences = compare_metadata(context, Base.metadata)
         assert differences == []
         assert_invariants(db)
@@ -173,5 +179,163 @@ def test_one_activation_per_object_and_licence_across_0005(empty_url: str) -> No
                 )
             connection.execute(text("DELETE FROM activations WHERE object_id IS NULL"))
         assert_invariants(db)
+    finally:
+        db.dispose()
+
+
+def _rows_of(connection: Any, *tables: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: sorted(tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}")))
+        for table in tables
+    }
+
+
+def test_the_database_refuses_links_across_tenants_and_device_members(empty_url: str) -> None:
+    """What invariant 4 asks of the database itself, whatever the services do: an
+    activation or a membership never names another tenant's object, a device is never a
+    member, and a referenced object keeps its tenant and member key. PostgreSQL refuses
+    them by composite foreign keys; SQLite, since 0006, by triggers. Down to 0005 and up
+    again first: every row and reference survives the move."""
+    db = Database(create_engine_for(empty_url))
+    try:
+        migrate.upgrade(db.engine)
+        now = system_clock()
+        made: dict[str, dict[str, Any]] = {}
+        with transaction(db) as uow:
+            for name in ("acme", "globex"):
+                tenant, actor, root = _tenant_with_root(uow, name)
+                licence = licensing.create_licence(
+                    uow, actor=actor, product="seat", unit_kind="seat", total_units=10, now=now
+                )
+                team = groups.create_group(
+                    uow, actor=actor, spec=groups.GroupSpec(name="team", kind="user"), now=now
+                )
+                device, user, loose = (
+                    objects.create_object(uow, actor=actor, spec=spec, now=now)
+                    for spec in (
+                        objects.ObjectSpec(
+                            kind="device",
+                            name="laptop",
+                            home_group_uuid=root,
+                            activations=[objects.ActivationSpec(licence_uuid=licence.uuid)],
+                        ),
+                        objects.ObjectSpec(
+                            kind="user",
+                            name="Ada",
+                            home_group_uuid=root,
+                            login_name=f"ada-{name}",
+                            status="active",
+                        ),
+                        objects.ObjectSpec(kind="device", name="spare", home_group_uuid=root),
+                    )
+                )
+                memberships.add_member(
+                    uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
+                )
+                home = groups.get_group(uow, actor=actor, group_id=root)
+                made[name] = {
+                    "tenant": tenant.id,
+                    "root": home.id,
+                    "licence": licence.id,
+                    "team": team.id,
+                    "device": device.id,
+                    "user": user.id,
+                    "loose": loose.id,
+                }
+        tables = ("objects", "activations", "memberships")
+        with db.engine.connect() as connection:
+            before = _rows_of(connection, *tables)
+        migrate.downgrade(db.engine, "0005")
+        migrate.upgrade(db.engine)
+        with db.engine.connect() as connection:
+            assert _rows_of(connection, *tables) == before
+        acme, globex = made["acme"], made["globex"]
+        refused = {
+            "an activation of another tenant's object": (
+                "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
+                " object_name, units, created_at) SELECT :uuid, :tenant, :licence, :foreign,"
+                " object_uuid, object_name, 1, created_at FROM activations"
+            ),
+            "an activation moved onto another tenant's object": (
+                "UPDATE activations SET object_id = :foreign WHERE tenant_id = :tenant"
+            ),
+            "a membership of another tenant's user": (
+                "INSERT INTO memberships (group_id, object_id, tenant_id, created_at)"
+                " VALUES (:team, :foreign_user, :tenant, :now)"
+            ),
+            "a membership of a device": (
+                "INSERT INTO memberships (group_id, object_id, tenant_id, created_at)"
+                " VALUES (:team, :device, :tenant, :now)"
+            ),
+            "a membership moved onto a device": (
+                "UPDATE memberships SET object_id = :device WHERE tenant_id = :tenant"
+            ),
+            "an activated device moved to another tenant": (
+                "UPDATE objects SET tenant_id = :foreign_tenant, home_group_id = :foreign_root"
+                " WHERE id = :device"
+            ),
+            "a member moved to another tenant": (
+                "UPDATE objects SET tenant_id = :foreign_tenant, home_group_id = :foreign_root"
+                " WHERE id = :user"
+            ),
+            "a member made a device": (
+                "UPDATE objects SET kind = 'device', member_key = NULL, login_name = NULL,"
+                " status = NULL WHERE id = :user"
+            ),
+        }
+        values = {
+            "uuid": uuid.uuid4().hex if db.is_sqlite else uuid.uuid4(),
+            "tenant": acme["tenant"],
+            "licence": acme["licence"],
+            "team": acme["team"],
+            "device": acme["device"],
+            "user": acme["user"],
+            "foreign": globex["device"],
+            "foreign_user": globex["user"],
+            "foreign_tenant": globex["tenant"],
+            "foreign_root": globex["root"],
+            "now": now,
+        }
+        for what, statement in refused.items():
+            with pytest.raises(IntegrityError), db.engine.begin() as connection:
+                connection.execute(text(statement), values)
+                pytest.fail(f"the database took {what}")
+        with db.engine.connect() as connection:
+            assert _rows_of(connection, *tables) == before
+        # What the rules leave alone: a device nothing references changes tenant, and an
+        # activation is orphaned (its object deleted, its units kept).
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(refused["an activated device moved to another tenant"]),
+                {**values, "device": acme["loose"]},
+            )
+            connection.execute(
+                text(
+                    "UPDATE activations SET object_id = NULL, orphaned_at = :now"
+                    " WHERE object_id = :device"
+                ),
+                values,
+            )
+            connection.execute(text("DELETE FROM objects WHERE id = :device"), values)
+        assert_invariants(db)
+    finally:
+        db.dispose()
+
+
+def test_sqlite_has_exactly_the_models_triggers(empty_url: str) -> None:
+    """Migration 0006 keeps its own copy of the triggers' statements (a migration does not
+    change with the models): a migrated SQLite database has exactly the models' ones."""
+    if not empty_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL refuses the same links by composite foreign keys")
+    db = Database(create_engine_for(empty_url))
+    try:
+        migrate.upgrade(db.engine)
+        with db.engine.connect() as connection:
+            triggers = dict(
+                connection.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                ).all()
+            )
+        assert triggers == SQLITE_TRIGGERS
     finally:
         db.dispose()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine
+
+from groupd.store.models import created_on
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -17,6 +20,16 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def include_object_for(dialect: str) -> Callable[..., bool]:
+    """Alembic's comparison filter for a database of ``dialect``: a constraint or index the
+    models give other databases only (``groupd.store.models.only_on``) is not missing."""
+
+    def include_object(item: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        return reflected or created_on(item, dialect)
+
+    return include_object
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -4,17 +4,28 @@ Internal keys are sequential integers (deletes touch neighbouring pages); the AP
 the ``uuid`` columns. Every tenant-owned row carries ``tenant_id`` and every reference
 between such rows is a composite foreign key on ``(tenant_id, id)``, so the database
 itself refuses a link across tenants.
+
+One exception, on SQLite alone: the references to an object. A composite key needs a
+unique index on the object's ``(tenant_id, id)`` and another on ``(tenant_id,
+member_key)``, and SQLite removes every index entry of a row as it deletes it, where
+PostgreSQL leaves them to vacuum. Those two indexes cost more than half of deleting a
+million devices on SQLite (docs/benchmarks.md). There, activations and memberships
+reference the object's own key, and triggers (migration 0006, ``SQLITE_TRIGGERS``) refuse
+what the composite keys refuse: an object of another tenant, a device as a member, and a
+change of an object's tenant or member key while something references it.
 """
 
 from __future__ import annotations
 
 import uuid as uuid_mod
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    DDL,
     Boolean,
     CheckConstraint,
+    Constraint,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -24,6 +35,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    event,
     literal_column,
     text,
 )
@@ -55,6 +67,24 @@ OPERATION_STATES = ("accepted", "running", "succeeded", "failed")
 # PostgreSQL's generic plan for a prepared statement cannot use a partial index through
 # a parameter.
 LIVE: ColumnElement[str] = literal_column("'live'", String)
+
+
+AnyConstraint = TypeVar("AnyConstraint", bound=Constraint | Index)
+
+
+def only_on(dialect: str, item: AnyConstraint) -> AnyConstraint:
+    """A constraint or index that only ``dialect``'s databases have (see the module's
+    docstring). The migrations and their comparison with these models skip it elsewhere
+    (``created_on``)."""
+    item.info["only_on"] = dialect
+    item.ddl_if(dialect=dialect)
+    return item
+
+
+def created_on(item: object, dialect: str) -> bool:
+    """Whether a database of ``dialect`` has this schema item of the models."""
+    info = getattr(item, "info", None) or {}
+    return bool(info.get("only_on", dialect) == dialect)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -225,8 +255,9 @@ class DirectoryObject(Base):
 
     __tablename__ = "objects"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
-        UniqueConstraint("tenant_id", "member_key"),
+        # The composite keys' targets; SQLite references ``id`` itself (module docstring).
+        only_on("postgresql", UniqueConstraint("tenant_id", "id")),
+        only_on("postgresql", UniqueConstraint("tenant_id", "member_key")),
         ForeignKeyConstraint(["tenant_id", "home_group_id"], ["groups.tenant_id", "groups.id"]),
         CheckConstraint(_in("kind", OBJECT_KINDS), name="kind"),
         CheckConstraint("(kind = 'user') = (login_name IS NOT NULL)", name="user_login"),
@@ -271,10 +302,15 @@ class Membership(Base):
     __tablename__ = "memberships"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"]),
-        # A user's member key, which a device lacks: only users are members.
-        ForeignKeyConstraint(
-            ["tenant_id", "object_id"], ["objects.tenant_id", "objects.member_key"]
+        # A user's member key, which a device lacks: only users are members. On SQLite
+        # the object's own key, and a trigger refuses a device or another tenant's object.
+        only_on(
+            "postgresql",
+            ForeignKeyConstraint(
+                ["tenant_id", "object_id"], ["objects.tenant_id", "objects.member_key"]
+            ),
         ),
+        only_on("sqlite", ForeignKeyConstraint(["object_id"], ["objects.id"])),
         Index("ix_memberships_object_id", "object_id"),
     )
 
@@ -316,7 +352,12 @@ class Activation(Base):
     __tablename__ = "activations"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "licence_id"], ["licences.tenant_id", "licences.id"]),
-        ForeignKeyConstraint(["tenant_id", "object_id"], ["objects.tenant_id", "objects.id"]),
+        only_on(
+            "postgresql",
+            ForeignKeyConstraint(["tenant_id", "object_id"], ["objects.tenant_id", "objects.id"]),
+        ),
+        # On SQLite a trigger refuses an object of another tenant (module docstring).
+        only_on("sqlite", ForeignKeyConstraint(["object_id"], ["objects.id"])),
         CheckConstraint("units > 0", name="units"),
         CheckConstraint("(object_id IS NULL) = (orphaned_at IS NOT NULL)", name="orphaned"),
         Index("ix_activations_licence_id_id", "licence_id", "id"),
@@ -411,3 +452,71 @@ class SystemFlag(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _refusal(name: str, timing: str, table: str, when: str, message: str) -> tuple[str, str]:
+    return name, (
+        f"CREATE TRIGGER {name} {timing} ON {table} WHEN {when}"
+        f" BEGIN SELECT RAISE(ABORT, '{message}'); END"
+    )
+
+
+_OBJECT_OF_TENANT = (
+    "SELECT 1 FROM objects WHERE objects.id = NEW.object_id AND objects.tenant_id = NEW.tenant_id"
+)
+_NOT_AN_ACTIVATIONS_OBJECT = f"NEW.object_id IS NOT NULL AND NOT EXISTS ({_OBJECT_OF_TENANT})"
+_NOT_A_MEMBER = f"NOT EXISTS ({_OBJECT_OF_TENANT} AND objects.member_key IS NOT NULL)"
+_TENANT_CHANGED = "NEW.tenant_id IS NOT OLD.tenant_id"
+_ACTIVATED = "EXISTS (SELECT 1 FROM activations WHERE activations.object_id = OLD.id)"
+_A_MEMBER = "EXISTS (SELECT 1 FROM memberships WHERE memberships.object_id = OLD.id)"
+
+# SQLite's stand-ins for the composite keys to an object (module docstring): each refuses
+# what one of them refuses. Migration 0006 creates them (tests/test_migrations.py checks
+# that a migrated database has exactly these).
+SQLITE_TRIGGERS: dict[str, str] = dict(
+    (
+        _refusal(
+            "tg_activations_object_of_tenant_on_insert",
+            "BEFORE INSERT",
+            "activations",
+            _NOT_AN_ACTIVATIONS_OBJECT,
+            "activations.object_id: no object of the tenant has that id",
+        ),
+        _refusal(
+            "tg_activations_object_of_tenant_on_update",
+            "BEFORE UPDATE OF tenant_id, object_id",
+            "activations",
+            _NOT_AN_ACTIVATIONS_OBJECT,
+            "activations.object_id: no object of the tenant has that id",
+        ),
+        _refusal(
+            "tg_memberships_user_of_tenant_on_insert",
+            "BEFORE INSERT",
+            "memberships",
+            _NOT_A_MEMBER,
+            "memberships.object_id: no user of the tenant has that id",
+        ),
+        _refusal(
+            "tg_memberships_user_of_tenant_on_update",
+            "BEFORE UPDATE OF tenant_id, object_id",
+            "memberships",
+            _NOT_A_MEMBER,
+            "memberships.object_id: no user of the tenant has that id",
+        ),
+        _refusal(
+            "tg_objects_referenced_keys_on_update",
+            "BEFORE UPDATE OF tenant_id, member_key",
+            "objects",
+            f"({_TENANT_CHANGED} AND {_ACTIVATED}) OR (({_TENANT_CHANGED}"
+            f" OR NEW.member_key IS NOT OLD.member_key) AND {_A_MEMBER})",
+            "objects: the tenant or member key of an object that is referenced",
+        ),
+    )
+)
+
+for _trigger in SQLITE_TRIGGERS.values():
+    event.listen(
+        Base.metadata,
+        "after_create",
+        DDL(_trigger).execute_if(dialect="sqlite"),  # type: ignore[no-untyped-call]
+    )
