@@ -115,6 +115,7 @@ def _chunk(
     groups: int = 2,
     step: int | None = None,
     budget: int = 1000,
+    steps_left: deletion.StepsLeft | None = None,
 ) -> deletion.ChunkResult:
     with transaction(db) as uow:
         return deletion.run_delete_chunk(
@@ -127,6 +128,7 @@ def _chunk(
             chunk_objects=budget,
             result_ttl_seconds=600,
             step_objects=step,
+            steps_left=steps_left,
         )
 
 
@@ -233,6 +235,45 @@ def test_the_worker_records_totals_counted_beside_its_chunks(
     assert_invariants(db)
 
 
+class _WriterDuringFirstStep:
+    """A writer that queues for the lock while the chunk's first step runs (SQLite)."""
+
+    def __init__(self, db: Database, actor: Actor) -> None:
+        self.db = db
+        self.actor = actor
+        self.done = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _write(self) -> None:
+        with transaction(self.db) as uow:
+            groups.create_group(
+                uow,
+                actor=self.actor,
+                spec=groups.GroupSpec(name="written", kind="user"),
+                now=system_clock(),
+            )
+        self.done.set()
+
+    def _arrive(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        assert self.db.writer_queue is not None
+        if statement.startswith("DELETE FROM activations") and not self.threads:
+            self.threads.append(threading.Thread(target=self._write))
+            self.threads[0].start()
+            for _ in range(500):  # until it is queued behind the chunk
+                if self.db.writer_queue.others_waiting():
+                    break
+                time.sleep(0.01)
+
+    def __enter__(self) -> _WriterDuringFirstStep:
+        event.listen(self.db.engine, "before_cursor_execute", self._arrive)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.db.engine, "before_cursor_execute", self._arrive)
+        self.threads[0].join(10)
+        assert self.done.is_set()
+
+
 def test_a_sqlite_chunk_ends_after_the_step_a_writer_waited_for(
     db: Database, settings: Settings
 ) -> None:
@@ -243,43 +284,85 @@ def test_a_sqlite_chunk_ends_after_the_step_a_writer_waited_for(
     actor, top, expected = _subtree(db)
     operation_id = _accept(db, actor, top)
     worker = _claim(db, settings)
-    assert db.writer_queue is not None
-    queue = db.writer_queue
-    writer_done = threading.Event()
-
-    def write_something() -> None:
-        with transaction(db) as uow:
-            groups.create_group(
-                uow,
-                actor=actor,
-                spec=groups.GroupSpec(name="written", kind="user"),
-                now=system_clock(),
-            )
-        writer_done.set()
-
-    writers: list[threading.Thread] = []
-
-    def writer_arrives(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("DELETE FROM activations") and not writers:
-            writers.append(threading.Thread(target=write_something))
-            writers[0].start()
-            for _ in range(500):  # until it is queued behind the chunk
-                if queue.others_waiting():
-                    break
-                time.sleep(0.01)
-
-    event.listen(db.engine, "before_cursor_execute", writer_arrives)
-    try:
-        _chunk(db, worker, operation_id, groups=6, step=2)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", writer_arrives)
-    writers[0].join(10)
-    assert writer_done.is_set()
+    with _WriterDuringFirstStep(db, actor):
+        result = _chunk(db, worker, operation_id, groups=6, step=2)
+    assert result.steps_left is not None
     progress = _progress(db, operation_id)
     removed = progress["devices"]["done"] + progress["users"]["done"]
     assert removed == 2, progress
     _run_to_end(db, worker, operation_id, groups=6, step=2)
     _assert_removed(_progress(db, operation_id), expected, with_totals=False)
+    assert_invariants(db)
+
+
+def _bounds_reads(db: Database) -> tuple[list[str], Any]:
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "row_number()" in statement:
+            reads.append(statement)
+
+    return reads, count
+
+
+def test_a_chunk_cut_short_for_a_writer_goes_on_where_it_stopped(
+    db: Database, settings: Settings
+) -> None:
+    """The step after one that let a writer in takes the same chunk on from the step
+    ends it had not reached (``steps_left``): it does not read the chunk's bounds again,
+    and removes exactly what is left."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL writers never wait for a chunk: it locks only its own rows")
+    actor, top, expected = _subtree(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    with _WriterDuringFirstStep(db, actor):
+        first = _chunk(db, worker, operation_id, groups=6, step=2)
+    assert first.steps_left is not None
+    assert len(first.steps_left.chunk) == 6
+    # 24 objects in steps of 2: 11 step ends, the first of them reached.
+    assert len(first.steps_left.bounds) == 10
+    reads, count = _bounds_reads(db)
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        second = _chunk(db, worker, operation_id, groups=6, step=2, steps_left=first.steps_left)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert reads == []
+    assert second.steps_left is None
+    progress = _progress(db, operation_id)
+    assert progress["groups"]["done"] == 6, progress
+    _run_to_end(db, worker, operation_id, groups=6, step=2)
+    _assert_removed(_progress(db, operation_id), expected, with_totals=False)
+    assert_invariants(db)
+
+
+@pytest.mark.parametrize("bounds", [(), (1,), (10**12, 1), (2**62,)])
+def test_steps_left_that_are_stale_still_remove_exactly_the_chunk(
+    db: Database, settings: Settings, bounds: tuple[int, ...]
+) -> None:
+    """Whatever step ends a chunk is given, its steps cover every id: the chunk's
+    objects all go, once, and nothing else does."""
+    actor, top, expected = _subtree(db)
+    other_actor, other_top, _ = _subtree(db)
+    before_other = _impact(db, other_actor, other_top)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    with transaction(db) as uow:
+        chunk, _ = deletion._select_chunk(uow, operation_id=operation_id, chunk_groups=6)
+    result = _chunk(
+        db,
+        worker,
+        operation_id,
+        groups=6,
+        step=2,
+        steps_left=deletion.StepsLeft(tuple(chunk), bounds),
+    )
+    assert result.steps_left is None
+    assert _progress(db, operation_id)["groups"]["done"] == 6
+    _run_to_end(db, worker, operation_id, groups=6, step=2)
+    _assert_removed(_progress(db, operation_id), expected, with_totals=False)
+    assert _impact(db, other_actor, other_top) == before_other
     assert_invariants(db)
 
 

@@ -183,6 +183,7 @@ class Worker:
         # The totals are counted over a snapshot beside the chunks (the count reads the
         # whole subtree once: as long as a fifth of the delete, measured).
         count = self._count_alongside(operation_id)
+        steps_left: deletion.StepsLeft | None = None
         while not self._stop.is_set():
             if count is not None and count.finished and self._record_totals(operation_id, count):
                 count = None  # stored (a refusal is tried again after the next chunk)
@@ -198,6 +199,7 @@ class Worker:
                         chunk_objects=settings.delete_chunk_objects,
                         result_ttl_seconds=settings.operation_result_ttl_seconds,
                         step_objects=settings.delete_step_objects if self.db.is_sqlite else None,
+                        steps_left=steps_left,
                     )
             except (OperationalError, DBAPIError) as error:
                 # Lock timeouts, serialization failures, a dropped connection: the chunk
@@ -218,6 +220,7 @@ class Worker:
                 self._fail(operation_id, repr(error))
                 return
             failures = 0
+            steps_left = step.steps_left
             if step.lost_lease:
                 log.warning("operation %s was taken over by another worker", operation_id)
                 return

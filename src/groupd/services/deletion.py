@@ -542,12 +542,27 @@ def record_totals(
 
 
 @dataclass(frozen=True, slots=True)
+class StepsLeft:
+    """Where a chunk cut short for another writer stopped (SQLite): its groups, and the
+    ends of the steps it had not taken. The next step of the same groups goes on from
+    there instead of reading its objects' bounds again. The worker keeps it in memory
+    only: lost, the bounds are read again; stale, a step is merely longer or shorter,
+    since the steps always cover every id."""
+
+    chunk: tuple[int, ...]
+    bounds: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkResult:
     finished: bool
     lost_lease: bool = False
     # Every group left has a child that another delete, accepted earlier inside this
     # subtree, still has to remove: that delete must run first.
     blocked: bool = False
+    # The step ended inside a chunk because another writer waited (SQLite): where the
+    # chunk's next step starts (None when it has to read its bounds again).
+    steps_left: StepsLeft | None = None
 
 
 def run_delete_chunk(
@@ -561,6 +576,7 @@ def run_delete_chunk(
     chunk_objects: int,
     result_ttl_seconds: int,
     step_objects: int | None = None,
+    steps_left: StepsLeft | None = None,
 ) -> ChunkResult:
     """One bounded step of phase 2, in the caller's transaction.
 
@@ -574,7 +590,8 @@ def run_delete_chunk(
     ``step_objects`` (SQLite, where the chunk holds the only write lock): objects are
     removed that many at a time, and the chunk ends after any of these steps once
     another writer waits (``uow.writers_waiting``): a small write waits for one step of
-    the delete, not for a whole chunk.
+    the delete, not for a whole chunk. ``steps_left``, from the previous step's result,
+    saves reading the bounds of a chunk cut short that way again.
     """
     uow.plan_by_index()
     session = uow.session
@@ -618,14 +635,16 @@ def run_delete_chunk(
             _save_progress(uow, operation_id=operation_id, progress=progress)
             return ChunkResult(finished=False)
     groups_left, objects_left = chunk_groups, chunk_objects
+    next_steps: StepsLeft | None = None
     while chunk:
-        removed, emptied = _remove_chunk(
+        removed, emptied, next_steps = _remove_chunk(
             uow,
             operation_id=operation_id,
             tenant_id=operation.tenant_id,
             chunk=chunk,
             objects_budget=objects_left,
             step_objects=objects_left if step_objects is None else step_objects,
+            steps_left=steps_left,
             release=release,
             progress=progress,
             now=now,
@@ -644,7 +663,7 @@ def run_delete_chunk(
             progress["adopted"] = int(progress.get("adopted", 0)) + adopted
     progress["chunks"] = int(progress.get("chunks", 0)) + 1
     _save_progress(uow, operation_id=operation_id, progress=progress)
-    return ChunkResult(finished=False)
+    return ChunkResult(finished=False, steps_left=next_steps)
 
 
 def _save_progress(uow: UnitOfWork, *, operation_id: int, progress: dict[str, Any]) -> None:
@@ -664,23 +683,30 @@ def _remove_chunk(
     chunk: list[int],
     objects_budget: int,
     step_objects: int,
+    steps_left: StepsLeft | None,
     release: bool,
     progress: dict[str, Any],
     now: datetime,
-) -> tuple[int, bool]:
+) -> tuple[int, bool, StepsLeft | None]:
     """Empty a chunk of groups, at most ``objects_budget`` objects of it, ``step_objects``
     at a time in key order, and remove the groups once they are empty. After each step
-    but the last it stops early when another writer waits. Returns how many objects went
-    and whether the groups went too."""
+    but the last it stops early when another writer waits. Returns how many objects went,
+    whether the groups went too, and where the chunk's next step starts when a writer
+    cut it short (``StepsLeft``)."""
     session = uow.session
     # With the tenant, each group's objects are one range of the home index, and a step
     # seeks to its own part of each range instead of reading what earlier steps left.
     in_chunk = and_(
         DirectoryObject.home_group_id.in_(chunk), DirectoryObject.tenant_id == tenant_id
     )
-    bounds = _step_bounds(uow, in_chunk=in_chunk, step=step_objects, budget=objects_budget)
+    if steps_left is not None and steps_left.chunk == tuple(chunk):
+        bounds, whole = list(steps_left.bounds), True
+    else:
+        bounds, whole = _step_bounds(
+            uow, in_chunk=in_chunk, step=step_objects, budget=objects_budget
+        )
     removed = 0
-    for lower, upper in zip((None, *bounds), (*bounds, None), strict=True):
+    for taken, (lower, upper) in enumerate(zip((None, *bounds), (*bounds, None), strict=True)):
         objects_filter = and_(
             in_chunk,
             true() if lower is None else DirectoryObject.id >= lower,
@@ -693,8 +719,15 @@ def _remove_chunk(
             progress=progress,
             now=now,
         )
-        if upper is not None and (removed >= objects_budget or uow.writers_waiting()):
-            return removed, False
+        if upper is None:
+            continue
+        if removed >= objects_budget:
+            return removed, False, None
+        if uow.writers_waiting():
+            # The bounds left hold for the next step only if they reach the chunk's
+            # end (it fitted the budget); otherwise that step reads them again.
+            left = StepsLeft(tuple(chunk), tuple(bounds[taken + 1 :])) if whole else None
+            return removed, False, left
     memberships = session.execute(
         delete(Membership)
         .where(Membership.group_id.in_(chunk))
@@ -707,15 +740,16 @@ def _remove_chunk(
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     _bump(progress, "groups", groups_removed)
-    return removed, True
+    return removed, True, None
 
 
 def _step_bounds(
     uow: UnitOfWork, *, in_chunk: ColumnElement[bool], step: int, budget: int
-) -> list[int]:
+) -> tuple[list[int], bool]:
     """Where the steps over the chunk's objects end: the ids of its objects at positions
     step, 2 x step, ... (in key order) below ``budget``, and at ``budget`` itself when it
-    holds more. One read of the chunk's index entries, not one per step."""
+    holds more. One read of the chunk's index entries, not one per step. Also says
+    whether the chunk fits the budget (the steps then reach its end)."""
     numbered = (
         select(
             DirectoryObject.id,
@@ -725,18 +759,17 @@ def _step_bounds(
         .subquery()
     )
     position = numbered.c.position
-    return list(
-        uow.session.execute(
-            select(numbered.c.id)
-            .where(
-                or_(
-                    position == budget,
-                    and_(position > 0, position < budget, position % step == 0),
-                )
+    rows = uow.session.execute(
+        select(numbered.c.id, position)
+        .where(
+            or_(
+                position == budget,
+                and_(position > 0, position < budget, position % step == 0),
             )
-            .order_by(numbered.c.id)
-        ).scalars()
-    )
+        )
+        .order_by(numbered.c.id)
+    ).all()
+    return [int(row.id) for row in rows], all(row.position != budget for row in rows)
 
 
 def _select_chunk(
