@@ -278,39 +278,10 @@ def test_a_sqlite_chunk_ends_after_the_step_a_writer_waited_for(
     db: Database, settings: Settings
 ) -> None:
     """A writer queues while the chunk's first step runs: the chunk commits after that
-    step (two objects), not after its six groups, and the writer gets the lock next."""
-    if not db.is_sqlite:
-        pytest.skip("PostgreSQL writers never wait for a chunk: it locks only its own rows")
-    actor, top, expected = _subtree(db)
-    operation_id = _accept(db, actor, top)
-    worker = _claim(db, settings)
-    with _WriterDuringFirstStep(db, actor):
-        result = _chunk(db, worker, operation_id, groups=6, step=2)
-    assert result.steps_left is not None
-    progress = _progress(db, operation_id)
-    removed = progress["devices"]["done"] + progress["users"]["done"]
-    assert removed == 2, progress
-    _run_to_end(db, worker, operation_id, groups=6, step=2)
-    _assert_removed(_progress(db, operation_id), expected, with_totals=False)
-    assert_invariants(db)
-
-
-def _bounds_reads(db: Database) -> tuple[list[str], Any]:
-    reads: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "row_number()" in statement:
-            reads.append(statement)
-
-    return reads, count
-
-
-def test_a_chunk_cut_short_for_a_writer_goes_on_where_it_stopped(
-    db: Database, settings: Settings
-) -> None:
-    """The step after one that let a writer in takes the same chunk on from the step
-    ends it had not reached (``steps_left``): it does not read the chunk's bounds again,
-    and removes exactly what is left."""
+    step (two objects), not after its six groups, and the writer gets the lock next.
+    The next step takes the same chunk on from the step ends it had not reached
+    (``steps_left``): it does not read the chunk's bounds again, and removes exactly
+    what is left."""
     if not db.is_sqlite:
         pytest.skip("PostgreSQL writers never wait for a chunk: it locks only its own rows")
     actor, top, expected = _subtree(db)
@@ -318,20 +289,26 @@ def test_a_chunk_cut_short_for_a_writer_goes_on_where_it_stopped(
     worker = _claim(db, settings)
     with _WriterDuringFirstStep(db, actor):
         first = _chunk(db, worker, operation_id, groups=6, step=2)
+    progress = _progress(db, operation_id)
+    assert progress["devices"]["done"] + progress["users"]["done"] == 2, progress
     assert first.steps_left is not None
     assert len(first.steps_left.chunk) == 6
     # 24 objects in steps of 2: 11 step ends, the first of them reached.
     assert len(first.steps_left.bounds) == 10
-    reads, count = _bounds_reads(db)
+    bounds_reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "row_number()" in statement:
+            bounds_reads.append(statement)
+
     event.listen(db.engine, "before_cursor_execute", count)
     try:
         second = _chunk(db, worker, operation_id, groups=6, step=2, steps_left=first.steps_left)
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    assert reads == []
+    assert bounds_reads == []
     assert second.steps_left is None
-    progress = _progress(db, operation_id)
-    assert progress["groups"]["done"] == 6, progress
+    assert _progress(db, operation_id)["groups"]["done"] == 6
     _run_to_end(db, worker, operation_id, groups=6, step=2)
     _assert_removed(_progress(db, operation_id), expected, with_totals=False)
     assert_invariants(db)
