@@ -22,7 +22,8 @@ are repeated here as they were when this migration was written):
 - a change of an object's tenant or member key while something references it.
 
 The tables are copied (batch mode), with foreign keys off and all of them checked before
-the commit (``groupd.store.migrate``): a few seconds per million objects.
+the commit (``groupd.store.migrate``): 16 s for a million devices with activations on
+the benchmark VM (docs/benchmarks.md).
 """
 
 from __future__ import annotations
