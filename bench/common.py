@@ -216,9 +216,11 @@ def bootstrap(db: BenchDatabase) -> str:
     """Migrate and seed groupd's schema; returns the admin's API token."""
     sys.path.insert(0, str(SRC))
     from groupd.bootstrap import prepare_database
-    from groupd.store.db import Database, create_db_engine
+    from groupd.settings import Settings
+    from groupd.store.db import Database
 
-    database = Database(create_db_engine(db.url, pool_size=2))
+    # As a server would create it: GROUPD_* variables (a page size) apply.
+    database = Database.from_settings(Settings(database_url=db.url, database_pool_size=2))
     try:
         seeded = prepare_database(database)
     finally:

@@ -37,6 +37,7 @@ log = logging.getLogger("groupd.db")
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 DEFAULT_SQLITE_CACHE_MIB = 2
+DEFAULT_SQLITE_PAGE_SIZE = 8192
 # SQLite calls the progress handler every this many virtual-machine steps (~0.1-1 ms).
 SQLITE_PROGRESS_STEPS = 10_000
 # How early SQLite's busy handler may give up before the deadline it was set to.
@@ -106,10 +107,12 @@ def create_db_engine(
     pool_size: int = 10,
     request_budget_seconds: float | None = None,
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
+    sqlite_page_size: int = DEFAULT_SQLITE_PAGE_SIZE,
 ) -> Engine:
     """An engine for ``url``. ``request_budget_seconds``: PostgreSQL sessions start with
     that statement timeout, so a request's transaction needs no statement to set it.
-    ``sqlite_cache_mib``: the most page cache each SQLite connection may keep."""
+    ``sqlite_cache_mib``: the most page cache each SQLite connection may keep.
+    ``sqlite_page_size``: the page size of a SQLite database this engine creates."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -120,7 +123,7 @@ def create_db_engine(
             pool_use_lifo=True,  # the busiest connections stay warm
             **JSON_CODEC,
         )
-        _configure_sqlite(engine, cache_mib=sqlite_cache_mib)
+        _configure_sqlite(engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size)
         _configure_deadlines(engine)
         return engine
     connect_args: dict[str, Any] = {}
@@ -142,12 +145,15 @@ def create_db_engine(
     return engine
 
 
-def _configure_sqlite(engine: Engine, *, cache_mib: int) -> None:
+def _configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take transaction control from the sqlite3 module so BEGIN is ours to choose.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Takes effect only while the file is still empty, so before WAL mode writes its
+        # header; an existing database keeps its page size.
+        cursor.execute(f"PRAGMA page_size={page_size}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -417,6 +423,7 @@ class Database:
                 pool_size=settings.database_pool_size,
                 request_budget_seconds=settings.request_time_budget_seconds,
                 sqlite_cache_mib=settings.sqlite_cache_mib,
+                sqlite_page_size=settings.sqlite_page_size,
             )
         )
 
