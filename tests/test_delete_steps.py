@@ -413,3 +413,78 @@ def test_a_sqlite_delete_starts_the_wal_again_after_each_chunk(settings: Setting
         assert_invariants(db)
     finally:
         db.dispose()
+
+
+def _subtree_of_separate_kinds(db: Database) -> tuple[Actor, uuid.UUID, dict[str, int]]:
+    """top with a leaf of devices alone, a leaf of users alone (members of a user group
+    outside the subtree) and a leaf of both; every object with one activation."""
+    now = system_clock()
+    with transaction(db) as uow:
+        tenant = accounts.create_tenant(uow, name=f"kinds-{uuid.uuid4().hex[:8]}", now=now)
+        actor = system_actor(tenant.id)
+        root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+        licence = licensing.create_licence(
+            uow, actor=actor, product="seat", unit_kind="seat", total_units=1000, now=now
+        )
+        team = groups.create_group(
+            uow, actor=actor, spec=groups.GroupSpec(name="team", kind="user"), now=now
+        )
+        top = groups.create_group(
+            uow, actor=actor, spec=groups.GroupSpec(name="top", parent_uuid=root), now=now
+        )
+        activation = [objects.ActivationSpec(licence_uuid=licence.uuid)]
+        for leaf_name, devices, users in (("devices", 4, 0), ("users", 0, 2), ("both", 1, 1)):
+            leaf = groups.create_group(
+                uow,
+                actor=actor,
+                spec=groups.GroupSpec(name=leaf_name, parent_uuid=top.uuid),
+                now=now,
+            )
+            for number in range(devices):
+                objects.create_object(
+                    uow,
+                    actor=actor,
+                    spec=objects.ObjectSpec(
+                        kind="device",
+                        name=f"{leaf_name}-d{number}",
+                        home_group_uuid=leaf.uuid,
+                        activations=activation,
+                    ),
+                    now=now,
+                )
+            for number in range(users):
+                user = objects.create_object(
+                    uow,
+                    actor=actor,
+                    spec=objects.ObjectSpec(
+                        kind="user",
+                        name=f"{leaf_name}-u{number}",
+                        home_group_uuid=leaf.uuid,
+                        login_name=f"{leaf_name}-u{number}",
+                        status="inactive",
+                        activations=activation,
+                    ),
+                    now=now,
+                )
+                memberships.add_member(
+                    uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
+                )
+    expected = {"devices": 5, "users": 3, "memberships": 3, "activations": 8}
+    return actor, top.uuid, expected
+
+
+@pytest.mark.parametrize(("chunk_groups", "step"), [(1, 1), (1, None), (3, 2), (3, None)])
+def test_chunks_of_devices_alone_and_chunks_with_users_count_each_kind(
+    db: Database, settings: Settings, chunk_groups: int, step: int | None
+) -> None:
+    """A chunk that holds devices alone skips the count by kind and the memberships, and
+    counts its devices by the DELETE; a chunk with users counts them by kind. Either way
+    each kind's progress is exact and the users' memberships go with them."""
+    actor, top, expected = _subtree_of_separate_kinds(db)
+    operation_id = _accept(db, actor, top)
+    worker = _claim(db, settings)
+    _run_to_end(db, worker, operation_id, groups=chunk_groups, step=step)
+    progress = _progress(db, operation_id)
+    _assert_removed(progress, expected, with_totals=False)
+    assert progress["unitsReleased"] == expected["activations"]
+    assert_invariants(db)

@@ -705,6 +705,14 @@ def _remove_chunk(
         bounds, whole = _step_bounds(
             uow, in_chunk=in_chunk, step=step_objects, budget=objects_budget
         )
+    # Read once, not in every step: a chunk holds nothing but devices as a rule, and its
+    # steps then need no count by kind and no probe of the memberships.
+    devices_only = (
+        session.execute(
+            select(DirectoryObject.id).where(in_chunk, DirectoryObject.kind != "device").limit(1)
+        ).first()
+        is None
+    )
     removed = 0
     for taken, (lower, upper) in enumerate(zip((None, *bounds), (*bounds, None), strict=True)):
         objects_filter = and_(
@@ -715,6 +723,7 @@ def _remove_chunk(
         removed += _remove_objects(
             uow,
             objects_filter=objects_filter,
+            devices_only=devices_only,
             release=release,
             progress=progress,
             now=now,
@@ -859,13 +868,19 @@ def _remove_objects(
     uow: UnitOfWork,
     *,
     objects_filter: Any,
+    devices_only: bool,
     release: bool,
     progress: dict[str, Any],
     now: datetime,
 ) -> int:
     """Activations (released or orphaned), memberships, then the objects themselves.
-    Returns how many objects went."""
+    ``devices_only``: the step takes devices alone (it says so in its filter, so an object
+    of another kind is left for a later step), and the objects' ``DELETE`` counts them:
+    no count by kind first, and no probe of the memberships. Returns how many objects
+    went."""
     session = uow.session
+    if devices_only:
+        objects_filter = and_(objects_filter, DirectoryObject.kind == "device")
     object_ids = select(DirectoryObject.id).where(objects_filter).scalar_subquery()
     touched = (
         delete(Activation)
@@ -890,16 +905,18 @@ def _remove_objects(
     else:
         progress["unitsKeptConsumed"] = int(progress.get("unitsKeptConsumed", 0)) + units
     _bump(progress, "activations", activations)
-    kinds = dict(
-        session.execute(
-            select(DirectoryObject.kind, func.count())
-            .where(objects_filter)
-            .group_by(DirectoryObject.kind)
-        ).all()
-    )
+    if devices_only:
+        kinds = {"device": 0}
+    else:
+        kinds = dict(
+            session.execute(
+                select(DirectoryObject.kind, func.count())
+                .where(objects_filter)
+                .group_by(DirectoryObject.kind)
+            ).all()
+        )
     if kinds.get("user"):
-        # Only users are members (invariant 4), so a chunk of devices skips a probe of
-        # the memberships per object.
+        # Only users are members (invariant 4).
         user_ids = (
             select(DirectoryObject.id)
             .where(objects_filter, DirectoryObject.kind == "user")
@@ -911,13 +928,15 @@ def _remove_objects(
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         _bump(progress, "memberships", memberships)
-    session.execute(
+    deleted = session.execute(
         delete(DirectoryObject)
         # Filtered directly: "id IN (SELECT id FROM objects ...)" is planned by PostgreSQL
         # as a scan of the whole table; this is an index range on home_group_id.
         .where(objects_filter)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount  # type: ignore[attr-defined]
+    if devices_only:
+        kinds["device"] = int(deleted)
     _bump(progress, "devices", int(kinds.get("device", 0)))
     _bump(progress, "users", int(kinds.get("user", 0)))
     return sum(int(count) for count in kinds.values())
