@@ -37,7 +37,7 @@ log = logging.getLogger("groupd.db")
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 DEFAULT_SQLITE_CACHE_MIB = 2
-DEFAULT_SQLITE_PAGE_SIZE = 8192
+DEFAULT_SQLITE_PAGE_SIZE = 4096
 # SQLite calls the progress handler every this many virtual-machine steps (~0.1-1 ms).
 SQLITE_PROGRESS_STEPS = 10_000
 # How early SQLite's busy handler may give up before the deadline it was set to.
