@@ -34,9 +34,19 @@ DEVICES_PER_GROUP = 3
 def _subtree(db: Database) -> tuple[Actor, uuid.UUID, dict[str, int]]:
     """top with six leaf groups, each holding three devices and one user (every object
     with one activation); every user is a member of a user group outside the subtree."""
+    leaves = [(f"leaf{index}", DEVICES_PER_GROUP, 1) for index in range(6)]
+    return _build_subtree(db, leaves, label="totals")
+
+
+def _build_subtree(
+    db: Database, leaves: list[tuple[str, int, int]], *, label: str
+) -> tuple[Actor, uuid.UUID, dict[str, int]]:
+    """A new tenant with a group "top" whose leaves are (name, devices, users); every
+    object has one activation, and every user is a member of a user group outside the
+    subtree. Returns the actor, top's id and what deleting top removes."""
     now = system_clock()
     with transaction(db) as uow:
-        tenant = accounts.create_tenant(uow, name=f"totals-{uuid.uuid4().hex[:8]}", now=now)
+        tenant = accounts.create_tenant(uow, name=f"{label}-{uuid.uuid4().hex[:8]}", now=now)
         actor = system_actor(tenant.id)
         root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
         licence = licensing.create_licence(
@@ -49,42 +59,50 @@ def _subtree(db: Database) -> tuple[Actor, uuid.UUID, dict[str, int]]:
             uow, actor=actor, spec=groups.GroupSpec(name="top", parent_uuid=root), now=now
         )
         activation = [objects.ActivationSpec(licence_uuid=licence.uuid)]
-        for index in range(6):
+        for leaf_name, devices, users in leaves:
             leaf = groups.create_group(
                 uow,
                 actor=actor,
-                spec=groups.GroupSpec(name=f"leaf{index}", parent_uuid=top.uuid),
+                spec=groups.GroupSpec(name=leaf_name, parent_uuid=top.uuid),
                 now=now,
             )
-            for number in range(DEVICES_PER_GROUP):
+            for number in range(devices):
                 objects.create_object(
                     uow,
                     actor=actor,
                     spec=objects.ObjectSpec(
                         kind="device",
-                        name=f"d{index}-{number}",
+                        name=f"{leaf_name}-d{number}",
                         home_group_uuid=leaf.uuid,
                         activations=activation,
                     ),
                     now=now,
                 )
-            user = objects.create_object(
-                uow,
-                actor=actor,
-                spec=objects.ObjectSpec(
-                    kind="user",
-                    name=f"u{index}",
-                    home_group_uuid=leaf.uuid,
-                    login_name=f"u{index}",
-                    status="inactive",
-                    activations=activation,
-                ),
-                now=now,
-            )
-            memberships.add_member(
-                uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
-            )
-    expected = {"devices": 18, "users": 6, "memberships": 6, "activations": 24}
+            for number in range(users):
+                user = objects.create_object(
+                    uow,
+                    actor=actor,
+                    spec=objects.ObjectSpec(
+                        kind="user",
+                        name=f"{leaf_name}-u{number}",
+                        home_group_uuid=leaf.uuid,
+                        login_name=f"{leaf_name}-u{number}",
+                        status="inactive",
+                        activations=activation,
+                    ),
+                    now=now,
+                )
+                memberships.add_member(
+                    uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
+                )
+    devices = sum(leaf[1] for leaf in leaves)
+    users = sum(leaf[2] for leaf in leaves)
+    expected = {
+        "devices": devices,
+        "users": users,
+        "memberships": users,
+        "activations": devices + users,
+    }
     return actor, top.uuid, expected
 
 
@@ -416,61 +434,9 @@ def test_a_sqlite_delete_starts_the_wal_again_after_each_chunk(settings: Setting
 
 
 def _subtree_of_separate_kinds(db: Database) -> tuple[Actor, uuid.UUID, dict[str, int]]:
-    """top with a leaf of devices alone, a leaf of users alone (members of a user group
-    outside the subtree) and a leaf of both; every object with one activation."""
-    now = system_clock()
-    with transaction(db) as uow:
-        tenant = accounts.create_tenant(uow, name=f"kinds-{uuid.uuid4().hex[:8]}", now=now)
-        actor = system_actor(tenant.id)
-        root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
-        licence = licensing.create_licence(
-            uow, actor=actor, product="seat", unit_kind="seat", total_units=1000, now=now
-        )
-        team = groups.create_group(
-            uow, actor=actor, spec=groups.GroupSpec(name="team", kind="user"), now=now
-        )
-        top = groups.create_group(
-            uow, actor=actor, spec=groups.GroupSpec(name="top", parent_uuid=root), now=now
-        )
-        activation = [objects.ActivationSpec(licence_uuid=licence.uuid)]
-        for leaf_name, devices, users in (("devices", 4, 0), ("users", 0, 2), ("both", 1, 1)):
-            leaf = groups.create_group(
-                uow,
-                actor=actor,
-                spec=groups.GroupSpec(name=leaf_name, parent_uuid=top.uuid),
-                now=now,
-            )
-            for number in range(devices):
-                objects.create_object(
-                    uow,
-                    actor=actor,
-                    spec=objects.ObjectSpec(
-                        kind="device",
-                        name=f"{leaf_name}-d{number}",
-                        home_group_uuid=leaf.uuid,
-                        activations=activation,
-                    ),
-                    now=now,
-                )
-            for number in range(users):
-                user = objects.create_object(
-                    uow,
-                    actor=actor,
-                    spec=objects.ObjectSpec(
-                        kind="user",
-                        name=f"{leaf_name}-u{number}",
-                        home_group_uuid=leaf.uuid,
-                        login_name=f"{leaf_name}-u{number}",
-                        status="inactive",
-                        activations=activation,
-                    ),
-                    now=now,
-                )
-                memberships.add_member(
-                    uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
-                )
-    expected = {"devices": 5, "users": 3, "memberships": 3, "activations": 8}
-    return actor, top.uuid, expected
+    """top with a leaf of devices alone, a leaf of users alone and a leaf of both."""
+    leaves = [("devices", 4, 0), ("users", 0, 2), ("both", 1, 1)]
+    return _build_subtree(db, leaves, label="kinds")
 
 
 @pytest.mark.parametrize(("chunk_groups", "step"), [(1, 1), (1, None), (3, 2), (3, None)])
