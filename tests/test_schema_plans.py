@@ -12,6 +12,7 @@ import sqlite3
 
 import pytest
 
+from groupd.services import deletion
 from groupd.store.db import Database
 from invariants import assert_invariants
 
@@ -50,6 +51,39 @@ def test_foreign_key_lookups_use_the_parent_key_indexes(db: Database) -> None:
                 )
             )
             assert f"INDEX {index} (" in plan, (query, plan)
+    finally:
+        connection.close()
+    assert_invariants(db)
+
+
+def test_a_delete_step_finds_its_devices_through_the_home_index(db: Database) -> None:
+    """The fixed statements of a step of a chunk of devices alone (SQLite): the chunk's
+    groups come as one JSON array, and each must still be one seek of the home index
+    with the tenant and the step's id range, never a scan of the objects."""
+    if not db.is_sqlite:
+        pytest.skip("a chunk takes several steps on SQLite only")
+    path = db.engine.url.database
+    assert path
+    connection = sqlite3.connect(path)
+    home_range = (
+        "INDEX ix_objects_home_group_id_tenant_id_id_kind"
+        " (home_group_id=? AND tenant_id=? AND id>? AND id<?)"
+    )
+    try:
+        for prepared in (
+            deletion._RELEASE_STEP_ACTIVATIONS,
+            deletion._ORPHAN_STEP_ACTIVATIONS,
+            deletion._DELETE_STEP_DEVICES,
+        ):
+            sql = prepared.compiled_for(db.engine.dialect).sql
+            plan = " | ".join(
+                row[3]
+                for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", (1,) * sql.count("?"))
+            )
+            assert home_range in plan, (sql, plan)
+            assert "SCAN objects" not in plan, plan
+            if "activations" in sql:
+                assert "INDEX uq_activations_object_id_licence_id (object_id=?)" in plan, plan
     finally:
         connection.close()
     assert_invariants(db)

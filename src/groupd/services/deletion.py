@@ -20,8 +20,10 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -38,9 +40,10 @@ from sqlalchemy.orm import aliased
 
 from groupd.errors import DeleteRefused, InvalidInput, NotFound
 from groupd.services import audit
-from groupd.services.common import Actor, new_uuid, parse_uuid, system_actor
+from groupd.services.common import MAX_KEY, Actor, new_uuid, parse_uuid, system_actor
 from groupd.services.groups import check_version, lock_live_group
 from groupd.store.db import UnitOfWork
+from groupd.store.keys import in_keys
 from groupd.store.models import (
     LIVE,
     Activation,
@@ -50,8 +53,9 @@ from groupd.store.models import (
     Membership,
     Operation,
 )
+from groupd.store.prepared import Prepared
 from groupd.store.tree import in_subtree
-from groupd.store.types import BigIntKey
+from groupd.store.types import BigIntKey, UTCDateTime
 
 log = logging.getLogger("groupd.deletion")
 BLOCKERS_SHOWN = 100
@@ -720,14 +724,26 @@ def _remove_chunk(
             true() if lower is None else DirectoryObject.id >= lower,
             true() if upper is None else DirectoryObject.id < upper,
         )
-        removed += _remove_objects(
-            uow,
-            objects_filter=objects_filter,
-            devices_only=devices_only,
-            release=release,
-            progress=progress,
-            now=now,
-        )
+        if devices_only and uow.is_sqlite:
+            removed += _remove_devices_step(
+                uow,
+                chunk=chunk,
+                tenant_id=tenant_id,
+                first=FIRST_KEY if lower is None else lower,
+                last=MAX_KEY if upper is None else upper - 1,
+                release=release,
+                progress=progress,
+                now=now,
+            )
+        else:
+            removed += _remove_objects(
+                uow,
+                objects_filter=objects_filter,
+                devices_only=devices_only,
+                release=release,
+                progress=progress,
+                now=now,
+            )
         if upper is None:
             continue
         if removed >= objects_budget:
@@ -890,21 +906,9 @@ def _remove_objects(
     charged, activations = _take_activations(
         uow, touched.where(Activation.object_id.in_(object_ids))
     )
-    units = sum(charged.values())
-    if release:
-        # Units go back in the same transaction that removes the activations, one UPDATE
-        # per licence, in key order (concurrent chunks lock licences in the same order).
-        for licence_id in sorted(charged):
-            session.execute(
-                update(Licence)
-                .where(Licence.id == licence_id)
-                .values(used_units=Licence.used_units - charged[licence_id])
-                .execution_options(synchronize_session=False)
-            )
-        progress["unitsReleased"] = int(progress.get("unitsReleased", 0)) + units
-    else:
-        progress["unitsKeptConsumed"] = int(progress.get("unitsKeptConsumed", 0)) + units
-    _bump(progress, "activations", activations)
+    _account_activations(
+        uow, charged=charged, activations=activations, release=release, progress=progress
+    )
     if devices_only:
         kinds = {"device": 0}
     else:
@@ -940,6 +944,92 @@ def _remove_objects(
     _bump(progress, "devices", int(kinds.get("device", 0)))
     _bump(progress, "users", int(kinds.get("user", 0)))
     return sum(int(count) for count in kinds.values())
+
+
+def _account_activations(
+    uow: UnitOfWork,
+    *,
+    charged: dict[int, int],
+    activations: int,
+    release: bool,
+    progress: dict[str, Any],
+) -> None:
+    """Give the units of released activations back to their licences, and count what
+    the step took (``charged``: units per licence)."""
+    units = sum(charged.values())
+    if release:
+        # Units go back in the same transaction that removes the activations, one UPDATE
+        # per licence, in key order (concurrent chunks lock licences in the same order).
+        for licence_id in sorted(charged):
+            _GIVE_UNITS_BACK.execute(uow, {"licence_id": licence_id, "units": charged[licence_id]})
+        progress["unitsReleased"] = int(progress.get("unitsReleased", 0)) + units
+    else:
+        progress["unitsKeptConsumed"] = int(progress.get("unitsKeptConsumed", 0)) + units
+    _bump(progress, "activations", activations)
+
+
+_GIVE_UNITS_BACK = Prepared(
+    update(Licence)
+    .where(Licence.id == bindparam("licence_id"))
+    .values(used_units=Licence.used_units - bindparam("units", type_=Integer()))
+)
+
+# A step of a chunk of devices alone, on SQLite (where a chunk takes many steps): fixed
+# statements on the driver's cursor, with the chunk's groups as one parameter. Through
+# SQLAlchemy, with an expanding IN of the chunk's ids, a quarter of phase 2 was Python
+# (docs/benchmarks.md). The step's objects: ids first..last of the chunk's devices.
+_DEVICES_OF_STEP = and_(
+    in_keys(DirectoryObject.home_group_id, "chunk"),
+    DirectoryObject.tenant_id == bindparam("tenant_id"),
+    DirectoryObject.id >= bindparam("first"),
+    DirectoryObject.id <= bindparam("last"),
+    DirectoryObject.kind == "device",
+)
+_ACTIVATIONS_OF_STEP = Activation.object_id.in_(select(DirectoryObject.id).where(_DEVICES_OF_STEP))
+_RELEASE_STEP_ACTIVATIONS = Prepared(
+    delete(Activation)
+    .where(_ACTIVATIONS_OF_STEP)
+    .returning(Activation.licence_id, Activation.units)
+)
+_ORPHAN_STEP_ACTIVATIONS = Prepared(
+    update(Activation)
+    .where(_ACTIVATIONS_OF_STEP)
+    .values(object_id=null(), orphaned_at=bindparam("now", type_=UTCDateTime()))
+    .returning(Activation.licence_id, Activation.units)
+)
+_DELETE_STEP_DEVICES = Prepared(delete(DirectoryObject).where(_DEVICES_OF_STEP))
+FIRST_KEY = -(2**63)  # below every key: keys are 64-bit on every database
+
+
+def _remove_devices_step(
+    uow: UnitOfWork,
+    *,
+    chunk: list[int],
+    tenant_id: int,
+    first: int,
+    last: int,
+    release: bool,
+    progress: dict[str, Any],
+    now: datetime,
+) -> int:
+    """What ``_remove_objects`` does for a step of a chunk of devices alone (SQLite):
+    the activations of its devices with ids ``first`` to ``last`` (released or orphaned),
+    then the devices. Returns how many devices went."""
+    step = {"chunk": chunk, "tenant_id": tenant_id, "first": first, "last": last}
+    if release:
+        rows = _RELEASE_STEP_ACTIVATIONS.all(uow, step)
+    else:
+        rows = _ORPHAN_STEP_ACTIVATIONS.all(uow, {**step, "now": now})
+    charged: dict[int, int] = {}
+    for licence_id, units in rows:
+        charged[licence_id] = charged.get(licence_id, 0) + int(units)
+    _account_activations(
+        uow, charged=charged, activations=len(rows), release=release, progress=progress
+    )
+    devices = _DELETE_STEP_DEVICES.execute(uow, step)
+    _bump(progress, "devices", devices)
+    _bump(progress, "users", 0)
+    return devices
 
 
 def _take_activations(uow: UnitOfWork, statement: Any) -> tuple[dict[int, int], int]:
