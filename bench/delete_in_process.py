@@ -16,8 +16,9 @@ run, on a fresh copy of that database:
 It prints phase 2's time, its ratio to the floor, the writer's worst wait, where the
 worker thread's time went (its statements, its commits, the WAL checkpoints it runs
 after its chunks on SQLite, and the rest: Python, and waiting for the write lock), and
-the statements of every thread by total time. Settings go in as ``--setting
-name=value`` (for instance ``--setting delete_step_objects=20000``); ``--runs`` repeats
+the statements of every thread by total time (prepared ones, which run on the driver's
+cursor, included). Settings go in as ``--setting name=value`` (for instance
+``--setting delete_step_objects=20000``); ``--runs`` repeats
 on fresh copies.
 
     .venv/bin/python bench/delete_in_process.py --db sqlite
@@ -73,6 +74,7 @@ def phase_two(
     from groupd.settings import Settings
     from groupd.store.db import Database, UnitOfWork, transaction
     from groupd.store.models import Group, Tenant
+    from groupd.store.prepared import Prepared
     from groupd.worker import Worker
 
     # Through the constructor, so that GROUPD_* variables apply as on a server.
@@ -87,12 +89,26 @@ def phase_two(
 
     @event.listens_for(database.engine, "after_cursor_execute")
     def ended(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        took = time.perf_counter() - conn.info.pop("statement_started")
+        count(statement, time.perf_counter() - conn.info.pop("statement_started"))
+
+    def count(statement: str, took: float) -> None:
         entry = times[re.sub(r"\s+", " ", statement)[:96]]
         entry[0] += 1
         entry[1] += took
         if threading.current_thread().name == WORKER_THREAD:
             worker_spent["statements"] += took
+
+    # Prepared statements run on the driver's cursor, past SQLAlchemy's events.
+    untimed_prepared_run = Prepared._run
+
+    def timed_prepared_run(prepared: Any, uow: Any, params: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return untimed_prepared_run(prepared, uow, params)
+        finally:
+            count(prepared.compiled_for(uow.dialect).sql, time.perf_counter() - began)
+
+    Prepared._run = timed_prepared_run  # type: ignore[method-assign,assignment]
 
     # Where the worker thread's time goes besides its statements: its commits, and the
     # WAL checkpoints it runs after its chunks (SQLite).
@@ -174,6 +190,7 @@ def phase_two(
             raise RuntimeError(f"the delete did not remove what was loaded: {operation}")
     finally:
         UnitOfWork.commit = untimed_commit  # type: ignore[method-assign]
+        Prepared._run = untimed_prepared_run  # type: ignore[method-assign]
         database.dispose()
     return phase1, phase2, waits, dict(times), dict(worker_spent)
 
