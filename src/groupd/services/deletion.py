@@ -719,11 +719,6 @@ def _remove_chunk(
     )
     removed = 0
     for taken, (lower, upper) in enumerate(zip((None, *bounds), (*bounds, None), strict=True)):
-        objects_filter = and_(
-            in_chunk,
-            true() if lower is None else DirectoryObject.id >= lower,
-            true() if upper is None else DirectoryObject.id < upper,
-        )
         if devices_only and uow.is_sqlite:
             removed += _remove_devices_step(
                 uow,
@@ -736,6 +731,11 @@ def _remove_chunk(
                 now=now,
             )
         else:
+            objects_filter = and_(
+                in_chunk,
+                true() if lower is None else DirectoryObject.id >= lower,
+                true() if upper is None else DirectoryObject.id < upper,
+            )
             removed += _remove_objects(
                 uow,
                 objects_filter=objects_filter,
