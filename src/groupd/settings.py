@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     # deletes and operations
     delete_wait_seconds: float = Field(default=10.0, ge=0)
     delete_max_wait_seconds: float = Field(default=120.0, ge=0)
-    delete_chunk_groups: int = Field(default=200, ge=1)
-    delete_chunk_objects: int = Field(default=20_000, ge=1)
+    delete_chunk_groups: int = Field(default=400, ge=1)
+    delete_chunk_objects: int = Field(default=40_000, ge=1)
     # SQLite only (one writer at a time): a chunk removes objects this many at a time and
     # commits early, after any step, when another writer waits for the lock.
     delete_step_objects: int = Field(default=2_000, ge=1)
