@@ -178,11 +178,15 @@ class Worker:
         return True
 
     def run(self, operation_id: int) -> None:
-        settings = self.settings
-        failures = 0
         # The totals are counted over a snapshot beside the chunks (the count reads the
         # whole subtree once: as long as a fifth of the delete, measured).
         count = self._count_alongside(operation_id)
+        with WalFolds(self.db) as folds:
+            self._run_chunks(operation_id, count, folds)
+
+    def _run_chunks(self, operation_id: int, count: TotalsCount | None, folds: WalFolds) -> None:
+        settings = self.settings
+        failures = 0
         steps_left: deletion.StepsLeft | None = None
         while not self._stop.is_set():
             if count is not None and count.finished and self._record_totals(operation_id, count):
@@ -237,20 +241,7 @@ class Worker:
                         self._finished.clear()
                 log.info("operation %s finished", operation_id)
                 return
-            # SQLite: fold this chunk's pages back into the database before the next
-            # chunk. Left to the background checkpointer, which never finds the WAL
-            # complete between two chunks, the WAL grew over a whole delete (860 MB for
-            # a million devices) and every chunk appended to it while that thread copied
-            # and synced beside it; folded here, the WAL starts again after each chunk,
-            # and phase 2 took 8 % less (docs/benchmarks.md).
-            self._fold_wal()
-
-    def _fold_wal(self) -> None:
-        try:
-            if not self.db.checkpoint():
-                log.debug("WAL checkpoint after a chunk left frames a reader still uses")
-        except Exception as error:  # the background checkpointer will do it later
-            log.debug("WAL checkpoint after a chunk skipped: %s", error)
+            folds.after_chunk()
 
     def _release(self, operation_id: int) -> None:
         pause = timedelta(seconds=self.settings.worker_poll_seconds)
@@ -275,6 +266,57 @@ class Worker:
         self._last_purge = time.monotonic()
         with transaction(self.db) as uow:
             deletion.purge_expired_operations(uow, now=self.clock())
+
+
+class WalFolds:
+    """SQLite: folds the WAL back into the database between a delete's chunks, half of
+    the time beside the next chunk.
+
+    Left to the background checkpointer, which never finds the WAL complete between two
+    chunks, the WAL grew over a whole delete (860 MB for a million devices). SQLite
+    starts a WAL from its beginning again only when a writer begins while every frame
+    has been copied back. So after one chunk a fold starts on a thread of its own and the
+    next chunk runs beside it (a ``PASSIVE`` checkpoint blocks no writer; the GIL is
+    released while it copies); after that chunk the worker waits for it and folds the
+    rest itself, and the chunk after starts the WAL again. The WAL holds at most two
+    chunks, and half of the folds' time (copies and syncs) overlaps the chunks'
+    statements instead of adding to them (docs/benchmarks.md).
+
+    On PostgreSQL there is nothing to fold.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._beside: threading.Thread | None = None
+
+    def __enter__(self) -> WalFolds:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.settle()
+
+    def after_chunk(self) -> None:
+        if not self.db.is_sqlite:
+            return
+        if self._beside is None:
+            self._beside = threading.Thread(target=self._fold, name="groupd-wal-fold", daemon=True)
+            self._beside.start()
+            return
+        self.settle()
+        self._fold()
+
+    def settle(self) -> None:
+        """Wait for the fold running beside the chunks, if any."""
+        if self._beside is not None:
+            self._beside.join()
+            self._beside = None
+
+    def _fold(self) -> None:
+        try:
+            if not self.db.checkpoint():
+                log.debug("WAL checkpoint after a chunk left frames a reader still uses")
+        except Exception as error:  # the background checkpointer will do it later
+            log.debug("WAL checkpoint after a chunk skipped: %s", error)
 
 
 class TotalsCount:
