@@ -165,6 +165,11 @@ def load_through_api(
     )
 
 
+def _ordered_uuid_bytes(prefix: int, key: int) -> bytes:
+    """The 16 bytes of a uuid that sorts with ``key`` (SQLite has no ``unhex()``)."""
+    return ((prefix << 124) + key).to_bytes(16, "big")
+
+
 def load_through_sql(
     db: BenchDatabase,
     token: str,
@@ -194,7 +199,7 @@ def load_through_sql(
         db.begin(cur)
         cur.execute(
             f"SELECT id, path, tenant_id FROM groups WHERE uuid = {param}",
-            (uuid.UUID(root).hex if sqlite else uuid.UUID(root),),
+            (uuid.UUID(root).bytes if sqlite else uuid.UUID(root),),
         )
         root_id, root_path, tenant_id = cur.fetchone()
         cur.execute("SELECT coalesce(max(id), 0) FROM groups")
@@ -216,7 +221,7 @@ def load_through_sql(
             rows.append(
                 (
                     gid,
-                    uuids[i].hex if sqlite else uuids[i],
+                    uuids[i].bytes if sqlite else uuids[i],
                     tenant_id,
                     parent_id,
                     path,
@@ -233,15 +238,17 @@ def load_through_sql(
         )
         cur.execute(
             f"SELECT id FROM licences WHERE uuid = {param}",
-            (uuid.UUID(licence["id"]).hex if sqlite else uuid.UUID(licence["id"]),),
+            (uuid.UUID(licence["id"]).bytes if sqlite else uuid.UUID(licence["id"]),),
         )
         licence_id = int(cur.fetchone()[0])
         cur.execute("SELECT coalesce(max(id), 0) FROM objects")
         obase = int(cur.fetchone()[0]) + 1
         if sqlite:
-            random_uuid = "lower(hex(randomblob(16)))"
-            object_uuid = "printf('2%031x', ? + i)" if ordered_uuids else random_uuid
-            activation_uuid = "printf('3%031x', id)" if ordered_uuids else random_uuid
+            # groupd keeps a uuid's 16 bytes on SQLite (migration 0007).
+            connection.create_function("bench_uuid", 2, _ordered_uuid_bytes, deterministic=True)
+            random_uuid = "randomblob(16)"
+            object_uuid = "bench_uuid(2, ? + i)" if ordered_uuids else random_uuid
+            activation_uuid = "bench_uuid(3, id)" if ordered_uuids else random_uuid
             cur.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?) "
                 "INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
@@ -423,7 +430,7 @@ def run_schema_floor(db: BenchDatabase, loaded: Loaded) -> dict[str, Any]:
         key = uuid.UUID(loaded.subtree_root)
         cur.execute(
             f"SELECT tenant_id, path FROM groups WHERE uuid = {param}",
-            (key.hex if sqlite else key,),
+            (key.bytes if sqlite else key,),
         )
         tenant_id, path = cur.fetchone()
         bounds = (tenant_id, path, path[:-1] + "0")

@@ -108,17 +108,17 @@ class Driver:
                     yield connection
 
     def key(self, value: str) -> Any:
-        """A uuid as the column stores it (SQLite: 32 hex digits; PostgreSQL: uuid)."""
+        """A uuid as the column stores it (SQLite: its 16 bytes; PostgreSQL: uuid)."""
         try:
             parsed = uuid.UUID(value)
         except ValueError:
             raise Missing(value) from None
-        return parsed.hex if self.sqlite else parsed
+        return parsed.bytes if self.sqlite else parsed
 
     def out_uuid(self, value: Any) -> str | None:
         if value is None:
             return None
-        return str(uuid.UUID(value)) if self.sqlite else str(value)
+        return str(uuid.UUID(bytes=value)) if self.sqlite else str(value)
 
     def now(self) -> Any:
         moment = datetime.now(UTC)
@@ -284,7 +284,7 @@ def create_app() -> Starlette:
                 raise Missing()
             parent_id, parent_path, kind, depth = parent
             group_id = int(connection.execute(next_id_sql).fetchone()[0])
-            stored_uuid = new_uuid.hex if db.sqlite else new_uuid
+            stored_uuid = new_uuid.bytes if db.sqlite else new_uuid
             try:
                 connection.execute(
                     insert_sql,

@@ -97,7 +97,7 @@ def load(
     p = "?" if sqlite else "%s"
 
     def key(value: uuid.UUID) -> Any:
-        return value.hex if sqlite else value
+        return value.bytes if sqlite else value
 
     connection = db.raw_connect()
     layout = Layout()
@@ -125,13 +125,13 @@ def load(
             return gid, path
 
         wide_id, wide_path = add(root_id, root_path, 1, "wide")
-        layout.wide = str(uuid.UUID(hex=rows[-1][1]) if sqlite else rows[-1][1])
+        layout.wide = str(uuid.UUID(bytes=rows[-1][1]) if sqlite else rows[-1][1])
         for i in range(wide):
             add(wide_id, wide_path, 2, f"w{i:06d}")
         target_id, _ = add(root_id, root_path, 1, "target")
-        layout.target = str(uuid.UUID(hex=rows[-1][1]) if sqlite else rows[-1][1])
+        layout.target = str(uuid.UUID(bytes=rows[-1][1]) if sqlite else rows[-1][1])
         move_nodes = [add(root_id, root_path, 1, "move")]
-        layout.move = str(uuid.UUID(hex=rows[-1][1]) if sqlite else rows[-1][1])
+        layout.move = str(uuid.UUID(bytes=rows[-1][1]) if sqlite else rows[-1][1])
         for i in range(1, move):
             parent_id, parent_path = move_nodes[(i - 1) // 10]
             move_nodes.append(add(parent_id, parent_path, parent_path.count("/") - 1, f"m{i}"))
@@ -146,7 +146,7 @@ def load(
         layout.groups = len(rows)
         first_id = rows[0][0]
         picks = rng.sample(range(len(rows)), min(sample_size, len(rows)))
-        layout.sample = [str(uuid.UUID(hex=rows[i][1]) if sqlite else rows[i][1]) for i in picks]
+        layout.sample = [str(uuid.UUID(bytes=rows[i][1]) if sqlite else rows[i][1]) for i in picks]
         insert = (
             "INSERT INTO groups (id, uuid, tenant_id, parent_id, path, depth, kind, name,"
             " description, protected, state, version, created_at, updated_at) VALUES"
@@ -173,14 +173,14 @@ def load(
             cur.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)"
                 " INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
-                " version, created_at, updated_at) SELECT ? + i, lower(hex(randomblob(16))), ?,"
+                " version, created_at, updated_at) SELECT ? + i, randomblob(16), ?,"
                 " 'device', 'd' || i, ? + (i % ?), '{}', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
                 " FROM n",
                 (objects, first_object, tenant_id, first_id, count),
             )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
-                " object_name, units, created_at) SELECT lower(hex(randomblob(16))), tenant_id,"
+                " object_name, units, created_at) SELECT randomblob(16), tenant_id,"
                 " ?, id, uuid, name, 1, CURRENT_TIMESTAMP FROM objects"
                 " WHERE id >= ? AND id % 10 = 0 ORDER BY id",
                 (licence_id, first_object),

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from starlette.testclient import TestClient
 
 from groupd.api.app import create_app
@@ -22,6 +21,7 @@ from groupd.services import accounts
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from groupd.store.migrate import upgrade
+from groupd.store.models import Group
 from invariants import assert_invariants
 
 PG_ADMIN_URL = os.environ.get(
@@ -197,9 +197,9 @@ def seed_tenant(db: Database, name: str) -> TenantFixture:
     result = TenantFixture(name, tenant.id, callers["admin"], callers["editor"], callers["viewer"])
     with db.engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT name, uuid FROM groups WHERE tenant_id = :t"), {"t": tenant.id}
+            select(Group.name, Group.uuid).where(Group.tenant_id == tenant.id)
         ).all()
-    by_name = {row[0]: str(uuid.UUID(str(row[1]))) for row in rows}
+    by_name = {name: str(key) for name, key in rows}
     result.root_id = by_name["All"]
     result.lost_and_found_id = by_name["Lost & found"]
     result.admin_group_id = by_name["Admin"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from groupd.clock import system_clock
@@ -22,6 +22,7 @@ from groupd.services import accounts, deletion, groups
 from groupd.services.common import Actor, system_actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
+from groupd.store.models import Group
 from groupd.worker import Worker
 from invariants import assert_invariants
 
@@ -43,9 +44,9 @@ def _tree(db: Database) -> tuple[Actor, uuid.UUID, dict[str, int]]:
             parent = view.uuid
     with db.engine.connect() as connection:
         top_uuid = connection.execute(
-            text("SELECT uuid FROM groups WHERE id = :id"), {"id": made["top"]}
+            select(Group.uuid).where(Group.id == made["top"])
         ).scalar_one()
-    return actor, uuid.UUID(str(top_uuid)), made
+    return actor, top_uuid, made
 
 
 def _insert_child(connection: Any, parent_id: int, name: str) -> None:
@@ -63,7 +64,8 @@ def _insert_child(connection: Any, parent_id: int, name: str) -> None:
         ),
         {
             "id": new_id,
-            "uuid": uuid.uuid4().hex if connection.dialect.name == "sqlite" else uuid.uuid4(),
+            # SQLite keeps a uuid's 16 bytes (migration 0007).
+            "uuid": uuid.uuid4().bytes if connection.dialect.name == "sqlite" else uuid.uuid4(),
             "tenant": parent.tenant_id,
             "parent": parent_id,
             "path": f"{parent.path}{new_id}/",

@@ -167,15 +167,19 @@ def test_one_activation_per_object_and_licence_across_0005(empty_url: str) -> No
             " :object, object_uuid, object_name, 1, :orphaned, created_at FROM activations"
             " WHERE object_id IS NOT NULL"
         )
+
+        def stored(key: uuid.UUID) -> Any:  # SQLite keeps its 16 bytes (migration 0007)
+            return key.bytes if db.is_sqlite else key
+
         # Both databases name the rule's columns (SQLite) or index (PostgreSQL).
         with pytest.raises(IntegrityError, match="object_id"), db.engine.begin() as connection:
             connection.execute(
-                insert, {"uuid": uuid.uuid4().hex, "object": device.id, "orphaned": None}
+                insert, {"uuid": stored(uuid.uuid4()), "object": device.id, "orphaned": None}
             )
         with db.engine.begin() as connection:
             for _ in range(2):
                 connection.execute(
-                    insert, {"uuid": uuid.uuid4().hex, "object": None, "orphaned": now}
+                    insert, {"uuid": stored(uuid.uuid4()), "object": None, "orphaned": now}
                 )
             connection.execute(text("DELETE FROM activations WHERE object_id IS NULL"))
         assert_invariants(db)
@@ -284,7 +288,7 @@ def test_the_database_refuses_links_across_tenants_and_device_members(empty_url:
             ),
         }
         values = {
-            "uuid": uuid.uuid4().hex if db.is_sqlite else uuid.uuid4(),
+            "uuid": uuid.uuid4().bytes if db.is_sqlite else uuid.uuid4(),
             "tenant": acme["tenant"],
             "licence": acme["licence"],
             "team": acme["team"],

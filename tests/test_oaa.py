@@ -12,11 +12,12 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import defusedxml.ElementTree as SafeET
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
 from conftest import TABLES, Caller, TenantFixture
 from groupd.store.db import Database
+from groupd.store.models import Group
 from invariants import assert_invariants
 
 BASE = "/oaa-policy/group/v1"
@@ -547,10 +548,9 @@ def test_unknown_groupids_answer_404(client: TestClient, acme: TenantFixture, db
     # A group of another kind, addressed the OAA way, is no policy group.
     with db.engine.connect() as connection:
         admin_key, admin_uuid = connection.execute(
-            text("SELECT id, uuid FROM groups WHERE tenant_id = :t AND name = 'Admin'"),
-            {"t": acme.id},
+            select(Group.id, Group.uuid).where(Group.tenant_id == acme.id, Group.name == "Admin")
         ).one()
-    admin_digest = hashlib.sha256(str(uuid.UUID(str(admin_uuid))).encode()).hexdigest()
+    admin_digest = hashlib.sha256(str(admin_uuid).encode()).hexdigest()
     user_group = f"{admin_key}_{admin_digest}"
     before = table_counts(db)
     for unknown in (

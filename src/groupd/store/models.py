@@ -34,7 +34,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    Uuid,
     event,
     literal_column,
     text,
@@ -42,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from groupd.store.types import BigIntKey, JSONDocument, PathString, UTCDateTime
+from groupd.store.types import BigIntKey, JSONDocument, PathString, UTCDateTime, UuidKey
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -104,7 +103,7 @@ class Tenant(Base):
     __tablename__ = "tenants"
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -118,7 +117,7 @@ class Account(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     # Usernames are unique across the installation: a username alone names the tenant.
     username: Mapped[str] = mapped_column(String(150), unique=True)
@@ -221,7 +220,7 @@ class Group(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     parent_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
     path: Mapped[str] = mapped_column(PathString)
@@ -282,7 +281,7 @@ class DirectoryObject(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(255))
@@ -333,7 +332,7 @@ class Licence(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     product: Mapped[str] = mapped_column(String(255))
     unit_kind: Mapped[str] = mapped_column(String(16))
@@ -374,11 +373,11 @@ class Activation(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     licence_id: Mapped[int] = mapped_column(BigIntKey)
     object_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
-    object_uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid)
+    object_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey)
     object_name: Mapped[str] = mapped_column(String(255))
     units: Mapped[int] = mapped_column(Integer)
     orphaned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -396,10 +395,10 @@ class Operation(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     kind: Mapped[str] = mapped_column(String(32))
-    target_uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid)
+    target_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey)
     target_name: Mapped[str] = mapped_column(String(255))
     params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     state: Mapped[str] = mapped_column(String(16))
@@ -434,7 +433,7 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(150))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32))
-    target_uuid: Mapped[uuid_mod.UUID | None] = mapped_column(Uuid, nullable=True)
+    target_uuid: Mapped[uuid_mod.UUID | None] = mapped_column(UuidKey, nullable=True)
     target_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     source: Mapped[str | None] = mapped_column(String(64), nullable=True)

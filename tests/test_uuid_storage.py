@@ -1,0 +1,139 @@
+"""Uuids on disk: their 16 bytes on SQLite (migration 0007), PostgreSQL's own uuid type.
+
+Every uuid column is filled here through the API (a delete leaves an operation, audit
+events and an orphaned activation), then read raw, migrated down and up again, and read
+back through the API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from starlette.testclient import TestClient
+
+from conftest import TenantFixture
+from groupd.store import migrate
+from groupd.store.db import Database
+from groupd.store.models import Base, Group
+from groupd.store.types import UuidKey
+from helpers import build_tree, create, devices, licence, wait_operation
+from invariants import assert_invariants
+
+# Every uuid column of the models: migration 0007 must convert each of them.
+UUID_COLUMNS = [
+    (table.name, column.name)
+    for table in Base.metadata.sorted_tables
+    for column in table.columns
+    if isinstance(column.type, UuidKey)
+]
+
+
+def _fill_every_uuid_column(client: TestClient, acme: TenantFixture) -> dict[str, Any]:
+    """A licence, a device activated under the root and a tree with more under it, and a
+    delete of the tree that keeps the units (orphaned activations, an operation, audit
+    events)."""
+    h = acme.admin.headers
+    seats = licence(client, h, "seats", 10)
+    top, *_ = build_tree(client, h, acme.root_id, fanout=2, depth=2, prefix="u")
+    made = devices(client, h, top, 3, product="seats")
+    devices(client, h, acme.root_id, 1, product="seats")  # stays
+    response = client.delete(f"/api/v1/groups/{top}", headers=h, params={"wait": 0})
+    assert response.status_code in (200, 202), response.text
+    if response.status_code == 202:
+        wait_operation(client, h, response.headers["response-id"])
+    return {"licence": seats, "top": top, "devices": made}
+
+
+def _raw_shapes(db: Database) -> dict[tuple[str, str], set[tuple[str, int]]]:
+    """For each uuid column, the storage classes and lengths of its values."""
+    shapes = {}
+    with db.engine.connect() as connection:
+        for table, column in UUID_COLUMNS:
+            rows = connection.execute(
+                text(
+                    f"SELECT DISTINCT typeof({column}), length({column}) FROM {table}"
+                    f" WHERE {column} IS NOT NULL"
+                )
+            ).all()
+            shapes[(table, column)] = {(kind, length) for kind, length in rows}
+    return shapes
+
+
+def _orphaned(client: TestClient, acme: TenantFixture, licence_id: str) -> list[dict[str, Any]]:
+    response = client.get(
+        f"/api/v1/licenses/{licence_id}/activations",
+        headers=acme.admin.headers,
+        params={"orphaned": "true"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+def test_sqlite_keeps_16_bytes_in_every_uuid_column_and_0007_converts_both_ways(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL keeps uuids in its own type; 0007 changes nothing there")
+    filled = _fill_every_uuid_column(client, acme)
+    assert all(_raw_shapes(db).values()), "a uuid column was left empty: fill it"
+    assert set().union(*_raw_shapes(db).values()) == {("blob", 16)}
+    orphaned = _orphaned(client, acme, filled["licence"]["id"])
+    assert {item["objectId"] for item in orphaned} == {item["id"] for item in filled["devices"]}
+    audit = client.get(
+        "/api/v1/audit", headers=acme.admin.headers, params={"target": filled["top"]}
+    )
+    assert audit.status_code == 200 and audit.json()["items"], audit.text
+
+    migrate.downgrade(db.engine, "0006")
+    assert set().union(*_raw_shapes(db).values()) == {("text", 32)}
+    with db.engine.connect() as connection:
+        stored_hex = connection.execute(
+            text("SELECT uuid FROM groups WHERE name = 'All' AND tenant_id = :t"), {"t": acme.id}
+        ).scalar_one()
+    assert stored_hex == uuid.UUID(acme.root_id).hex
+
+    migrate.upgrade(db.engine)
+    assert set().union(*_raw_shapes(db).values()) == {("blob", 16)}
+    # The same uuids as before, through the API and through the models.
+    assert _orphaned(client, acme, filled["licence"]["id"]) == orphaned
+    again = client.get(
+        "/api/v1/audit", headers=acme.admin.headers, params={"target": filled["top"]}
+    )
+    assert again.json()["items"] == audit.json()["items"]
+    root = client.get(f"/api/v1/groups/{acme.root_id}", headers=acme.admin.headers)
+    assert root.status_code == 200, root.text
+    assert_invariants(db)
+
+
+def test_an_order_by_uuid_is_the_order_of_their_text(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    """Blobs compare byte by byte, as PostgreSQL compares its uuids: the order of their
+    hex spelling, whatever their version."""
+    h = acme.admin.headers
+    keys = [str(uuid.uuid4()) for _ in range(40)] + [
+        "00000000-0000-4000-8000-000000000000",
+        "ffffffff-ffff-4fff-bfff-ffffffffffff",
+        "7fffffff-ffff-4fff-bfff-ffffffffffff",
+        "80000000-0000-4000-8000-000000000000",
+    ]
+    create(
+        client,
+        h,
+        "/api/v1/groups:batchCreate",
+        {
+            "groups": [
+                {"id": key, "name": f"o{n}", "parentId": acme.root_id} for n, key in enumerate(keys)
+            ]
+        },
+    )
+    with db.engine.connect() as connection:
+        ordered = connection.execute(
+            select(Group.uuid)
+            .where(Group.uuid.in_([uuid.UUID(key) for key in keys]))
+            .order_by(Group.uuid)
+        ).scalars()
+        assert [str(key) for key in ordered] == sorted(keys)
+    assert_invariants(db)
