@@ -41,6 +41,9 @@ PG_ADMIN_URL = os.environ.get(
 HOST = "127.0.0.1"
 # groupd's default SQLite page cache (settings.sqlite_cache_mib), MiB.
 SQLITE_CACHE_MIB = 2
+# "Now" as groupd keeps a timestamp on SQLite: microseconds since 1970, an integer
+# (migration 0008). For bulk loads in SQL, to the second.
+SQLITE_NOW = "(CAST(strftime('%s', 'now') AS INTEGER) * 1000000)"
 
 
 # machine ---------------------------------------------------------------------------

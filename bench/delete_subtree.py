@@ -38,6 +38,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    SQLITE_NOW,
     BenchDatabase,
     RssSampler,
     api,
@@ -229,7 +230,7 @@ def load_through_sql(
                     f"g{i}",
                 )
             )
-        now = "CURRENT_TIMESTAMP"
+        now = SQLITE_NOW if sqlite else "CURRENT_TIMESTAMP"
         cur.executemany(
             "INSERT INTO groups (id, uuid, tenant_id, parent_id, path, depth, kind, name, "
             "description, protected, state, version, created_at, updated_at) VALUES "
@@ -253,14 +254,14 @@ def load_through_sql(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?) "
                 "INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
                 f" version, created_at, updated_at) SELECT ? + i, {object_uuid}, ?,"
-                " 'device', 'd' || i, ? + (i % ?), '{}', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
+                f" 'device', 'd' || i, ? + (i % ?), '{{}}', 1, {SQLITE_NOW}, {SQLITE_NOW}"
                 " FROM n",
                 (devices, obase, *((obase,) if ordered_uuids else ()), tenant_id, base, groups),
             )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
                 f" object_name, units, created_at) SELECT {activation_uuid}, tenant_id,"
-                " ?, id, uuid, name, 1, CURRENT_TIMESTAMP FROM objects WHERE id >= ?"
+                f" ?, id, uuid, name, 1, {SQLITE_NOW} FROM objects WHERE id >= ?"
                 " ORDER BY id",
                 (licence_id, obase),
             )

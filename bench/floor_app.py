@@ -24,7 +24,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -33,6 +33,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 TOKEN_KINDS = ("access", "api")
 GROUP_COLUMNS = (
@@ -121,13 +124,14 @@ class Driver:
         return str(uuid.UUID(bytes=value)) if self.sqlite else str(value)
 
     def now(self) -> Any:
+        """Now as the column stores it (SQLite: microseconds since 1970; PostgreSQL:
+        timestamptz)."""
         moment = datetime.now(UTC)
-        return moment.replace(tzinfo=None).isoformat(sep=" ") if self.sqlite else moment
+        return (moment - EPOCH) // MICROSECOND if self.sqlite else moment
 
     def stamp(self, value: Any) -> str:
-        if self.sqlite:
-            return str(value).replace(" ", "T") + "Z"
-        return str(value.isoformat().replace("+00:00", "Z"))
+        moment = EPOCH + int(value) * MICROSECOND if self.sqlite else value
+        return str(moment.isoformat().replace("+00:00", "Z"))
 
     def json_in(self, value: Any) -> Any:
         return orjson.loads(value) if self.sqlite and isinstance(value, str) else value
@@ -194,7 +198,7 @@ def create_app() -> Starlette:
         if row is None:
             raise Unauthorized()
         kind, revoked_at, expires_at, _account, tenant_id, username, _role, active = row
-        expired = (str(expires_at) <= db.now()) if db.sqlite else expires_at <= db.now()
+        expired = expires_at <= db.now()
         if kind not in TOKEN_KINDS or revoked_at is not None or expired or not active:
             raise Unauthorized()
         return int(tenant_id), str(username)

@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    SQLITE_NOW,
     BenchDatabase,
     api,
     bootstrap,
@@ -147,11 +148,12 @@ def load(
         first_id = rows[0][0]
         picks = rng.sample(range(len(rows)), min(sample_size, len(rows)))
         layout.sample = [str(uuid.UUID(bytes=rows[i][1]) if sqlite else rows[i][1]) for i in picks]
+        now = SQLITE_NOW if sqlite else "CURRENT_TIMESTAMP"
         insert = (
             "INSERT INTO groups (id, uuid, tenant_id, parent_id, path, depth, kind, name,"
             " description, protected, state, version, created_at, updated_at) VALUES"
             f" ({p}, {p}, {p}, {p}, {p}, {p}, 'static', {p}, '', false, 'live', 1,"
-            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            f" {now}, {now})"
         )
         if sqlite:
             cur.executemany(insert, rows)
@@ -174,14 +176,14 @@ def load(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)"
                 " INSERT INTO objects (id, uuid, tenant_id, kind, name, home_group_id, attributes,"
                 " version, created_at, updated_at) SELECT ? + i, randomblob(16), ?,"
-                " 'device', 'd' || i, ? + (i % ?), '{}', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
+                f" 'device', 'd' || i, ? + (i % ?), '{{}}', 1, {SQLITE_NOW}, {SQLITE_NOW}"
                 " FROM n",
                 (objects, first_object, tenant_id, first_id, count),
             )
             cur.execute(
                 "INSERT INTO activations (uuid, tenant_id, licence_id, object_id, object_uuid,"
                 " object_name, units, created_at) SELECT randomblob(16), tenant_id,"
-                " ?, id, uuid, name, 1, CURRENT_TIMESTAMP FROM objects"
+                f" ?, id, uuid, name, 1, {SQLITE_NOW} FROM objects"
                 " WHERE id >= ? AND id % 10 = 0 ORDER BY id",
                 (licence_id, first_object),
             )

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import bindparam, event, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from groupd.clock import system_clock
@@ -23,6 +23,7 @@ from groupd.services.common import Actor, system_actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from groupd.store.models import Group
+from groupd.store.types import UTCDateTime, UuidKey
 from groupd.worker import Worker
 from invariants import assert_invariants
 
@@ -61,11 +62,10 @@ def _insert_child(connection: Any, parent_id: int, name: str) -> None:
             " description, protected, state, version, created_at, updated_at) VALUES"
             " (:id, :uuid, :tenant, :parent, :path, :depth, 'static', :name, '', false,"
             " 'live', 1, :now, :now)"
-        ),
+        ).bindparams(bindparam("uuid", type_=UuidKey()), bindparam("now", type_=UTCDateTime())),
         {
             "id": new_id,
-            # SQLite keeps a uuid's 16 bytes (migration 0007).
-            "uuid": uuid.uuid4().bytes if connection.dialect.name == "sqlite" else uuid.uuid4(),
+            "uuid": uuid.uuid4(),
             "tenant": parent.tenant_id,
             "parent": parent_id,
             "path": f"{parent.path}{new_id}/",

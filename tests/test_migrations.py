@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from groupd.services.common import Actor, system_actor
 from groupd.store import migrate
 from groupd.store.db import Database, UnitOfWork, transaction
 from groupd.store.models import SQLITE_TRIGGERS, Base
+from groupd.store.types import UTCDateTime, UuidKey
 from invariants import assert_invariants
 
 
@@ -34,6 +36,13 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"groupd_migrations_{os.getpid()}"
     yield create_pg_database(name)
     drop_pg_database(name)
+
+
+def _stored(db: Database, value: uuid.UUID | datetime) -> Any:
+    """A value as groupd's column types bind it, for the raw SQL below: on SQLite a
+    uuid's 16 bytes (migration 0007) and a time's microseconds since 1970 (0008)."""
+    column_type = UuidKey() if isinstance(value, uuid.UUID) else UTCDateTime()
+    return column_type.process_bind_param(value, db.engine.dialect)  # type: ignore[arg-type]
 
 
 def _tenant_with_root(uow: UnitOfWork, name: str) -> tuple[Any, Actor, uuid.UUID]:
@@ -107,7 +116,12 @@ def test_member_keys_survive_a_downgrade_and_upgrade(empty_url: str) -> None:
                     "INSERT INTO memberships (group_id, object_id, tenant_id, created_at)"
                     " VALUES (:group, :device, :tenant, :now)"
                 ),
-                {"group": team.id, "device": device.id, "tenant": tenant.id, "now": now},
+                {
+                    "group": team.id,
+                    "device": device.id,
+                    "tenant": tenant.id,
+                    "now": _stored(db, now),
+                },
             )
         with pytest.raises(IntegrityError), db.engine.begin() as connection:
             connection.execute(
@@ -168,18 +182,21 @@ def test_one_activation_per_object_and_licence_across_0005(empty_url: str) -> No
             " WHERE object_id IS NOT NULL"
         )
 
-        def stored(key: uuid.UUID) -> Any:  # SQLite keeps its 16 bytes (migration 0007)
-            return key.bytes if db.is_sqlite else key
-
         # Both databases name the rule's columns (SQLite) or index (PostgreSQL).
         with pytest.raises(IntegrityError, match="object_id"), db.engine.begin() as connection:
             connection.execute(
-                insert, {"uuid": stored(uuid.uuid4()), "object": device.id, "orphaned": None}
+                insert,
+                {"uuid": _stored(db, uuid.uuid4()), "object": device.id, "orphaned": None},
             )
         with db.engine.begin() as connection:
             for _ in range(2):
                 connection.execute(
-                    insert, {"uuid": stored(uuid.uuid4()), "object": None, "orphaned": now}
+                    insert,
+                    {
+                        "uuid": _stored(db, uuid.uuid4()),
+                        "object": None,
+                        "orphaned": _stored(db, now),
+                    },
                 )
             connection.execute(text("DELETE FROM activations WHERE object_id IS NULL"))
         assert_invariants(db)
@@ -288,7 +305,7 @@ def test_the_database_refuses_links_across_tenants_and_device_members(empty_url:
             ),
         }
         values = {
-            "uuid": uuid.uuid4().bytes if db.is_sqlite else uuid.uuid4(),
+            "uuid": _stored(db, uuid.uuid4()),
             "tenant": acme["tenant"],
             "licence": acme["licence"],
             "team": acme["team"],
@@ -298,7 +315,7 @@ def test_the_database_refuses_links_across_tenants_and_device_members(empty_url:
             "foreign_user": globex["user"],
             "foreign_tenant": globex["tenant"],
             "foreign_root": globex["root"],
-            "now": now,
+            "now": _stored(db, now),
         }
         for what, statement in refused.items():
             with pytest.raises(IntegrityError), db.engine.begin() as connection:

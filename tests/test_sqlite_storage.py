@@ -1,8 +1,9 @@
-"""Uuids on disk: their 16 bytes on SQLite (migration 0007), PostgreSQL's own uuid type.
+"""Uuids and times on disk. On SQLite a uuid's 16 bytes (migration 0007) and a time's
+microseconds since 1970 (0008); PostgreSQL has types of its own for both.
 
-Every uuid column is filled here through the API (a delete leaves an operation, audit
-events and an orphaned activation), then read raw, migrated down and up again, and read
-back through the API."""
+The uuid columns are filled here through the API (a delete leaves an operation, audit
+events and orphaned activations), read raw, migrated down and up again, and read back
+through the API."""
 
 from __future__ import annotations
 
@@ -17,17 +18,23 @@ from conftest import TenantFixture
 from groupd.store import migrate
 from groupd.store.db import Database
 from groupd.store.models import Base, Group
-from groupd.store.types import UuidKey
+from groupd.store.types import UTCDateTime, UuidKey
 from helpers import build_tree, create, devices, licence, wait_operation
 from invariants import assert_invariants
 
-# Every uuid column of the models: migration 0007 must convert each of them.
-UUID_COLUMNS = [
-    (table.name, column.name)
-    for table in Base.metadata.sorted_tables
-    for column in table.columns
-    if isinstance(column.type, UuidKey)
-]
+
+def _columns_of_type(column_type: type) -> list[tuple[str, str]]:
+    return [
+        (table.name, column.name)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, column_type)
+    ]
+
+
+# Every uuid and time column of the models: migrations 0007 and 0008 convert each.
+UUID_COLUMNS = _columns_of_type(UuidKey)
+TIME_COLUMNS = _columns_of_type(UTCDateTime)
 
 
 def _fill_every_uuid_column(client: TestClient, acme: TenantFixture) -> dict[str, Any]:
@@ -46,11 +53,13 @@ def _fill_every_uuid_column(client: TestClient, acme: TenantFixture) -> dict[str
     return {"licence": seats, "top": top, "devices": made}
 
 
-def _raw_shapes(db: Database) -> dict[tuple[str, str], set[tuple[str, int]]]:
-    """For each uuid column, the storage classes and lengths of its values."""
+def _raw_shapes(
+    db: Database, columns: list[tuple[str, str]]
+) -> dict[tuple[str, str], set[tuple[str, int]]]:
+    """For each column, the storage classes and lengths of its values."""
     shapes = {}
     with db.engine.connect() as connection:
-        for table, column in UUID_COLUMNS:
+        for table, column in columns:
             rows = connection.execute(
                 text(
                     f"SELECT DISTINCT typeof({column}), length({column}) FROM {table}"
@@ -71,14 +80,21 @@ def _orphaned(client: TestClient, acme: TenantFixture, licence_id: str) -> list[
     return response.json()["items"]  # type: ignore[no-any-return]
 
 
-def test_sqlite_keeps_16_bytes_in_every_uuid_column_and_0007_converts_both_ways(
+def _storage_classes(db: Database, columns: list[tuple[str, str]]) -> set[str]:
+    return {kind for shapes in _raw_shapes(db, columns).values() for kind, _ in shapes}
+
+
+def test_sqlite_keeps_uuids_as_16_bytes_and_times_as_integers_and_0007_0008_convert_back(
     client: TestClient, acme: TenantFixture, db: Database
 ) -> None:
     if not db.is_sqlite:
-        pytest.skip("PostgreSQL keeps uuids in its own type; 0007 changes nothing there")
+        pytest.skip(
+            "PostgreSQL has types of its own for uuids and times: 0007 and 0008 change nothing"
+        )
     filled = _fill_every_uuid_column(client, acme)
-    assert all(_raw_shapes(db).values()), "a uuid column was left empty: fill it"
-    assert set().union(*_raw_shapes(db).values()) == {("blob", 16)}
+    assert all(_raw_shapes(db, UUID_COLUMNS).values()), "a uuid column was left empty: fill it"
+    assert set().union(*_raw_shapes(db, UUID_COLUMNS).values()) == {("blob", 16)}
+    assert _storage_classes(db, TIME_COLUMNS) == {"integer"}
     orphaned = _orphaned(client, acme, filled["licence"]["id"])
     assert {item["objectId"] for item in orphaned} == {item["id"] for item in filled["devices"]}
     audit = client.get(
@@ -87,7 +103,8 @@ def test_sqlite_keeps_16_bytes_in_every_uuid_column_and_0007_converts_both_ways(
     assert audit.status_code == 200 and audit.json()["items"], audit.text
 
     migrate.downgrade(db.engine, "0006")
-    assert set().union(*_raw_shapes(db).values()) == {("text", 32)}
+    assert set().union(*_raw_shapes(db, UUID_COLUMNS).values()) == {("text", 32)}
+    assert _storage_classes(db, TIME_COLUMNS) == {"text"}
     with db.engine.connect() as connection:
         stored_hex = connection.execute(
             text("SELECT uuid FROM groups WHERE name = 'All' AND tenant_id = :t"), {"t": acme.id}
@@ -95,8 +112,9 @@ def test_sqlite_keeps_16_bytes_in_every_uuid_column_and_0007_converts_both_ways(
     assert stored_hex == uuid.UUID(acme.root_id).hex
 
     migrate.upgrade(db.engine)
-    assert set().union(*_raw_shapes(db).values()) == {("blob", 16)}
-    # The same uuids as before, through the API and through the models.
+    assert set().union(*_raw_shapes(db, UUID_COLUMNS).values()) == {("blob", 16)}
+    assert _storage_classes(db, TIME_COLUMNS) == {"integer"}
+    # The same uuids and times (to the microsecond) as before, through the API.
     assert _orphaned(client, acme, filled["licence"]["id"]) == orphaned
     again = client.get(
         "/api/v1/audit", headers=acme.admin.headers, params={"target": filled["top"]}
