@@ -98,17 +98,26 @@ def phase_two(
         if threading.current_thread().name == WORKER_THREAD:
             worker_spent["statements"] += took
 
-    # Prepared statements run on the driver's cursor, past SQLAlchemy's events.
-    untimed_prepared_run = Prepared._run
+    # Prepared statements run on the driver's cursor, past SQLAlchemy's events: each call
+    # is timed whole, fetching its rows included.
+    untimed_prepared = {
+        name: getattr(Prepared, name) for name in ("all", "column", "one_or_none", "execute")
+    }
 
-    def timed_prepared_run(prepared: Any, uow: Any, params: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return untimed_prepared_run(prepared, uow, params)
-        finally:
-            count(prepared.compiled_for(uow.dialect).sql, time.perf_counter() - began)
+    def timed_prepared(name: str) -> Any:
+        untimed = untimed_prepared[name]
 
-    Prepared._run = timed_prepared_run  # type: ignore[method-assign,assignment]
+        def timed_call(prepared: Any, uow: Any, params: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return untimed(prepared, uow, params)
+            finally:
+                count(prepared.compiled_for(uow.dialect).sql, time.perf_counter() - began)
+
+        return timed_call
+
+    for name in untimed_prepared:
+        setattr(Prepared, name, timed_prepared(name))
 
     # Where the worker thread's time goes besides its statements: its commits, the WAL
     # checkpoints it runs after its chunks and its waits for those run beside the next
@@ -198,7 +207,8 @@ def phase_two(
     finally:
         UnitOfWork.commit = untimed_commit  # type: ignore[method-assign]
         WalFolds.settle = untimed_settle  # type: ignore[method-assign]
-        Prepared._run = untimed_prepared_run  # type: ignore[method-assign]
+        for name, untimed in untimed_prepared.items():
+            setattr(Prepared, name, untimed)
         database.dispose()
     worker_spent.update({f"{what} (other threads)": took for what, took in beside_spent.items()})
     return phase1, phase2, waits, dict(times), dict(worker_spent)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import and_, event
 
 from conftest import create_engine_for
 from groupd.clock import system_clock
@@ -25,6 +25,7 @@ from groupd.services import accounts, deletion, groups, licensing, memberships, 
 from groupd.services.common import Actor, system_actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
+from groupd.store.models import DirectoryObject
 from groupd.worker import Worker
 from invariants import assert_invariants
 
@@ -457,4 +458,56 @@ def test_chunks_of_devices_alone_and_chunks_with_users_count_each_kind(
     progress = _progress(db, operation_id)
     _assert_removed(progress, expected, with_totals=False)
     assert progress["unitsReleased"] == expected["activations"]
+    assert_invariants(db)
+
+
+@pytest.mark.parametrize(
+    ("step", "budget"),
+    [(1, 1), (2, 5), (3, 8), (2, 10), (5, 20), (8, 8), (4, 40), (7, 100), (6, 30), (100, 9)],
+)
+def test_step_bounds_sorted_here_are_the_bounds_the_database_numbers(
+    db: Database, step: int, budget: int
+) -> None:
+    """The step bounds read from the chunk's ids and sorted in Python (SQLite's way) are
+    the ones the window query numbers, for devices spread over the groups round-robin
+    (so their ids interleave across the chunk), and none when the chunk holds more than
+    the ids it may sort here."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL numbers the bounds itself: its chunks take one step each")
+    now = system_clock()
+    with transaction(db) as uow:
+        tenant = accounts.create_tenant(uow, name=f"bounds-{uuid.uuid4().hex[:8]}", now=now)
+        actor = system_actor(tenant.id)
+        root = groups.list_groups(uow, actor=actor, name="All").items[0].uuid
+        leaves = [
+            groups.create_group(
+                uow, actor=actor, spec=groups.GroupSpec(name=f"b{n}", parent_uuid=root), now=now
+            )
+            for n in range(4)
+        ]
+        for number in range(30):
+            objects.create_object(
+                uow,
+                actor=actor,
+                spec=objects.ObjectSpec(
+                    kind="device",
+                    name=f"d{number}",
+                    home_group_uuid=leaves[number % len(leaves)].uuid,
+                ),
+                now=now,
+            )
+    with transaction(db) as uow:
+        chunk = [leaf.id for leaf in leaves]
+        in_chunk = and_(
+            DirectoryObject.home_group_id.in_(chunk), DirectoryObject.tenant_id == tenant.id
+        )
+        numbered = deletion._step_bounds(uow, in_chunk=in_chunk, step=step, budget=budget)
+        sorted_here = deletion._step_bounds_sorted_here(
+            uow, chunk=chunk, tenant_id=tenant.id, step=step, budget=budget
+        )
+        if deletion.SORTED_HERE_PER_BUDGET * budget + 1 <= 30:  # the 30 devices
+            assert sorted_here is None
+        else:
+            assert sorted_here == numbered
+            assert numbered[0], "a bound at least: the chunk takes several steps"
     assert_invariants(db)

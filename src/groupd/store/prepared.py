@@ -116,6 +116,18 @@ class Prepared:
             cursor.close()
         return [_convert(row, compiled.results) for row in rows]
 
+    def column(self, uow: UnitOfWork, params: dict[str, Any]) -> list[Any]:
+        """The first column of every row, as a list."""
+        cursor, compiled = self._run(uow, params)
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        processor = compiled.results[0] if compiled.results else None
+        if processor is None:
+            return [row[0] for row in rows]
+        return [processor(row[0]) for row in rows]
+
     def one_or_none(self, uow: UnitOfWork, params: dict[str, Any]) -> tuple[Any, ...] | None:
         cursor, compiled = self._run(uow, params)
         try:
