@@ -703,15 +703,15 @@ def _remove_chunk(
     in_chunk = and_(
         DirectoryObject.home_group_id.in_(chunk), DirectoryObject.tenant_id == tenant_id
     )
-    counted_here = None
+    bounds_found = None
     if steps_left is not None and steps_left.chunk == tuple(chunk):
-        counted_here = list(steps_left.bounds), True
+        bounds_found = list(steps_left.bounds), True
     elif uow.is_sqlite:
-        counted_here = _step_bounds_sorted_here(
+        bounds_found = _step_bounds_sorted_here(
             uow, chunk=chunk, tenant_id=tenant_id, step=step_objects, budget=objects_budget
         )
-    if counted_here is not None:
-        bounds, whole = counted_here
+    if bounds_found is not None:
+        bounds, whole = bounds_found
     else:
         bounds, whole = _step_bounds(
             uow, in_chunk=in_chunk, step=step_objects, budget=objects_budget
@@ -821,8 +821,8 @@ def _step_bounds_sorted_here(
     uow: UnitOfWork, *, chunk: list[int], tenant_id: int, step: int, budget: int
 ) -> tuple[list[int], bool] | None:
     """``_step_bounds``, from the chunk's ids read in the home index's order (by group)
-    and sorted here: SQLite's sorter and window took twice as long for a chunk of 40,000
-    objects, and four times as long for 60,000, whose sort no longer fit its memory
+    and sorted here: SQLite's sort and window took twice as long for a chunk of 40,000
+    objects, and longer still inside a delete once the sort no longer fitted its memory
     (docs/benchmarks.md). None when the chunk holds more than
     ``SORTED_HERE_PER_BUDGET`` budgets of objects: the database numbers them then, so the
     ids held here stay bounded."""
