@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from conftest import TenantFixture
+from groupd.services.common import encode_cursor, new_uuid
 from groupd.store.db import Database
 from helpers import build_tree, create, devices, licence, user
 from invariants import assert_invariants
@@ -154,3 +157,54 @@ def test_licence_arithmetic(client: TestClient, acme: TenantFixture, db: Databas
     unknown = client.get(f"/api/v1/licenses/{uuid.uuid4()}", headers=h)
     assert unknown.status_code == 404
     assert_invariants(db)
+
+
+def test_a_licences_activations_page_by_uuid_in_creation_order(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    """The listing walks the licence's one index, (licence_id, uuid): pages in creation
+    order (uuids rise with every activation this process makes), a cursor that resumes
+    after the last uuid shown, and a 400 for a cursor this listing did not issue."""
+    h = acme.admin.headers
+    seats = licence(client, h, "Paged seats", 100)
+    made = devices(client, h, acme.root_id, 25, product="Paged seats")
+    made += devices(client, h, acme.root_id, 12, product="Paged seats")
+    pages, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 10, **({"cursor": cursor} if cursor else {})}
+        response = client.get(
+            f"/api/v1/licenses/{seats['id']}/activations", headers=h, params=params
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body["items"])
+        cursor = body.get("nextCursor")
+        if not cursor:
+            break
+    assert [len(page) for page in pages] == [10, 10, 10, 7]
+    listed = [item for page in pages for item in page]
+    assert [item["objectId"] for item in listed] == [device["id"] for device in made]
+    assert [item["id"] for item in listed] == sorted(item["id"] for item in listed)
+    before = _activation_count(db)
+    for foreign in ("not-a-cursor", "aw", encode_cursor(5)):
+        response = client.get(
+            f"/api/v1/licenses/{seats['id']}/activations", headers=h, params={"cursor": foreign}
+        )
+        assert response.status_code == 400, response.text
+        assert "cursor" in response.text
+    assert _activation_count(db) == before
+    assert_invariants(db)
+
+
+def _activation_count(db: Database) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM activations")).scalar_one())
+
+
+def test_new_uuids_rise_within_a_millisecond_and_stay_version_7() -> None:
+    made = [new_uuid() for _ in range(20_000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert {key.version for key in made} == {7}
+    assert {key.variant for key in made} == {uuid.RFC_4122}
+    # Many fell in one millisecond: the order came from counting, not from the clock.
+    assert len({key.int >> 80 for key in made}) < len(made) // 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,14 +23,33 @@ MAX_PAGE = 1000
 MAX_KEY = 2**63 - 1  # keys are 64-bit on every database
 
 
+_VERSION_7 = 0x7 << 76
+_RFC_9562_VARIANT = 0x2 << 62
+_VERSION_AND_VARIANT = (0xF << 76) | (0x3 << 62)
+_last_uuid = 0
+_last_uuid_lock = threading.Lock()
+
+
 def new_uuid() -> uuid.UUID:
     """A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds, then
     random bits. Rows created together sit together in the uuid indexes as they do in
-    the key order, so bulk deletes touch few index pages (random v4 uuids scatter them)."""
+    the key order, so bulk deletes touch few index pages (random v4 uuids scatter them).
+
+    Within this process each one is greater than the one before, also within one
+    millisecond (RFC 9562's monotonic random: the previous one plus one), so a listing in
+    uuid order is creation order (a licence's activations, migration 0009)."""
+    global _last_uuid
     millis = time.time_ns() // 1_000_000
     value = (millis & (2**48 - 1)) << 80 | secrets.randbits(80)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
+    value = (value & ~_VERSION_AND_VARIANT) | _VERSION_7 | _RFC_9562_VARIANT
+    with _last_uuid_lock:
+        if value <= _last_uuid:
+            # The random bits below the variant, plus one; the variant bits above them
+            # stay as they are unless 62 random bits ran over (then the next millisecond).
+            value = (_last_uuid + 1) & ~_VERSION_AND_VARIANT | _VERSION_7 | _RFC_9562_VARIANT
+            if value <= _last_uuid:
+                value = ((millis + 1) & (2**48 - 1)) << 80 | _VERSION_7 | _RFC_9562_VARIANT
+        _last_uuid = value
     return uuid.UUID(int=value)
 
 
@@ -84,6 +104,23 @@ def parse_uuid_field(value: str, *, field: str) -> uuid.UUID:
 
 def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"k{last_id}".encode()).decode().rstrip("=")
+
+
+def encode_uuid_cursor(last: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"u{last.hex}".encode()).decode().rstrip("=")
+
+
+def decode_uuid_cursor(cursor: str | None, *, field: str = "cursor") -> uuid.UUID | None:
+    """The uuid after which a page in uuid order starts (None for the first page)."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("u") or len(raw) != 33:
+            raise ValueError(raw)
+        return uuid.UUID(hex=raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(f"{field} is not a cursor this server issued", field=field) from None
 
 
 def decode_cursor(cursor: str | None, *, field: str = "cursor") -> int:

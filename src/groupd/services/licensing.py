@@ -21,7 +21,9 @@ from groupd.services.common import (
     Page,
     check_limit,
     decode_cursor,
+    decode_uuid_cursor,
     encode_cursor,
+    encode_uuid_cursor,
     new_uuid,
     parse_uuid,
 )
@@ -350,16 +352,19 @@ def list_activations(
     consumed because their delete did not release units."""
     check_limit(limit)
     licence = _find_licence(uow, actor=actor, licence_id=licence_id)
-    query = _activation_query(actor.tenant_id).where(
-        Activation.licence_id == licence.id, Activation.id > decode_cursor(cursor)
-    )
+    # In uuid order, which is creation order (time-ordered uuids), along the licence's
+    # one index: (licence_id, uuid).
+    query = _activation_query(actor.tenant_id).where(Activation.licence_id == licence.id)
+    after = decode_uuid_cursor(cursor)
+    if after is not None:
+        query = query.where(Activation.uuid > after)
     if orphaned is True:
         query = query.where(Activation.object_id.is_(None))
     elif orphaned is False:
         query = query.where(Activation.object_id.is_not(None))
-    rows = uow.session.execute(query.order_by(Activation.id).limit(limit + 1)).all()
+    rows = uow.session.execute(query.order_by(Activation.uuid).limit(limit + 1)).all()
     items = [_activation_view(row[0], row[1]) for row in rows[:limit]]
-    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+    return Page(items, encode_uuid_cursor(items[-1].uuid) if len(rows) > limit else None)
 
 
 def release_activation(

@@ -359,7 +359,9 @@ class Activation(Base):
         only_on("sqlite", ForeignKeyConstraint(["object_id"], ["objects.id"])),
         CheckConstraint("units > 0", name="units"),
         CheckConstraint("(object_id IS NULL) = (orphaned_at IS NOT NULL)", name="orphaned"),
-        Index("ix_activations_licence_id_id", "licence_id", "id"),
+        # An activation is addressed under its licence: this one index finds it by uuid
+        # and lists a licence's activations in uuid order (time-ordered, migration 0009).
+        Index("uq_activations_licence_id_uuid", "licence_id", "uuid", unique=True),
         # One activation per object and licence; leading with the object, it also serves
         # every lookup by object (a deleted object's foreign-key check among them).
         Index(
@@ -373,7 +375,7 @@ class Activation(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     licence_id: Mapped[int] = mapped_column(BigIntKey)
     object_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
