@@ -103,40 +103,53 @@ def parse_uuid_field(value: str, *, field: str) -> uuid.UUID:
 
 
 def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"k{last_id}".encode()).decode().rstrip("=")
+    return _encode_cursor(f"k{last_id}")
 
 
 def encode_uuid_cursor(last: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"u{last.hex}".encode()).decode().rstrip("=")
-
-
-def decode_uuid_cursor(cursor: str | None, *, field: str = "cursor") -> uuid.UUID | None:
-    """The uuid after which a page in uuid order starts (None for the first page)."""
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("u") or len(raw) != 33:
-            raise ValueError(raw)
-        return uuid.UUID(hex=raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput(f"{field} is not a cursor this server issued", field=field) from None
+    return _encode_cursor(f"u{last.hex}")
 
 
 def decode_cursor(cursor: str | None, *, field: str = "cursor") -> int:
     """The key after which a page starts (0 for the first page)."""
     if not cursor:
         return 0
+    payload = _cursor_payload(cursor, kind="k", field=field)
+    if not (payload.isascii() and payload.isdigit()) or int(payload) > MAX_KEY:
+        raise _not_issued(field)
+    return int(payload)
+
+
+def decode_uuid_cursor(cursor: str | None, *, field: str = "cursor") -> uuid.UUID | None:
+    """The uuid after which a page in uuid order starts (None for the first page)."""
+    if not cursor:
+        return None
+    payload = _cursor_payload(cursor, kind="u", field=field)
+    if len(payload) != 32:
+        raise _not_issued(field)
+    try:
+        return uuid.UUID(hex=payload)
+    except ValueError:
+        raise _not_issued(field) from None
+
+
+def _encode_cursor(payload: str) -> str:
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _cursor_payload(cursor: str, *, kind: str, field: str) -> str:
+    """What a cursor this server issued of ``kind`` ("k": a key, "u": a uuid) carries."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("k"):
-            raise ValueError(raw)
-        value = int(raw[1:])
-        if not 0 <= value <= MAX_KEY:
-            raise ValueError(raw)
-        return value
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput(f"{field} is not a cursor this server issued", field=field) from None
+        raise _not_issued(field) from None
+    if not raw.startswith(kind):
+        raise _not_issued(field)
+    return raw[len(kind) :]
+
+
+def _not_issued(field: str) -> InvalidInput:
+    return InvalidInput(f"{field} is not a cursor this server issued", field=field)
 
 
 def check_limit(limit: int, *, field: str = "limit") -> int:
