@@ -24,6 +24,8 @@ from groupd.store.migrate import upgrade
 from groupd.store.models import Group
 from invariants import assert_invariants
 
+pytest_plugins = ["browser"]
+
 PG_ADMIN_URL = os.environ.get(
     "GROUPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
