@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=300, ge=1)
 
+    # the console (/console/): a signed-in person's session ends after this long without
+    # a request, and in any case this long after signing in
+    console_idle_timeout_seconds: int = Field(default=15 * 60, ge=1)
+    console_absolute_timeout_seconds: int = Field(default=8 * 3600, ge=1)
+    # Addresses of reverse proxies whose X-Forwarded-Proto is believed (comma-separated,
+    # "*" for any): a request they forward as https gets a Secure session cookie.
+    trusted_proxy_ips: str = ""
+
     # deletes and operations
     delete_wait_seconds: float = Field(default=10.0, ge=0)
     delete_max_wait_seconds: float = Field(default=120.0, ge=0)

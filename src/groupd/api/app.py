@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from groupd.api import console
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint, build_route, json_response
 from groupd.api.middleware import Metrics, RequestContextMiddleware
@@ -113,6 +114,7 @@ def create_app(
         return HTMLResponse(DOCS_PAGE)
 
     routes: list[BaseRoute] = [build_route(endpoint, ctx) for endpoint in endpoints]
+    routes += console.routes(ctx)
     routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

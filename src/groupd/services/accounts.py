@@ -417,15 +417,20 @@ SESSION_MAX_AGE_SECONDS = 24 * 3600
 
 
 def open_session(
-    uow: UnitOfWork, *, account: AccountView, now: datetime, idle_timeout_seconds: int
+    uow: UnitOfWork,
+    *,
+    account: AccountView,
+    now: datetime,
+    idle_timeout_seconds: int,
+    max_age_seconds: int = SESSION_MAX_AGE_SECONDS,
 ) -> IssuedToken:
     """A login session: it ends after ``idle_timeout_seconds`` without use (each use
-    moves that deadline), and in any case ``SESSION_MAX_AGE_SECONDS`` after the login."""
+    moves that deadline), and in any case ``max_age_seconds`` after the login."""
     return issue_credential(
         uow,
         account=account,
         kind="session",
-        ttl_seconds=SESSION_MAX_AGE_SECONDS,
+        ttl_seconds=max_age_seconds,
         now=now,
         idle_timeout_seconds=idle_timeout_seconds,
     )
@@ -439,10 +444,17 @@ def log_in(
     idle_timeout_seconds: int,
     request_id: str,
     source: str | None,
+    max_age_seconds: int = SESSION_MAX_AGE_SECONDS,
 ) -> IssuedToken:
     """A login session (``open_session``) for an account whose password was just checked,
     recorded as ``session.create`` with the request's id and source."""
-    session = open_session(uow, account=account, now=now, idle_timeout_seconds=idle_timeout_seconds)
+    session = open_session(
+        uow,
+        account=account,
+        now=now,
+        idle_timeout_seconds=idle_timeout_seconds,
+        max_age_seconds=max_age_seconds,
+    )
     actor = account_actor(account, request_id=request_id, source=source)
     _record_account_event(uow, actor=actor, action="session.create", account=account, now=now)
     return session

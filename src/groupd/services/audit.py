@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 
 from groupd.services.common import (
+    MAX_KEY,
     Actor,
     Page,
     check_limit,
@@ -122,12 +123,16 @@ def list_events(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    newest_first: bool = False,
 ) -> Page:
-    """The tenant's events, oldest first, filtered by target, action and time."""
+    """The tenant's events, oldest first (or newest first), filtered by target, action
+    and time."""
     check_limit(limit)
-    query = select(AuditEvent).where(
-        AuditEvent.tenant_id == actor.tenant_id, AuditEvent.id > decode_cursor(cursor)
-    )
+    query = select(AuditEvent).where(AuditEvent.tenant_id == actor.tenant_id)
+    if newest_first:
+        query = query.where(AuditEvent.id < (decode_cursor(cursor) or MAX_KEY))
+    else:
+        query = query.where(AuditEvent.id > decode_cursor(cursor))
     if target is not None:
         query = query.where(AuditEvent.target_uuid == parse_uuid_field(target, field="target"))
     if action is not None:
@@ -136,7 +141,8 @@ def list_events(
         query = query.where(AuditEvent.at >= since)
     if until is not None:
         query = query.where(AuditEvent.at < until)
-    rows = uow.session.execute(query.order_by(AuditEvent.id).limit(limit + 1)).scalars().all()
+    order = AuditEvent.id.desc() if newest_first else AuditEvent.id
+    rows = uow.session.execute(query.order_by(order).limit(limit + 1)).scalars().all()
     items = [
         AuditView(
             e.id,

@@ -28,7 +28,7 @@ from groupd.services.common import (
 from groupd.store.db import UnitOfWork
 from groupd.store.models import GROUP_KINDS, LIVE, Group, table_of
 from groupd.store.prepared import Prepared
-from groupd.store.tree import child_path, in_subtree
+from groupd.store.tree import ancestor_ids, child_path, in_subtree
 from groupd.values import clean_description, clean_name, parse_values
 
 ROOT_NAME = "All"
@@ -679,3 +679,26 @@ def root_group_id(uow: UnitOfWork, *, tenant_id: int) -> int:
             )
         ).scalar_one()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Crumb:
+    """One group on the way from the tenant's root to a group: its id and name."""
+
+    uuid: UUID
+    name: str
+
+
+def list_ancestors(uow: UnitOfWork, *, actor: Actor, group: GroupView) -> list[Crumb]:
+    """The live groups above ``group``, root first (its breadcrumbs): one query on the
+    keys its materialized path already holds."""
+    if group.parent_uuid is None:
+        return []
+    (path,) = uow.session.execute(select(Group.path).where(Group.id == group.id)).one()
+    keys = ancestor_ids(path)[:-1]
+    rows = uow.session.execute(
+        select(Group.uuid, Group.name)
+        .where(Group.tenant_id == actor.tenant_id, Group.id.in_(keys), Group.state == LIVE)
+        .order_by(Group.depth)
+    ).all()
+    return [Crumb(row.uuid, row.name) for row in rows]

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import Conflict, InsufficientUnits, InvalidInput, NotFound
@@ -28,7 +28,16 @@ from groupd.services.common import (
     parse_uuid,
 )
 from groupd.store.db import UnitOfWork
-from groupd.store.models import UNIT_KINDS, Activation, DirectoryObject, Group, Licence, table_of
+from groupd.store.models import (
+    LIVE,
+    UNIT_KINDS,
+    Activation,
+    DirectoryObject,
+    Group,
+    Licence,
+    table_of,
+)
+from groupd.store.tree import subtree_bounds
 from groupd.values import clean_name
 
 if TYPE_CHECKING:
@@ -432,3 +441,55 @@ def products_by_object(
         if object_id is not None:  # the IN list never matches NULL; this tells mypy so
             products.setdefault(object_id, []).append(ObjectProduct(product, unit_kind, units))
     return products
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceUse:
+    """What the objects of a subtree consume of one licence."""
+
+    licence_uuid: UUID
+    product: str
+    unit_kind: str
+    activations: int
+    units: int
+
+
+def subtree_licence_use(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) -> list[LicenceUse]:
+    """Units consumed per licence by the objects homed anywhere in a live group's subtree:
+    one aggregate over the subtree's path range."""
+
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
+    found = uow.session.execute(
+        select(Group.path).where(
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound(f"no group '{group_id}'")
+    low, high = subtree_bounds(found.path)
+    rows = uow.session.execute(
+        select(
+            Licence.uuid,
+            Licence.product,
+            Licence.unit_kind,
+            func.count(Activation.id),
+            func.coalesce(func.sum(Activation.units), 0),
+        )
+        .select_from(Group)
+        .join(
+            DirectoryObject,
+            (DirectoryObject.home_group_id == Group.id)
+            & (DirectoryObject.tenant_id == Group.tenant_id),
+        )
+        .join(Activation, Activation.object_id == DirectoryObject.id)
+        .join(Licence, Licence.id == Activation.licence_id)
+        .where(
+            Group.tenant_id == actor.tenant_id,
+            Group.path >= low,
+            Group.path < high,
+            Group.state == LIVE,
+        )
+        .group_by(Licence.uuid, Licence.product, Licence.unit_kind)
+        .order_by(Licence.product)
+    ).all()
+    return [LicenceUse(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]

@@ -1,0 +1,65 @@
+"""The delete, as a person meets it: the impact (the dry run), the units choice, the
+typed name, then the operation's progress view."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from groupd.api.console.pages import _version
+from groupd.api.console.surface import redirect, render
+from groupd.api.http import ApiRequest
+from groupd.errors import InvalidInput
+from groupd.services import deletion, groups
+from groupd.store.db import UnitOfWork
+
+
+def impact_page(req: ApiRequest) -> Response:
+    release = req.query_bool("release", False)
+    actor = req.actor
+    group = groups.get_group(req.uow, actor=actor, group_id=req.path_params["id"])
+    plan = deletion.request_delete(
+        req.uow,
+        actor=actor,
+        group_id=group.uuid,
+        release_units=release,
+        dry_run=True,
+        now=req.now,
+    )
+    return render(
+        req,
+        "delete.html",
+        group=group,
+        crumbs=groups.list_ancestors(req.uow, actor=actor, group=group),
+        impact=plan.impact,
+        release=release,
+    )
+
+
+async def delete_subtree(req: ApiRequest) -> Response:
+    """Phase 1 of the delete, once the typed name matches; then the progress view."""
+    form = req.form()
+    release = form.get("release_units") == "on"
+    typed = form.get("confirm_name", "")
+    version = _version(form)
+    actor = req.actor
+    group_id = req.path_params["id"]
+
+    def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
+        group = groups.get_group(uow, actor=actor, group_id=group_id)
+        if typed != group.name:
+            raise InvalidInput(
+                "the typed name does not match the group's name; nothing was deleted",
+                field="confirm_name",
+            )
+        return deletion.request_delete(
+            uow,
+            actor=actor,
+            group_id=group.uuid,
+            release_units=release,
+            if_match=version,
+            now=req.ctx.clock(),
+        )
+
+    plan = await req.transact(phase_one)
+    req.ctx.worker.notify()
+    return redirect(f"/console/operations/{plan.operation_uuid}")

@@ -1,0 +1,237 @@
+"""The console's reading pages and small edits: tree, search, group, operations, audit,
+licences. Each handler parses, calls the services, renders a template."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import Response
+
+from groupd.api.console.surface import redirect, render
+from groupd.api.http import ApiRequest, json_response
+from groupd.errors import InvalidInput
+from groupd.services import audit, deletion, groups, licensing, objects, operations
+from groupd.services.common import parse_uuid_field
+
+PAGE = 50
+RECENT_EVENTS = 10
+
+
+def _cursor(req: ApiRequest, name: str) -> str | None:
+    return req.query_str(name) or None
+
+
+def tree(req: ApiRequest) -> Response:
+    actor = req.actor
+    root = groups.find_group_view(
+        req.uow,
+        tenant_id=actor.tenant_id,
+        group_id=groups.root_group_id(req.uow, tenant_id=actor.tenant_id),
+    )
+    children = groups.list_groups(req.uow, actor=actor, parent_id=str(root.uuid), limit=PAGE)
+    user_groups = groups.list_groups(
+        req.uow, actor=actor, kind="user", limit=PAGE, cursor=_cursor(req, "users")
+    )
+    policy_groups = groups.list_groups(
+        req.uow, actor=actor, kind="policy", limit=PAGE, cursor=_cursor(req, "policies")
+    )
+    return render(
+        req,
+        "tree.html",
+        root=root,
+        children=children,
+        user_groups=user_groups,
+        policy_groups=policy_groups,
+    )
+
+
+def tree_children(req: ApiRequest) -> Response:
+    """One page of a group's children, as a fragment the tree inserts on expand."""
+    group_id = req.path_params["id"]
+    page = groups.list_groups(
+        req.uow, actor=req.actor, parent_id=group_id, limit=PAGE, cursor=_cursor(req, "cursor")
+    )
+    return render(req, "tree_children.html", parent_id=group_id, page=page)
+
+
+def search(req: ApiRequest) -> Response:
+    query = (req.query_str("q") or "").strip()
+    page = None
+    if query:
+        page = groups.list_groups(
+            req.uow, actor=req.actor, name_contains=query, limit=PAGE, cursor=_cursor(req, "cursor")
+        )
+    return render(req, "search.html", query=query, page=page)
+
+
+def view_group(req: ApiRequest) -> Response:
+    actor = req.actor
+    group = groups.get_group(req.uow, actor=actor, group_id=req.path_params["id"])
+    recursive = req.query_bool("recursive", False)
+    children = objects_page = None
+    usage: list[licensing.LicenceUse] = []
+    if group.kind == "static":
+        children = groups.list_groups(
+            req.uow,
+            actor=actor,
+            parent_id=str(group.uuid),
+            limit=PAGE,
+            cursor=_cursor(req, "children"),
+        )
+        objects_page = objects.list_objects(
+            req.uow,
+            actor=actor,
+            group_id=str(group.uuid),
+            recursive=recursive,
+            limit=PAGE,
+            cursor=_cursor(req, "objects"),
+        )
+        usage = licensing.subtree_licence_use(req.uow, actor=actor, group_id=group.uuid)
+    events = audit.list_events(
+        req.uow, actor=actor, target=str(group.uuid), limit=RECENT_EVENTS, newest_first=True
+    )
+    return render(
+        req,
+        "group.html",
+        group=group,
+        crumbs=groups.list_ancestors(req.uow, actor=actor, group=group),
+        children=children,
+        objects=objects_page,
+        recursive=recursive,
+        usage=usage,
+        events=events.items,
+        saved=req.query_bool("saved", False),
+    )
+
+
+def edit_group(req: ApiRequest) -> Response:
+    """Name, description and values, on the version the form was opened at (its ETag)."""
+    form = req.form()
+    changes = groups.GroupChanges()
+    if "name" in form:
+        changes.name = form["name"]
+    if "description" in form:
+        changes.description = form["description"]
+    if "values" in form:
+        changes.values = [line.strip() for line in form["values"].splitlines() if line.strip()]
+    view = groups.update_group(
+        req.uow,
+        actor=req.actor,
+        group_id=req.path_params["id"],
+        changes=changes,
+        if_match=_version(form),
+        now=req.now,
+    )
+    return redirect(f"/console/groups/{view.uuid}?saved=1")
+
+
+def _version(form: dict[str, str]) -> int:
+    """The version the form was rendered at: the group's ETag, required on every edit."""
+    raw = form.get("version", "").strip().strip('"')
+    if not raw.isdigit():
+        raise InvalidInput("the form lacks the group's version (its ETag)", field="version")
+    return int(raw)
+
+
+def operations_page(req: ApiRequest) -> Response:
+    page = operations.list_operations(
+        req.uow, actor=req.actor, now=req.now, limit=PAGE, cursor=_cursor(req, "cursor")
+    )
+    return render(req, "operations.html", page=page)
+
+
+def operation_page(req: ApiRequest) -> Response:
+    view = deletion.get_operation(
+        req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
+    )
+    return render(req, "operation.html", op=view, kinds=progress_rows(view))
+
+
+KINDS = ("groups", "devices", "users", "memberships", "activations")
+
+
+def progress_rows(view: deletion.OperationView) -> list[dict[str, Any]]:
+    rows = []
+    for kind in KINDS:
+        entry = view.progress.get(kind) or {}
+        done, total = int(entry.get("done") or 0), entry.get("total")
+        rows.append({"kind": kind, "done": done, "total": None if total is None else int(total)})
+    return rows
+
+
+def operation_progress(req: ApiRequest) -> Response:
+    """The progress view's data, polled by console.js until the operation ends."""
+    view = deletion.get_operation(
+        req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
+    )
+    return json_response(
+        {
+            "state": view.state,
+            "done": view.done,
+            "kinds": progress_rows(view),
+            "resultStatus": view.result_status,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _day(req: ApiRequest, name: str) -> datetime | None:
+    value = req.query_str(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"'{name}' must be a date such as 2026-01-31", field=name) from None
+
+
+def audit_page(req: ApiRequest) -> Response:
+    action = req.query_str("action") or None
+    target = req.query_str("target") or None
+    if target is not None:
+        parse_uuid_field(target, field="target")
+    page = audit.list_events(
+        req.uow,
+        actor=req.actor,
+        action=action,
+        target=target,
+        since=_day(req, "since"),
+        until=_day(req, "until"),
+        limit=PAGE,
+        cursor=_cursor(req, "cursor"),
+        newest_first=True,
+    )
+    filters = {k: req.query_str(k) or "" for k in ("action", "target", "since", "until")}
+    return render(req, "audit.html", page=page, filters=filters)
+
+
+def licences_page(req: ApiRequest) -> Response:
+    page = licensing.list_licences(req.uow, actor=req.actor, limit=PAGE, cursor=_cursor(req, "c"))
+    return render(req, "licences.html", page=page)
+
+
+def licence_page(req: ApiRequest) -> Response:
+    licence_id = req.path_params["id"]
+    licence = licensing.get_licence(req.uow, actor=req.actor, licence_id=licence_id)
+    orphans = licensing.list_activations(
+        req.uow,
+        actor=req.actor,
+        licence_id=licence_id,
+        orphaned=True,
+        limit=PAGE,
+        cursor=_cursor(req, "cursor"),
+    )
+    return render(req, "licence.html", licence=licence, orphans=orphans)
+
+
+def release_activation(req: ApiRequest) -> Response:
+    licence_id = req.path_params["id"]
+    licensing.release_activation(
+        req.uow,
+        actor=req.actor,
+        licence_id=licence_id,
+        activation_id=req.path_params["activation"],
+        now=req.now,
+    )
+    return redirect(f"/console/licences/{licence_id}?released=1")
