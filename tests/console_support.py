@@ -84,8 +84,10 @@ def seed_branch(
         team = groups.create_group(
             uow, actor=actor, spec=groups.GroupSpec(name=f"{name} team", kind="user"), now=now
         )
-        user = next(o for o in made if o.kind == "user")
-        memberships.add_member(uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now)
+        for user in [o for o in made if o.kind == "user"][:1]:
+            memberships.add_member(
+                uow, actor=actor, group_id=team.uuid, object_id=user.uuid, now=now
+            )
     return Branch(
         str(root.uuid),
         name,
