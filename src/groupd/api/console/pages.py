@@ -11,7 +11,15 @@ from starlette.responses import Response
 from groupd.api.console.surface import redirect, render
 from groupd.api.http import ApiRequest, json_response
 from groupd.errors import InvalidInput
-from groupd.services import audit, deletion, groups, licensing, objects, operations
+from groupd.services import (
+    audit,
+    deletion,
+    groups,
+    licensing,
+    memberships,
+    objects,
+    operations,
+)
 from groupd.services.common import parse_uuid_field
 
 PAGE = 50
@@ -69,8 +77,16 @@ def view_group(req: ApiRequest) -> Response:
     actor = req.actor
     group = groups.get_group(req.uow, actor=actor, group_id=req.path_params["id"])
     recursive = req.query_bool("recursive", False)
-    children = objects_page = None
+    children = objects_page = members = None
     usage: list[licensing.LicenceUse] = []
+    if group.kind == "user":
+        members = memberships.list_members(
+            req.uow,
+            actor=actor,
+            group_id=str(group.uuid),
+            limit=PAGE,
+            cursor=_cursor(req, "members"),
+        )
     if group.kind == "static":
         children = groups.list_groups(
             req.uow,
@@ -98,6 +114,7 @@ def view_group(req: ApiRequest) -> Response:
         crumbs=groups.list_ancestors(req.uow, actor=actor, group=group),
         children=children,
         objects=objects_page,
+        members=members,
         recursive=recursive,
         usage=usage,
         events=events.items,
