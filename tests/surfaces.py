@@ -45,11 +45,11 @@ from groupd.store.db import Database, transaction
 
 ROLES = ("viewer", "editor", "admin")
 # Routes that revoke the credential they were called with.
-REVOKING = {"native:POST /api/v1/auth/revoke"}
+REVOKING = {"native:POST /api/v1/auth/revoke", "console:POST /console/sign-out"}
 CREDENTIAL_KINDS = ("none", "bad", "expired", "viewer", "editor", "admin")
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 # Routes every surface serves without credentials by design (health, metrics, docs).
-OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/console")
 CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
 KINDS = ("static", "user_group", "policy", "device", "user", "licence", "activation", "operation")
 
@@ -588,6 +588,45 @@ def _avx_not_found(response: httpx.Response) -> bool:
     )
 
 
+# console: HTML pages, a session cookie and a CSRF token (header or form field)
+def _console_credentials(world: World, tenant: str, kind: str) -> dict[str, str]:
+    from groupd.api.console.surface import SESSION_COOKIE, csrf_token
+
+    # The suites' client keeps cookies; the console's credentials are only what is sent.
+    world.client.cookies.clear()
+    if kind == "none":
+        return {}
+    if kind == "bad":
+        secret = "gds_" + secrets.token_urlsafe(32)
+    elif kind == "expired":
+        secret = world.mint(tenant, "viewer", "session", expired=True)
+    else:
+        secret = world.mint(tenant, kind, "session")
+    return {"Cookie": f"{SESSION_COOKIE}={secret}", "X-CSRF-Token": csrf_token(secret)}
+
+
+_ALERT = re.compile(r'role="alert"[^>]*>(.*?)</p>', re.S)
+
+
+def _console_message(response: httpx.Response) -> str:
+    import html
+
+    found = _ALERT.search(response.text)
+    return html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).strip() if found else ""
+
+
+def _console_form(response: httpx.Response) -> bool:
+    return (
+        response.headers.get("content-type", "").startswith("text/html")
+        and f'data-status="{response.status_code}"' in response.text
+        and bool(_console_message(response))
+    )
+
+
+def _console_not_found(response: httpx.Response) -> bool:
+    return response.status_code == 404 and _console_form(response)
+
+
 PROFILES: dict[str, Profile] = {
     "native": Profile(
         "native",
@@ -624,6 +663,15 @@ PROFILES: dict[str, Profile] = {
         _avx_form,
         _avx_not_found,
         query={"gwsource": "external"},
+    ),
+    # A page asked for without a live session answers 401 with the sign-in form.
+    "console": Profile(
+        "console",
+        _console_credentials,
+        {"none": 401, "bad": 401, "expired": 401},
+        _console_message,
+        _console_form,
+        _console_not_found,
     ),
 }
 
@@ -662,6 +710,7 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
         "deviceUuid": "device",
         "groupUuid": "static",
         "groupid": "oaa_policy",
+        "activation": "activation",
     }
     if param in by_name:
         return by_name[param]
@@ -673,6 +722,9 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
             ("/api/v1/objects", "device"),
             ("/api/v1/licenses", "licence"),
             ("/api/v1/operations", "operation"),
+            ("/console/groups", "static"),
+            ("/console/licences", "licence"),
+            ("/console/operations", "operation"),
         )
         for prefix, kind in prefixes:
             if path.startswith(prefix):
@@ -1062,7 +1114,22 @@ def _appviewx_samples() -> dict[tuple[str, str], Sample]:
     }
 
 
+def _console_samples() -> dict[tuple[str, str], Sample]:
+    # Releasing spends an activation: each probe gets a fresh one, the world's stays.
+    release = "/console/licences/{id}/activations/{activation}/release"
+    return {
+        ("POST", "/console/sign-out"): lambda w, c, o: [_p("POST", "/console/sign-out")],
+        ("POST", release): lambda w, c, o: [
+            _p(
+                "POST",
+                release.format(id=w.ids[o]["licence"], activation=w.fresh_activation(o)["id"]),
+            )
+        ],
+    }
+
+
 SAMPLES: dict[str, dict[tuple[str, str], Sample]] = {
+    "console": _console_samples(),
     "native": _native_samples(),
     "eset": _eset_samples(),
     "oaa": _oaa_samples(),

@@ -43,10 +43,10 @@ from surfaces import (
 MAX_BODY = 1024 * 1024  # the hostile world's body limit (the default, 10 MB, has its own test)
 DEPTH = 32  # the default max_json_depth
 # Each surface's status for a malformed body: OAA answers every bad input with 405.
-BAD_INPUT = {"native": 400, "eset": 400, "oaa": 405, "appviewx": 400}
+BAD_INPUT = {"native": 400, "eset": 400, "oaa": 405, "appviewx": 400, "console": 400}
 # A malformed id in a path: an id that names nothing (not-found), or for ESET, whose
 # gateway validates path fields, INVALID_ARGUMENT (400).
-BAD_ID = {"native": 404, "eset": 400, "oaa": 404, "appviewx": 404}
+BAD_ID = {"native": 404, "eset": 400, "oaa": 404, "appviewx": 404, "console": 404}
 
 
 @dataclass
@@ -914,6 +914,64 @@ def _known_bugs() -> list[Case]:
     ]
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _console() -> list[Case]:
+    def form(label: str, path: str, body: bytes, says: tuple[str, ...], **kw: Any) -> Case:
+        return Case("console", label, "POST", path, 400, says, content=body, headers=FORM, **kw)
+
+    return [
+        Case(
+            "console",
+            "audit-since-not-a-date",
+            "GET",
+            "/console/audit?since=yesterday",
+            400,
+            ("since",),
+        ),
+        Case(
+            "console",
+            "audit-target-not-a-uuid",
+            "GET",
+            "/console/audit?target=1%27--",
+            400,
+            ("target",),
+        ),
+        Case("console", "search-nul", "GET", "/console/search?q=a%00b", 400, ("NUL",)),
+        Case(
+            "console",
+            "children-cursor-not-issued",
+            "GET",
+            "/console/groups/$static/children?cursor=bm90LWEtY3Vyc29y",
+            400,
+            ("cursor",),
+        ),
+        form("edit-without-version", "/console/groups/$static", b"description=x", ("version",)),
+        form(
+            "edit-field-twice",
+            "/console/groups/$static",
+            b"version=1&name=a&name=b",
+            ("more than once",),
+        ),
+        form(
+            "delete-wrong-name",
+            "/console/groups/$static/delete",
+            b"version=1&confirm_name=not-its-name",
+            ("does not match",),
+        ),
+        Case(
+            "console",
+            "form-route-json-body",
+            "POST",
+            "/console/groups/$static",
+            415,
+            ("x-www-form-urlencoded",),
+            json={"name": "x", "version": "1"},
+        ),
+    ]
+
+
 def _generic() -> list[tuple[Endpoint, str]]:
     """(endpoint, kind) for every endpoint of the app's own table."""
     cases: list[tuple[Endpoint, str]] = []
@@ -928,7 +986,7 @@ def _generic() -> list[tuple[Endpoint, str]]:
     return cases
 
 
-CATALOGUE = _native() + _eset() + _oaa() + _appviewx() + _known_bugs()
+CATALOGUE = _native() + _eset() + _oaa() + _appviewx() + _console() + _known_bugs()
 SURFACES = {e.surface.name for e in all_endpoints()}
 CASES = [c for c in CATALOGUE if c.surface in SURFACES]
 GENERIC = _generic()

@@ -57,6 +57,7 @@ def all_endpoints() -> list[Endpoint]:
     ):
         endpoints.extend(module.endpoints())
     endpoints.extend(_dialect_endpoints())
+    endpoints.extend(console.endpoints())
     return endpoints
 
 

@@ -3,8 +3,9 @@
 Server-rendered pages (Jinja2) over the same services as every other face, one script of
 groupd's own (``static/console.js``) for what needs the browser, no CDN, no build step.
 The routes are ``Endpoint`` declarations on the console's own surface (``surface.py``),
-so each request runs the same maintenance check, rate limit, authentication and unit of
-work as an API request.
+listed by ``all_endpoints`` with every other surface's: each request runs the same
+maintenance check, rate limit, authentication and unit of work as an API request, and
+the generic walkers (auth, tenancy, hostile input) cover them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from groupd.api.console import delete, pages, session
 from groupd.api.console.surface import CONSOLE
 from groupd.api.context import AppContext
-from groupd.api.http import Endpoint, build_route
+from groupd.api.http import Endpoint
 
 STATIC = Path(__file__).with_name("static")
 
@@ -50,22 +51,22 @@ def endpoints() -> list[Endpoint]:
         page("/console/groups/{id}", pages.view_group),
         action("/console/groups/{id}", pages.edit_group),
         page("/console/groups/{id}/children", pages.tree_children),
-        page("/console/groups/{id}/delete", delete.impact_page),
+        page("/console/groups/{id}/delete", delete.impact_page, role="editor"),
         action("/console/groups/{id}/delete", delete.delete_subtree, is_async=True),
         page("/console/operations", pages.operations_page),
         page("/console/operations/{id}", pages.operation_page),
         page("/console/operations/{id}/progress", pages.operation_progress),
         page("/console/audit", pages.audit_page),
         page("/console/licences", pages.licences_page),
-        page("/console/licences/{id}", pages.licence_page),
+        page("/console/licences/{id}", pages.view_licence),
         action("/console/licences/{id}/activations/{activation}/release", pages.release_activation),
     ]
 
 
 def routes(ctx: AppContext) -> list[BaseRoute]:
-    """The console's routes and its static files (``/console/static``)."""
-    built: list[BaseRoute] = [build_route(endpoint, ctx) for endpoint in endpoints()]
-    built.append(Route("/console", _to_console, methods=["GET"]))
+    """What the console serves beside its endpoints (which ``all_endpoints`` lists with
+    every surface's): its static files and the bare ``/console``."""
+    built: list[BaseRoute] = [Route("/console", _to_console, methods=["GET"])]
     built.append(Mount("/console/static", StaticFiles(directory=STATIC), name="console-static"))
     return built
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from groupd.api.console.pages import _version
-from groupd.api.console.surface import redirect, render
+from groupd.api.console.surface import form_of, redirect, render
 from groupd.api.http import ApiRequest
 from groupd.errors import InvalidInput
 from groupd.services import deletion, groups
@@ -37,16 +37,14 @@ def impact_page(req: ApiRequest) -> Response:
 
 async def delete_subtree(req: ApiRequest) -> Response:
     """Phase 1 of the delete, once the typed name matches; then the progress view."""
-    form = req.form()
-    release = form.get("release_units") == "on"
-    typed = form.get("confirm_name", "")
-    version = _version(form)
+    form = form_of(req)
     actor = req.actor
     group_id = req.path_params["id"]
 
     def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
         group = groups.get_group(uow, actor=actor, group_id=group_id)
-        if typed != group.name:
+        version = _version(form)
+        if form.get("confirm_name", "") != group.name:
             raise InvalidInput(
                 "the typed name does not match the group's name; nothing was deleted",
                 field="confirm_name",
@@ -55,7 +53,7 @@ async def delete_subtree(req: ApiRequest) -> Response:
             uow,
             actor=actor,
             group_id=group.uuid,
-            release_units=release,
+            release_units=form.get("release_units") == "on",
             if_match=version,
             now=req.ctx.clock(),
         )

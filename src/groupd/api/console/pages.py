@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from groupd.api.console.surface import redirect, render
+from groupd.api.console.surface import form_of, redirect, render
 from groupd.api.http import ApiRequest, json_response
 from groupd.errors import InvalidInput
 from groupd.services import (
@@ -56,11 +56,15 @@ def tree(req: ApiRequest) -> Response:
 
 def tree_children(req: ApiRequest) -> Response:
     """One page of a group's children, as a fragment the tree inserts on expand."""
-    group_id = req.path_params["id"]
+    group = groups.get_group(req.uow, actor=req.actor, group_id=req.path_params["id"])
     page = groups.list_groups(
-        req.uow, actor=req.actor, parent_id=group_id, limit=PAGE, cursor=_cursor(req, "cursor")
+        req.uow,
+        actor=req.actor,
+        parent_id=str(group.uuid),
+        limit=PAGE,
+        cursor=_cursor(req, "cursor"),
     )
-    return render(req, "tree_children.html", parent_id=group_id, page=page)
+    return render(req, "tree_children.html", parent_id=group.uuid, page=page)
 
 
 def search(req: ApiRequest) -> Response:
@@ -124,7 +128,8 @@ def view_group(req: ApiRequest) -> Response:
 
 def edit_group(req: ApiRequest) -> Response:
     """Name, description and values, on the version the form was opened at (its ETag)."""
-    form = req.form()
+    group = groups.get_group(req.uow, actor=req.actor, group_id=req.path_params["id"])
+    form = form_of(req)
     changes = groups.GroupChanges()
     if "name" in form:
         changes.name = form["name"]
@@ -135,7 +140,7 @@ def edit_group(req: ApiRequest) -> Response:
     view = groups.update_group(
         req.uow,
         actor=req.actor,
-        group_id=req.path_params["id"],
+        group_id=group.uuid,
         changes=changes,
         if_match=_version(form),
         now=req.now,
@@ -228,7 +233,11 @@ def licences_page(req: ApiRequest) -> Response:
     return render(req, "licences.html", page=page)
 
 
-def licence_page(req: ApiRequest) -> Response:
+def view_licence(req: ApiRequest) -> Response:
+    return licence_page(req)
+
+
+def licence_page(req: ApiRequest, *, released: licensing.ActivationView | None = None) -> Response:
     licence_id = req.path_params["id"]
     licence = licensing.get_licence(req.uow, actor=req.actor, licence_id=licence_id)
     orphans = licensing.list_activations(
@@ -239,16 +248,20 @@ def licence_page(req: ApiRequest) -> Response:
         limit=PAGE,
         cursor=_cursor(req, "cursor"),
     )
-    return render(req, "licence.html", licence=licence, orphans=orphans)
+    return render(req, "licence.html", licence=licence, orphans=orphans, released=released)
 
 
 def release_activation(req: ApiRequest) -> Response:
+    """Release one orphaned activation; the licence's page again, with the new figures."""
     licence_id = req.path_params["id"]
+    activation = licensing.get_activation(
+        req.uow, actor=req.actor, licence_id=licence_id, activation_id=req.path_params["activation"]
+    )
     licensing.release_activation(
         req.uow,
         actor=req.actor,
         licence_id=licence_id,
-        activation_id=req.path_params["activation"],
+        activation_id=str(activation.uuid),
         now=req.now,
     )
-    return redirect(f"/console/licences/{licence_id}?released=1")
+    return licence_page(req, released=activation)

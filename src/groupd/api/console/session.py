@@ -11,8 +11,8 @@ from groupd.api.console.surface import (
     CSRF_FIELD,
     LOGIN_COOKIE,
     SESSION_COOKIE,
-    SIGN_IN,
     clear_cookie,
+    form_of,
     new_login_token,
     redirect,
     render,
@@ -33,7 +33,9 @@ def safe_next(value: str | None) -> str:
     return HOME
 
 
-def _form(req: ApiRequest, *, status: int = 200, message: str = "", username: str = "") -> Response:
+def _form(
+    req: ApiRequest, *, status: int = 200, message: str = "", username: str = "", notice: str = ""
+) -> Response:
     token = new_login_token()
     response = render(
         None,
@@ -43,6 +45,8 @@ def _form(req: ApiRequest, *, status: int = 200, message: str = "", username: st
         next=safe_next(req.query_str("next")),
         message=message,
         username=username,
+        code=status,
+        notice=notice,
     )
     set_cookie(response, req, LOGIN_COOKIE, token, max_age=3600)
     return response
@@ -53,7 +57,7 @@ def sign_in_page(req: ApiRequest) -> Response:
 
 
 def sign_in(req: ApiRequest) -> Response:
-    form = req.form()
+    form = form_of(req)
     expected = req.request.cookies.get(LOGIN_COOKIE, "")
     sent = form.get(CSRF_FIELD, "")
     username = form.get("username", "").strip()
@@ -93,7 +97,8 @@ def sign_in(req: ApiRequest) -> Response:
 
 
 def sign_out(req: ApiRequest) -> Response:
+    """End the session on the server; the sign-in form, saying so."""
     accounts.revoke_token(req.uow, secret=session_secret(req), now=req.now)
-    response = redirect(SIGN_IN)
+    response = _form(req, notice="You are signed out.")
     clear_cookie(response, req, SESSION_COOKIE)
     return response

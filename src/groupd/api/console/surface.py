@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -61,6 +60,13 @@ def csrf_token(secret: str) -> str:
     """The CSRF token of a session: a hash of its secret under another name, so a page
     can carry it while the secret itself stays in the HttpOnly cookie."""
     return hashlib.sha256(f"groupd-console-csrf\x00{secret}".encode()).hexdigest()
+
+
+def form_of(req: ApiRequest) -> dict[str, str]:
+    """The posted form; an empty body is an empty form (any other media type is 415)."""
+    if not req.body:
+        return {}
+    return req.form()
 
 
 def sent_csrf(req: ApiRequest) -> str:
@@ -155,15 +161,28 @@ class ConsoleSurface:
         return account
 
     def render_error(self, error: GroupdError, req: ApiRequest) -> Response:
+        status, title = status_of(error)
         if isinstance(error, AuthenticationFailed) and req.endpoint.method == "GET":
-            # A page asked for without a live session: sign in, then come back.
+            # A page asked for without a live session: the sign-in form in its place
+            # (401), which comes back to this page.
             target = req.request.url.path
             if req.request.url.query:
                 target += f"?{req.request.url.query}"
-            response = redirect(f"{SIGN_IN}?next={quote(target, safe='')}")
+            token = new_login_token()
+            response = render(
+                None,
+                "sign_in.html",
+                status,
+                login_token=token,
+                next=target,
+                message=error.detail,
+                username="",
+                code=status,
+                notice="",
+            )
+            set_cookie(response, req, LOGIN_COOKIE, token, max_age=3600)
             clear_cookie(response, req, SESSION_COOKIE)
             return response
-        status, title = status_of(error)
         blockers = error.extra.get("blockers", []) if isinstance(error, DeleteRefused) else []
         response = render(
             req if req.account is not None else None,
