@@ -190,6 +190,7 @@ def measure(
                     ("/api/v1/audit", {"target": wide}),
                 ],
             ),
+            (f"licence use of the {children}-child parent", f"/console/groups/{wide}/usage", []),
             (
                 f"group page of All ({total} objects)",
                 f"/console/groups/{root}",

@@ -90,6 +90,9 @@ def test_sign_in_then_expand_the_tree_by_keyboard_and_page_a_wide_parent(
         assert crumbs.get_by_role("link").all_inner_texts() == ["All", "Branch", "Branch 1"]
         page.goto(f"{app.base_url}/console/groups/{branch.id}")
         assert page.get_by_role("cell", name="pc-0").count() == 0
+        # Licence use in the subtree arrives by its own request once the page is shown.
+        usage = page.get_by_role("region", name="Licence use in this subtree")
+        usage.get_by_role("row", name="Seats Branch seat 8 8").wait_for()
         page.get_by_role("switch", name="Include objects of subgroups").check()
         page.get_by_role("cell", name="pc-0", exact=True).wait_for()
 

@@ -51,6 +51,7 @@ def endpoints() -> list[Endpoint]:
         page("/console/groups/{id}", pages.view_group),
         action("/console/groups/{id}", pages.edit_group),
         page("/console/groups/{id}/children", pages.tree_children),
+        page("/console/groups/{id}/usage", pages.group_usage),
         page("/console/groups/{id}/delete", delete.impact_page, role="editor"),
         action("/console/groups/{id}/delete", delete.delete_subtree, is_async=True),
         page("/console/operations", pages.operations_page),

@@ -82,7 +82,9 @@ def view_group(req: ApiRequest) -> Response:
     group = groups.get_group(req.uow, actor=actor, group_id=req.path_params["id"])
     recursive = req.query_bool("recursive", False)
     children = objects_page = members = None
-    usage: list[licensing.LicenceUse] = []
+    # Licence use is an aggregate over the whole subtree: it comes in its own request
+    # (``group_usage``), so it never holds up the page (docs/decisions/0042).
+    usage: list[licensing.LicenceUse] | None = None
     if group.kind == "user":
         members = memberships.list_members(
             req.uow,
@@ -107,7 +109,8 @@ def view_group(req: ApiRequest) -> Response:
             limit=PAGE,
             cursor=_cursor(req, "objects"),
         )
-        usage = licensing.subtree_licence_use(req.uow, actor=actor, group_id=group.uuid)
+        if req.query_bool("usage", False):
+            usage = licensing.subtree_licence_use(req.uow, actor=actor, group_id=group.uuid)
     events = audit.list_events(
         req.uow, actor=actor, target=str(group.uuid), limit=RECENT_EVENTS, newest_first=True
     )
@@ -124,6 +127,13 @@ def view_group(req: ApiRequest) -> Response:
         events=events.items,
         saved=req.query_bool("saved", False),
     )
+
+
+def group_usage(req: ApiRequest) -> Response:
+    """The licence units a group's subtree consumes: a fragment the group page loads."""
+    group = groups.get_group(req.uow, actor=req.actor, group_id=req.path_params["id"])
+    usage = licensing.subtree_licence_use(req.uow, actor=req.actor, group_id=group.uuid)
+    return render(req, "_usage.html", group=group, usage=usage)
 
 
 def edit_group(req: ApiRequest) -> Response:

@@ -143,6 +143,20 @@ function setUpProgress() {
   window.setTimeout(tick, 300);
 }
 
+async function loadFragments() {
+  for (const holder of document.querySelectorAll("[data-fragment]")) {
+    holder.setAttribute("aria-busy", "true");
+    holder.querySelector("p").textContent = "Counting…";
+    try {
+      holder.replaceChildren(await fetchFragment(holder.dataset.fragment));
+    } catch (error) {
+      holder.querySelector("p").textContent = "Could not count it; reload the page to try again.";
+    }
+    holder.removeAttribute("aria-busy");
+  }
+}
+
 setUpDeleteForm();
+loadFragments();
 setUpAutoSubmit();
 setUpProgress();
