@@ -23,7 +23,15 @@ from groupd.api.app import create_app
 from groupd.api.context import AppContext
 from groupd.bootstrap import prepare_database
 from groupd.clock import system_clock
-from groupd.services import accounts, deletion, groups, licensing, memberships, objects
+from groupd.services import (
+    accounts,
+    deletion,
+    group_views,
+    groups,
+    licensing,
+    memberships,
+    objects,
+)
 from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
@@ -45,9 +53,7 @@ def seed(db: Database) -> dict[str, str]:
                 uow, tenant_id=tenant.id, username=role, role=role, password=PASSWORD, now=now
             )
         actor = Actor(tenant_id=tenant.id, account_id=None, username="ada", role="admin")
-        root = groups.find_group_view(
-            uow, tenant_id=tenant.id, group_id=groups.root_group_id(uow, tenant_id=tenant.id)
-        )
+        root = group_views.get_root(uow, actor=actor)
         licence = licensing.create_licence(
             uow,
             actor=actor,

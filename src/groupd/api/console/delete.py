@@ -9,7 +9,7 @@ from groupd.api.console.pages import _version
 from groupd.api.console.surface import form_of, redirect, render
 from groupd.api.http import ApiRequest
 from groupd.errors import InvalidInput
-from groupd.services import deletion, groups
+from groupd.services import deletion, group_views, groups
 from groupd.store.db import UnitOfWork
 
 
@@ -29,7 +29,7 @@ def impact_page(req: ApiRequest) -> Response:
         req,
         "delete.html",
         group=group,
-        crumbs=groups.list_ancestors(req.uow, actor=actor, group=group),
+        crumbs=group_views.list_ancestors(req.uow, actor=actor, group=group),
         impact=plan.impact,
         release=release,
     )

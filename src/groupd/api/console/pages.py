@@ -13,7 +13,7 @@ from groupd.api.http import ApiRequest, json_response
 from groupd.errors import InvalidInput
 from groupd.services import (
     audit,
-    deletion,
+    group_views,
     groups,
     licensing,
     memberships,
@@ -21,8 +21,10 @@ from groupd.services import (
     operations,
 )
 from groupd.services.common import parse_uuid_field
+from groupd.services.progress import KINDS
 
 PAGE = 50
+OPERATIONS = 100  # the newest, as the native list shows them
 RECENT_EVENTS = 10
 
 
@@ -32,11 +34,7 @@ def _cursor(req: ApiRequest, name: str) -> str | None:
 
 def tree(req: ApiRequest) -> Response:
     actor = req.actor
-    root = groups.find_group_view(
-        req.uow,
-        tenant_id=actor.tenant_id,
-        group_id=groups.root_group_id(req.uow, tenant_id=actor.tenant_id),
-    )
+    root = group_views.get_root(req.uow, actor=actor)
     children = groups.list_groups(req.uow, actor=actor, parent_id=str(root.uuid), limit=PAGE)
     user_groups = groups.list_groups(
         req.uow, actor=actor, kind="user", limit=PAGE, cursor=_cursor(req, "users")
@@ -118,7 +116,7 @@ def view_group(req: ApiRequest) -> Response:
         req,
         "group.html",
         group=group,
-        crumbs=groups.list_ancestors(req.uow, actor=actor, group=group),
+        crumbs=group_views.list_ancestors(req.uow, actor=actor, group=group),
         children=children,
         objects=objects_page,
         members=members,
@@ -167,34 +165,28 @@ def _version(form: dict[str, str]) -> int:
 
 
 def operations_page(req: ApiRequest) -> Response:
-    page = operations.list_operations(
-        req.uow, actor=req.actor, now=req.now, limit=PAGE, cursor=_cursor(req, "cursor")
-    )
-    return render(req, "operations.html", page=page)
+    shown = operations.list_operations(req.uow, actor=req.actor, limit=OPERATIONS, now=req.now)
+    return render(req, "operations.html", operations=shown, limit=OPERATIONS)
 
 
 def operation_page(req: ApiRequest) -> Response:
-    view = deletion.get_operation(
+    view = operations.get_operation(
         req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
     )
     return render(req, "operation.html", op=view, kinds=progress_rows(view))
 
 
-KINDS = ("groups", "devices", "users", "memberships", "activations")
-
-
-def progress_rows(view: deletion.OperationView) -> list[dict[str, Any]]:
+def progress_rows(view: operations.OperationView) -> list[dict[str, Any]]:
     rows = []
     for kind in KINDS:
-        entry = view.progress.get(kind) or {}
-        done, total = int(entry.get("done") or 0), entry.get("total")
-        rows.append({"kind": kind, "done": done, "total": None if total is None else int(total)})
+        tally = view.progress.tally(kind)
+        rows.append({"kind": kind, "done": tally.done, "total": tally.total})
     return rows
 
 
 def operation_progress(req: ApiRequest) -> Response:
     """The progress view's data, polled by console.js until the operation ends."""
-    view = deletion.get_operation(
+    view = operations.get_operation(
         req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
     )
     return json_response(
