@@ -1118,6 +1118,9 @@ def _console_samples() -> dict[tuple[str, str], Sample]:
     # Releasing spends an activation: each probe gets a fresh one, the world's stays.
     release = "/console/licences/{id}/activations/{activation}/release"
     return {
+        ("GET", "/console/groups/{id}"): lambda w, c, o: [
+            _p("GET", f"/console/groups/{w.ids[o]['static']}")
+        ],
         ("POST", "/console/sign-out"): lambda w, c, o: [_p("POST", "/console/sign-out")],
         ("POST", release): lambda w, c, o: [
             _p(

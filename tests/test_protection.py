@@ -45,6 +45,7 @@ READS = {
     "eset": ("GET", "/v1/devices/{deviceUuid}"),
     "oaa": ("GET", "/oaa-policy/group/v1/{groupid}"),
     "appviewx": ("POST", "/avxapi/usergroup-search"),
+    "console": ("GET", "/console/groups/{id}"),
 }
 
 

@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("groupd.api")
 
 # Every header some surface reads a credential from: native and ESET ``Authorization``,
-# AppViewX ``sessionId``/``token`` and the ``username`` of its login. Passwords are not
-# part of the key, so guessing passwords for one user from one address shares one bucket.
-CREDENTIAL_HEADERS = ("authorization", "sessionid", "token", "username")
+# AppViewX ``sessionId``/``token`` and the ``username`` of its login, the console's
+# session ``cookie``. Passwords are not part of the key, so guessing passwords for one
+# user from one address shares one bucket.
+CREDENTIAL_HEADERS = ("authorization", "sessionid", "token", "username", "cookie")
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
 STORAGE_RETRY_SECONDS = 5.0
 

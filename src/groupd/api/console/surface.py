@@ -19,7 +19,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from groupd.api.http import ApiRequest
 from groupd.api.native.surface import status_of
-from groupd.errors import AuthenticationFailed, DeleteRefused, GroupdError, PermissionDenied
+from groupd.errors import (
+    AuthenticationFailed,
+    DeleteRefused,
+    GroupdError,
+    PermissionDenied,
+    Unavailable,
+)
 from groupd.services import accounts
 from groupd.services.common import ROLE_RANK
 from groupd.settings import Settings
@@ -197,6 +203,8 @@ class ConsoleSurface:
         retry_after = error.extra.get("retry_after")
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
+        if isinstance(error, Unavailable):
+            response.headers["Retry-After"] = "30"
         return response
 
     def render_internal_error(self, req: ApiRequest) -> Response:
