@@ -299,13 +299,13 @@ def uvicorn_argv(factory: str, port: int, stack: tuple[str, str]) -> list[str]:
 def start_app(app: str, db: BenchDatabase, stack: tuple[str, str]) -> Server:
     port = free_port()
     if app == "groupd":
-        # JSON log lines on stderr (the server's log file), as configure_logging sets them.
-        log_config = db.workdir / "logging.json"
-        log_config.write_text(json.dumps(LOGGING))
+        # Logging as `groupd serve` sets it up (JSON lines on stderr, the server's log
+        # file), then uvicorn's command line as for the floors.
         argv = uvicorn_argv("groupd.api.app:create_app", port, stack)
-        argv[argv.index("--log-level") : argv.index("--log-level") + 2] = [
-            "--log-config",
-            str(log_config),
+        argv[1:3] = [
+            "-c",
+            "from groupd.logs import configure_logging; configure_logging('info');"
+            " from uvicorn.main import main; main()",
         ]
         env = {"GROUPD_DATABASE_URL": db.url, **GROUPD_ENV}
     else:
@@ -317,26 +317,6 @@ def start_app(app: str, db: BenchDatabase, stack: tuple[str, str]) -> Server:
     return start_server(
         argv, env=env, port=port, log_path=db.workdir / f"{app}.log", cpus=SERVER_CPU
     )
-
-
-# What groupd.logs.configure_logging("info") sets up, as a logging.config dictionary.
-LOGGING: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "groupd.logs.JsonFormatter"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "root": {"level": "INFO", "handlers": ["stderr"]},
-    "loggers": {
-        "uvicorn.access": {"level": "WARNING", "propagate": False, "handlers": []},
-        "uvicorn.error": {"level": "WARNING"},
-    },
-}
 
 
 def sanity(servers: dict[str, Server], fixture: Fixture) -> None:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     api_token_default_ttl_seconds: int = Field(default=365 * 86400, ge=1)
     session_idle_timeout_seconds: int = Field(default=15 * 60, ge=1)
     basic_auth_cache_seconds: float = Field(default=60.0, ge=0)
+    # A verified bearer token is trusted this long without reading its row again: a
+    # revocation, an expiry or a disabled account takes effect within it (decision 0071).
+    token_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=300, ge=1)
 
@@ -67,6 +70,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2)
     request_time_budget_seconds: float = Field(default=60.0, gt=0)
+    # SQLite: a short indexed read runs in the event loop for at most this long, then
+    # again on a worker thread under the rest of the budget; 0 keeps every read on a
+    # worker thread (decision 0070).
+    inline_read_budget_seconds: float = Field(default=0.005, ge=0, le=1)
     maintenance_cache_seconds: float = Field(default=0.5, ge=0)
 
     @field_validator("sqlite_page_size")

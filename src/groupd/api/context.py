@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from groupd.api.protection import MaintenanceGate, RateLimiter
 from groupd.clock import Clock, system_clock
-from groupd.services.accounts import VerifiedPasswordCache
+from groupd.services.accounts import VerifiedPasswordCache, VerifiedTokenCache
 from groupd.settings import Settings
 from groupd.store.db import Database
 from groupd.worker import Worker
@@ -19,6 +19,7 @@ class AppContext:
     worker: Worker
     clock: Clock
     password_cache: VerifiedPasswordCache
+    token_cache: VerifiedTokenCache
     maintenance: MaintenanceGate
     rate_limiter: RateLimiter
 
@@ -33,6 +34,7 @@ class AppContext:
             worker=Worker(database, settings, clock=clock),
             clock=clock,
             password_cache=VerifiedPasswordCache(settings.basic_auth_cache_seconds),
+            token_cache=VerifiedTokenCache(settings.token_cache_seconds),
             maintenance=MaintenanceGate(settings),
             rate_limiter=RateLimiter(settings),
         )

@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, SingletonThreadPool
 
 from groupd.errors import Unavailable
 from groupd.settings import Settings
@@ -54,11 +54,20 @@ SESSION_TIMEOUT_SET = "groupd_session_timeout_set"  # a read unit changed the se
 class Deadline:
     at: float  # time.monotonic()
     budget_seconds: float
+    # time.thread_time() of the thread the work runs on: the event loop's, for an inline
+    # read, whose cost to the other requests is the processor time it takes.
+    cpu_at: float | None = None
 
     def remaining_ms(self) -> int:
-        return max(1, int((self.at - time.monotonic()) * 1000))
+        remaining = self.at - time.monotonic()
+        if self.cpu_at is not None:
+            # Waiting for a lock (SQLite's busy handler) holds the loop up as much.
+            remaining = min(remaining, self.cpu_at - time.thread_time())
+        return max(1, int(remaining * 1000))
 
     def passed(self) -> bool:
+        if self.cpu_at is not None and time.thread_time() >= self.cpu_at:
+            return True
         return time.monotonic() >= self.at
 
 
@@ -66,11 +75,15 @@ _deadline: ContextVar[Deadline | None] = ContextVar("groupd_db_deadline", defaul
 
 
 @contextmanager
-def request_deadline(at: float, budget_seconds: float) -> Iterator[None]:
+def request_deadline(
+    at: float, budget_seconds: float, *, cpu_seconds: float | None = None
+) -> Iterator[None]:
     """Bound the database work started in this block (in this thread or task) so that it
-    ends by ``at`` (a ``time.monotonic()`` value); past it, statements fail with
-    ``Unavailable`` (code ``time_budget_exceeded``)."""
-    token = _deadline.set(Deadline(at, budget_seconds))
+    ends by ``at`` (a ``time.monotonic()`` value), and with ``cpu_seconds``, once this
+    thread has spent that much processor time (SQLite: its statements and lock waits);
+    past either, statements fail with ``Unavailable`` (code ``time_budget_exceeded``)."""
+    cpu_at = None if cpu_seconds is None else time.thread_time() + cpu_seconds
+    token = _deadline.set(Deadline(at, budget_seconds, cpu_at))
     try:
         yield
     finally:
@@ -108,19 +121,30 @@ def create_db_engine(
     request_budget_seconds: float | None = None,
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
     sqlite_page_size: int = DEFAULT_SQLITE_PAGE_SIZE,
+    per_thread: bool = False,
 ) -> Engine:
     """An engine for ``url``. ``request_budget_seconds``: PostgreSQL sessions start with
     that statement timeout, so a request's transaction needs no statement to set it.
     ``sqlite_cache_mib``: the most page cache each SQLite connection may keep.
-    ``sqlite_page_size``: the page size of a SQLite database this engine creates."""
+    ``sqlite_page_size``: the page size of a SQLite database this engine creates.
+    ``per_thread`` (SQLite): one connection per thread, never waited for: the event loop's
+    own (``Database.loop_engine``)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        pool_args: dict[str, Any] = (
+            # Read units in autocommit leave no transaction to roll back on return.
+            {"poolclass": SingletonThreadPool, "pool_size": pool_size, "pool_reset_on_return": None}
+            if per_thread
+            else {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_use_lifo": True,  # the busiest connections stay warm
+            }
+        )
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_use_lifo=True,  # the busiest connections stay warm
+            **pool_args,
             **JSON_CODEC,
         )
         _configure_sqlite(engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size)
@@ -360,10 +384,14 @@ class Database:
         engine: Engine,
         *,
         checkpoint_interval: float | None = CHECKPOINT_INTERVAL_SECONDS,
+        loop_engine: Engine | None = None,
     ) -> None:
         """``checkpoint_interval``: SQLite, how often a background thread folds the WAL
-        back into the database (``None``: never; ``checkpoint()`` still does)."""
+        back into the database (``None``: never; ``checkpoint()`` still does).
+        ``loop_engine`` (SQLite): one connection per thread, for short reads run in the
+        event loop (``unit_of_work(in_loop=True)``); without it, none run there."""
         self.engine = engine
+        self.loop_engine = loop_engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         # Read units run in autocommit: each statement is its own transaction with its own
@@ -417,18 +445,32 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(
-            create_db_engine(
+        def engine(per_thread: bool = False) -> Engine:
+            return create_db_engine(
                 settings.database_url,
                 pool_size=settings.database_pool_size,
                 request_budget_seconds=settings.request_time_budget_seconds,
                 sqlite_cache_mib=settings.sqlite_cache_mib,
                 sqlite_page_size=settings.sqlite_page_size,
+                per_thread=per_thread,
             )
-        )
 
-    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
-        return UnitOfWork(self, write=write)
+        main = engine()
+        # Short reads in the event loop (decision 0070): SQLite only, whose statements run
+        # in this process under a progress handler that stops them at the deadline. A
+        # PostgreSQL statement is a round trip the loop would sit idle in.
+        in_loop = main.dialect.name == "sqlite" and settings.inline_read_budget_seconds > 0
+        return cls(main, loop_engine=engine(per_thread=True) if in_loop else None)
+
+    @property
+    def reads_in_loop(self) -> bool:
+        """Whether short reads may run in the event loop (``unit_of_work(in_loop=True)``)."""
+        return self.loop_engine is not None
+
+    def unit_of_work(self, *, write: bool = True, in_loop: bool = False) -> UnitOfWork:
+        """``in_loop``: a read unit on the calling thread's own connection
+        (``loop_engine``), which is never waited for: for the event loop."""
+        return UnitOfWork(self, write=write, in_loop=in_loop)
 
     def snapshot(self) -> UnitOfWork:
         """A read-only unit whose statements all see the database as of its first one
@@ -441,6 +483,8 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         self.engine.dispose()
+        if self.loop_engine is not None:
+            self.loop_engine.dispose()
 
 
 class WriterQueue:
@@ -505,10 +549,16 @@ class UnitOfWork:
     groupd's time goes"). Read units run in autocommit (``Database.reader``).
     """
 
-    def __init__(self, db: Database, *, write: bool, snapshot: bool = False) -> None:
+    def __init__(
+        self, db: Database, *, write: bool, snapshot: bool = False, in_loop: bool = False
+    ) -> None:
         self.db = db
         self.write = write
         self.snapshot = snapshot and not write
+        self._engine = db.engine
+        if in_loop:
+            assert db.loop_engine is not None and not write, "only reads run in the loop"
+            self._engine = db.loop_engine
         self.is_sqlite = db.is_sqlite
         self.dialect = db.engine.dialect
         self._committed = False
@@ -520,7 +570,7 @@ class UnitOfWork:
     def _begun(self) -> PoolProxiedConnection:
         """The unit's pooled DB-API connection, its transaction begun."""
         if self._pooled is None:
-            pooled = self.db.engine.pool.connect()
+            pooled = self._engine.pool.connect()
             try:
                 if self.is_sqlite:
                     mode = "DEFERRED" if self.snapshot else AUTOCOMMIT
