@@ -604,8 +604,8 @@ def main() -> None:
                 goal = TARGETS[scenario]
                 marks.append(f"/floor >= {goal:.0%} {verdict(min(to_floor) >= goal)}")
             print(
-                f"{kind:<11}{scenario:<9}{''.join(cells)}  {span(to_async):<10}"
-                f"{span(to_floor):<10}{span(tail, '{:.2f}x'):<12} {'; '.join(marks)}"
+                f"{kind:<11}{scenario:<9}{''.join(cells)}  {span(to_async):<12}"
+                f"{span(to_floor):<12}{span(tail, '{:.2f}x'):<12} {'; '.join(marks)}"
             )
             print(
                 f"{'':<20}by CPU per request: / async {span(cpu_async)}, / floor {span(cpu_floor)}"
