@@ -8,6 +8,7 @@ that bounds a request's statements ``groupd.store.driver``'s.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -134,6 +135,9 @@ class Database:
         event loop (``unit_of_work(in_loop=True)``); without it, none run there."""
         self.engine = engine
         self.loop_engine = loop_engine
+        # The loop's connection stays checked out between its units: the pool's checkout
+        # and checkin cost more than a short read (decision 0070).
+        self._held = threading.local()
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         # Read units run in autocommit: each statement is its own transaction with its own
@@ -184,6 +188,14 @@ class Database:
         """Whether short reads may run in the event loop (``unit_of_work(in_loop=True)``)."""
         return self.loop_engine is not None
 
+    def held_connection(self) -> PoolProxiedConnection:
+        """This thread's own connection of ``loop_engine``, kept checked out."""
+        held: PoolProxiedConnection | None = getattr(self._held, "pooled", None)
+        if held is None or not held.is_valid:
+            assert self.loop_engine is not None, "no reads run in the loop here"
+            held = self._held.pooled = self.loop_engine.pool.connect()
+        return held
+
     def unit_of_work(self, *, write: bool = True, in_loop: bool = False) -> UnitOfWork:
         """``in_loop``: a read unit on the calling thread's own connection
         (``loop_engine``), which is never waited for: for the event loop."""
@@ -223,10 +235,8 @@ class UnitOfWork:
         self.db = db
         self.write = write
         self.snapshot = snapshot and not write
-        self._engine = db.engine
-        if in_loop:
-            assert db.loop_engine is not None and not write, "only reads run in the loop"
-            self._engine = db.loop_engine
+        self.in_loop = in_loop
+        assert not in_loop or (db.loop_engine is not None and not write), "reads in the loop"
         self.is_sqlite = db.is_sqlite
         self.dialect = db.engine.dialect
         self._committed = False
@@ -238,7 +248,7 @@ class UnitOfWork:
     def _begun(self) -> PoolProxiedConnection:
         """The unit's pooled DB-API connection, its transaction begun."""
         if self._pooled is None:
-            pooled = self._engine.pool.connect()
+            pooled = self.db.held_connection() if self.in_loop else self.db.engine.pool.connect()
             try:
                 if self.is_sqlite:
                     mode = "DEFERRED" if self.snapshot else AUTOCOMMIT
@@ -324,7 +334,10 @@ class UnitOfWork:
 
     def _give_back(self, pooled: PoolProxiedConnection) -> None:
         """Return a connection the unit used only through the driver to the pool, as it
-        found it (the pool rolls back what was not committed)."""
+        found it (the pool rolls back what was not committed). The loop's connection
+        stays with its thread (an autocommit read leaves nothing to undo)."""
+        if self.in_loop and pooled.is_valid:
+            return
         try:
             if pooled.is_valid:
                 reset_session(pooled, self.dialect)
