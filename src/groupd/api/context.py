@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from groupd.api.protection import MaintenanceGate, RateLimiter
 from groupd.clock import Clock, system_clock
+from groupd.delivery.dispatcher import Dispatcher
 from groupd.services.accounts import VerifiedPasswordCache
 from groupd.settings import Settings
 from groupd.store.db import Database
@@ -21,6 +22,7 @@ class AppContext:
     password_cache: VerifiedPasswordCache
     maintenance: MaintenanceGate
     rate_limiter: RateLimiter
+    webhooks: Dispatcher
 
     @classmethod
     def create(
@@ -35,4 +37,5 @@ class AppContext:
             password_cache=VerifiedPasswordCache(settings.basic_auth_cache_seconds),
             maintenance=MaintenanceGate(settings),
             rate_limiter=RateLimiter(settings),
+            webhooks=Dispatcher(database, settings, clock=clock),
         )
