@@ -499,6 +499,8 @@ class WebhookSubscription(Base):
     # Sealed with GROUPD_WEBHOOK_SECRET_KEYS when set (docs/security.md).
     secret: Mapped[str] = mapped_column(String(500))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The last outbox event before the subscription: it is told only of later ones.
+    after_event_id: Mapped[int] = mapped_column(BigIntKey, default=0)
     disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

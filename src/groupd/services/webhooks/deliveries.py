@@ -68,7 +68,7 @@ class RetryPolicy:
 def has_due(uow: UnitOfWork, *, now: datetime) -> bool:
     """Whether any subscription has a delivery to try now (a read: no write lock)."""
     return (
-        uow.session.execute(select(WebhookSubscription.id).where(_claimable(now)).limit(1)).first()
+        uow.session.execute(select(WebhookSubscription.id).where(*_claimable(now)).limit(1)).first()
         is not None
     )
 

@@ -7,13 +7,14 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, text, update
+from sqlalchemy import delete, exists, func, insert, literal, select, text, update
 
 from groupd.services.common import allocate_ids, new_uuid
 from groupd.services.webhooks.catalogue import matches
 from groupd.store.db import UnitOfWork
 from groupd.store.models import OutboxEvent, WebhookDelivery, WebhookSubscription, table_of
 from groupd.store.outbox import try_lock_relay
+from groupd.store.types import UTCDateTime
 
 # The partial index's own term, so SQLite uses it (a bound ``relayed = 0`` would not).
 _UNRELAYED = text("NOT outbox_events.relayed")
@@ -41,21 +42,26 @@ def relay_events(uow: UnitOfWork, *, now: datetime, limit: int = 500) -> int:
     ).all()
     if not events:
         return 0
-    by_tenant: dict[int, list[tuple[int, list[str]]]] = defaultdict(list)
-    for sub_id, tenant_id, patterns in session.execute(
-        select(WebhookSubscription.id, WebhookSubscription.tenant_id, WebhookSubscription.events)
+    by_tenant: dict[int, list[tuple[int, list[str], int]]] = defaultdict(list)
+    for sub_id, tenant_id, patterns, after in session.execute(
+        select(
+            WebhookSubscription.id,
+            WebhookSubscription.tenant_id,
+            WebhookSubscription.events,
+            WebhookSubscription.after_event_id,
+        )
         .where(
             WebhookSubscription.tenant_id.in_({e.tenant_id for e in events}),
             WebhookSubscription.enabled,
         )
         .order_by(WebhookSubscription.id)
     ):
-        by_tenant[tenant_id].append((sub_id, patterns))
+        by_tenant[tenant_id].append((sub_id, patterns, after))
     pairs = [
         (event, sub_id)
         for event in events
-        for sub_id, patterns in by_tenant.get(event.tenant_id, ())
-        if matches(patterns, event.type)
+        for sub_id, patterns, after in by_tenant.get(event.tenant_id, ())
+        if event.id > after and matches(patterns, event.type)
     ]
     if pairs:
         # Keys drawn in event order: a subscription's deliveries go out in key order.
@@ -82,7 +88,7 @@ def relay_events(uow: UnitOfWork, *, now: datetime, limit: int = 500) -> int:
         session.execute(
             update(WebhookSubscription)
             .where(WebhookSubscription.id.in_(sorted({sub_id for _, sub_id in pairs})))
-            .values(due_at=func.coalesce(WebhookSubscription.due_at, now))
+            .values(due_at=func.coalesce(WebhookSubscription.due_at, literal(now, UTCDateTime)))
             .execution_options(synchronize_session=False)
         )
     wanted = sorted({event.id for event, _ in pairs})

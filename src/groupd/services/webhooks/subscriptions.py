@@ -129,7 +129,10 @@ def create_subscription(
     actor.require("admin")
     addresses.check_url(url, policy.networks)
     secret = sealing.new_secret()
+    # Events are told from the subscription on: none already in the outbox.
+    after = uow.session.execute(select(func.coalesce(func.max(OutboxEvent.id), 0))).scalar_one()
     row = WebhookSubscription(
+        after_event_id=after,
         uuid=new_uuid(),
         tenant_id=actor.tenant_id,
         url=url,
@@ -381,6 +384,7 @@ def send_test_event(
         created_at=now,
     )
     uow.session.add(delivery)
-    row.due_at = func.coalesce(WebhookSubscription.due_at, now) if row.enabled else row.due_at
+    if row.enabled and row.due_at is None:
+        row.due_at = now
     uow.session.flush()
     return _delivery_view(_delivery(uow, subscription=row, delivery_id=str(delivery.uuid)))

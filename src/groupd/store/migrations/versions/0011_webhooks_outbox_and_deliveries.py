@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("format", sa.String(length=16), nullable=False),
         sa.Column("secret", sa.String(length=500), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
+        _key("after_event_id"),
         sa.Column("disabled_reason", sa.String(length=500), nullable=True),
         sa.Column("due_at", UTCDateTime(), nullable=True),
         sa.Column("lease_until", UTCDateTime(), nullable=True),
