@@ -117,6 +117,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"'{item}' is not a CIDR network") from None
         return value
 
+    @field_validator("webhook_secret_keys")
+    @classmethod
+    def _keys_are_fernet_keys(cls, value: str) -> str:
+        from cryptography.fernet import Fernet
+
+        for index, key in enumerate(filter(None, (part.strip() for part in value.split(",")))):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"key {index + 1} is not a Fernet key (32 bytes, base64)"
+                ) from None
+        return value
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
