@@ -123,6 +123,12 @@ def test_every_event_type_arrives_signed_with_its_actor_and_request_id(
     assert by_type["group.moved"]["group"]["parentId"] == parent["id"]
     assert by_type["group.deleted"]["target"]["id"] == parent["id"]
     assert by_type["object.updated"]["requestId"]
+    assert by_type["object.created"]["object"]["loginName"] == "ada"
+    assert by_type["object.moved"]["object"]["homeGroupId"] == parent["id"]
+    assert by_type["membership.removed"]["memberId"] == member["id"]
+    assert by_type["membership.added"]["groupId"] == team["id"]
+    assert by_type["licence.units_released"]["units"] == 2
+    assert by_type["licence.units_released"]["licenceId"] == pool["id"]
     # Each change once, in commit order, and the webhook-ids all differ.
     assert len({item.webhook_id for item in receiver.received}) == len(receiver.received)
     types = receiver.types()
