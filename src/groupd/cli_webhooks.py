@@ -112,3 +112,34 @@ def webhooks_retry(
     path = f"/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"
     body = _call(url, token, "POST", path)
     out.print(f"delivery {body['id']} ({body['event']}) queued again")
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver() -> None:
+    """Run webhook delivery threads on their own, until interrupted: beside (or instead
+    of, with GROUPD_WEBHOOK_DELIVERY_ENABLED=false on the servers) those of ``serve``."""
+    import signal
+    import time
+
+    from groupd.delivery.dispatcher import Dispatcher
+    from groupd.logs import configure_logging
+    from groupd.settings import get_settings
+    from groupd.store.db import Database
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    dispatcher = Dispatcher(Database.from_settings(settings), settings)
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    dispatcher.start()
+    err.print(f"webhook delivery {dispatcher.id} running")
+    while not stopping:
+        time.sleep(0.2)
+    dispatcher.stop()
+    dispatcher.close()
