@@ -101,8 +101,14 @@ def start_receiver(workdir: Path) -> Server:
         "--log-level",
         "warning",
     ]
+    # On the load generator's core: the server's core stays the server's.
     return start_server(
-        argv, env={}, port=port, log_path=workdir / "receiver.log", health_path="/count"
+        argv,
+        env={},
+        port=port,
+        log_path=workdir / "receiver.log",
+        health_path="/count",
+        cpus={int(LOAD_CPU)},
     )
 
 
@@ -267,7 +273,11 @@ def measure_create_cost(
         with api(server.base_url, token) as client:
             root = tenant_root(client)
             parent = check(
-                client.post("/api/v1/groups", json={"name": "bench", "parentId": root}), 201
+                client.post(
+                    "/api/v1/groups",
+                    json={"name": f"bench-{uuid.uuid4().hex[:8]}", "parentId": root},
+                ),
+                201,
             )["id"]
             hook_id: str | None = None
             for round_ in range(rounds):
