@@ -23,7 +23,7 @@ from groupd.services.webhooks.catalogue import EVENT_TYPES
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from groupd.store.models import AuditEvent, WebhookDelivery, WebhookSubscription
-from helpers import create, licence, user, wait_operation
+from helpers import create, devices, licence, user, wait_operation
 from invariants import assert_invariants
 from webhook_receiver import Receiver
 
@@ -91,7 +91,12 @@ def test_every_event_type_arrives_signed_with_its_actor_and_request_id(
         f"/api/v1/licenses/{pool['id']}/activations/{activation['id']}", headers=h
     )
     assert released.status_code == 204
-    deleted = client.delete(f"/api/v1/groups/{parent['id']}", params={"wait": 10}, headers=h)
+    devices(client, h, parent["id"], 3, product="edr", units=1)
+    deleted = client.delete(
+        f"/api/v1/groups/{parent['id']}",
+        params={"wait": 10, "releaseConsumedUnits": "true"},
+        headers=h,
+    )
     assert deleted.status_code in (200, 202), deleted.text
     if deleted.status_code == 202:
         wait_operation(client, h, deleted.json()["id"])
@@ -122,6 +127,14 @@ def test_every_event_type_arrives_signed_with_its_actor_and_request_id(
     assert by_type["group.created"]["group"]["name"] == "sites"
     assert by_type["group.moved"]["group"]["parentId"] == parent["id"]
     assert by_type["group.deleted"]["target"]["id"] == parent["id"]
+    assert by_type["group.deleted"]["group"]["name"] == "sites"  # the root as it was
+    assert by_type["group.deleted"]["counts"]["groups"] == {"static": 2}
+    completed = by_type["group.delete.completed"]
+    assert completed["counts"]["deleted"]["devices"] == 3
+    assert completed["unitsByLicence"] == [{"licenceId": pool["id"], "product": "edr", "units": 3}]
+    released = [b["data"] for b in bodies if b["type"] == "licence.units_released"]
+    assert [item["units"] for item in released] == [2, 3]
+    assert released[1]["operationId"] == completed["operationId"]
     assert by_type["object.updated"]["requestId"]
     assert by_type["object.created"]["object"]["loginName"] == "ada"
     assert by_type["object.moved"]["object"]["homeGroupId"] == parent["id"]

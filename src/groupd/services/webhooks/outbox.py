@@ -11,12 +11,12 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from groupd.services.common import new_uuid
 from groupd.services.webhooks.catalogue import TYPE_OF_ACTION
 from groupd.store.db import UnitOfWork
-from groupd.store.models import OutboxEvent, table_of
+from groupd.store.models import Licence, OutboxEvent, table_of
 from groupd.store.prepared import Prepared
 
 if TYPE_CHECKING:
@@ -85,3 +85,42 @@ def emit_for_action(
     if event_data:
         data.update(event_data)
     emit(uow, tenant_id=tenant_id, event_type=event_type, data=data, now=now)
+
+
+def released_units(uow: UnitOfWork, *, units_by_licence: dict[int, int]) -> list[dict[str, Any]]:
+    """What a delete gave back, per licence (``{"licenceId", "product", "units"}``), in
+    product order, from the licences' keys."""
+    if not units_by_licence:
+        return []
+    rows = uow.session.execute(
+        select(Licence.id, Licence.uuid, Licence.product)
+        .where(Licence.id.in_(sorted(units_by_licence)))
+        .order_by(Licence.product)
+    ).all()
+    return [
+        {"licenceId": str(key), "product": product, "units": units_by_licence[licence_id]}
+        for licence_id, key, product in rows
+    ]
+
+
+def emit_units_released(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    released: list[dict[str, Any]],
+    now: datetime,
+    event_data: dict[str, Any],
+) -> None:
+    """One ``licence.units_released`` event per licence of ``released``."""
+    for item in released:
+        data = {
+            "actor": actor.username,
+            "requestId": actor.request_id or None,
+            "source": actor.source,
+            "target": {"type": "license", "id": item["licenceId"], "name": item["product"]},
+            **item,
+            **event_data,
+        }
+        emit(
+            uow, tenant_id=actor.tenant_id, event_type="licence.units_released", data=data, now=now
+        )
