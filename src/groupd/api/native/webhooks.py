@@ -50,10 +50,10 @@ def _delivery(view: DeliveryView) -> w.DeliveryOut:
         event_id=str(view.event_uuid),
         event=view.event_type,
         status=view.state,
-        attempts=view.attempts,
+        attempts=view.attempt_count,
         last_response_code=view.last_status,
         last_error=view.last_error,
-        next_attempt_at=timestamp(view.next_attempt_at) if view.state == "pending" else None,
+        next_attempt_at=timestamp(view.next_attempt_at),
         created_at=ts(view.created_at),
         delivered_at=timestamp(view.delivered_at),
     )

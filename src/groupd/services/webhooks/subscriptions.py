@@ -55,12 +55,14 @@ class SubscriptionView:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryView:
+    """A delivery as an admin sees it; ``next_attempt_at`` only while it is pending."""
+
     id: int
     uuid: UUID
     event_uuid: UUID
     event_type: str
     state: str
-    attempts: int
+    attempt_count: int
     last_status: int | None
     last_error: str | None
     next_attempt_at: datetime | None
