@@ -33,6 +33,7 @@ def cli(server: ServerProcess, token: str, *args: str) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.slow
 def test_the_webhooks_commands(served: ServerProcess, acme: TenantFixture) -> None:
     receiver = Receiver()
     try:
