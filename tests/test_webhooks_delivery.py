@@ -15,10 +15,11 @@ from starlette.testclient import TestClient
 from conftest import TenantFixture, make_settings
 from groupd.api.app import create_app
 from groupd.api.context import AppContext
-from groupd.clock import ManualClock
+from groupd.clock import ManualClock, system_clock
 from groupd.delivery.dispatcher import Dispatcher
 from groupd.services import audit, groups
 from groupd.services.common import system_actor
+from groupd.services.webhooks import addresses, subscriptions
 from groupd.services.webhooks.catalogue import EVENT_TYPES
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
@@ -324,3 +325,54 @@ def test_a_slow_subscriber_does_not_hold_up_another(
         assert fast_done < 4.0, f"the fast subscriber waited {fast_done:.1f} s"
     finally:
         slow.stop()
+
+
+def test_two_processes_share_the_deliveries_each_subscription_in_order(
+    database_url: str, db: Database, acme: TenantFixture
+) -> None:
+    shared = make_settings(
+        database_url,
+        webhook_allowed_networks="127.0.0.0/8",
+        webhook_poll_seconds=0.02,
+        webhook_delivery_threads=2,
+        webhook_batch=4,
+    )
+    receivers = [Receiver() for _ in range(3)]
+    # Two dispatchers on one database stand for two processes: the relay's lock and the
+    # subscriptions' SKIP LOCKED claims are all they share.
+    dispatchers = [Dispatcher(Database.from_settings(shared), shared) for _ in range(2)]
+    actor = system_actor(acme.id)
+    try:
+        with transaction(db) as uow:
+            for receiver in receivers:
+                subscriptions.create_subscription(
+                    uow,
+                    actor=actor,
+                    url=receiver.url,
+                    events=["group.created"],
+                    policy=subscriptions.Policy(networks=addresses.parse_networks("127.0.0.0/8")),
+                    now=system_clock(),
+                )
+        for dispatcher in dispatchers:
+            dispatcher.start()
+        names = [f"p{i:02d}" for i in range(30)]
+        for name in names:
+            with transaction(db) as uow:
+                groups.create_group(
+                    uow,
+                    actor=actor,
+                    spec=groups.GroupSpec(name=name, parent_uuid=uuid.UUID(acme.root_id)),
+                    now=system_clock(),
+                )
+        for receiver in receivers:
+            receiver.wait_for(len(names))
+    finally:
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+            dispatcher.close()
+            dispatcher.db.dispose()
+        for receiver in receivers:
+            receiver.stop()
+    for receiver in receivers:
+        assert [r.document["data"]["group"]["name"] for r in receiver.received] == names
+    assert_invariants(db)

@@ -463,6 +463,9 @@ class OutboxEvent(Base):
             sqlite_where=text("NOT relayed"),
             postgresql_where=text("NOT relayed"),
         ),
+        # SQLite would give a removed last row's key again, and a subscription is told of
+        # the events after the last key it saw (``after_event_id``): keys never repeat.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_outbox_events"),
         sa.UniqueConstraint("tenant_id", "id", name="uq_outbox_events_tenant_id_id"),
         sa.UniqueConstraint("uuid", name="uq_outbox_events_uuid"),
+        sqlite_autoincrement=True,  # keys never repeat (see the model)
     )
     op.create_index(
         "ix_outbox_events_unrelayed",
