@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from groupd.api.protection import MaintenanceGate, RateLimiter
 from groupd.clock import Clock, system_clock
+from groupd.delivery.dispatcher import Dispatcher
 from groupd.services.accounts import VerifiedPasswordCache, VerifiedTokenCache
 from groupd.settings import Settings
 from groupd.store.db import Database
@@ -22,6 +23,7 @@ class AppContext:
     token_cache: VerifiedTokenCache
     maintenance: MaintenanceGate
     rate_limiter: RateLimiter
+    webhooks: Dispatcher
 
     @classmethod
     def create(
@@ -37,4 +39,5 @@ class AppContext:
             token_cache=VerifiedTokenCache(settings.token_cache_seconds),
             maintenance=MaintenanceGate(settings),
             rate_limiter=RateLimiter(settings),
+            webhooks=Dispatcher(database, settings, clock=clock),
         )
