@@ -63,7 +63,7 @@ def _dialect_endpoints() -> list[Endpoint]:
     endpoints: list[Endpoint] = []
     import importlib
 
-    for name in ("groupd.api.eset", "groupd.api.oaa", "groupd.api.appviewx"):
+    for name in ("groupd.api.eset", "groupd.api.oaa", "groupd.api.appviewx", "groupd.api.scim"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
