@@ -60,8 +60,10 @@ def _resource(model: Any, parameters: Any = None, status: int = 200) -> Response
     return _answer(body, status, headers)
 
 
-def _list(resources: list[Any], total: int, start: int, parameters: Any = None) -> Response:
-    listing = ListResponse[Any](
+def _list(
+    model: Any, resources: list[Any], total: int, start: int, parameters: Any = None
+) -> Response:
+    listing = ListResponse[model](
         total_results=total, start_index=start, items_per_page=len(resources), resources=resources
     )
     return _answer(
@@ -154,7 +156,7 @@ def list_users(req: ApiRequest) -> Response:
         count=100 if query.count is None else query.count,
     )
     users = [r.user_model(req, view) for view in page.items]
-    return _list(users, page.total, page.start_index, query)
+    return _list(r.ScimUser, users, page.total, page.start_index, query)
 
 
 def get_user(req: ApiRequest) -> Response:
@@ -228,7 +230,7 @@ def list_groups(req: ApiRequest) -> Response:
         with_members=r.wants_members(query),
     )
     groups = [r.group_model(req, view) for view in page.items]
-    return _list(groups, page.total, page.start_index, query)
+    return _list(Group, groups, page.total, page.start_index, query)
 
 
 def get_group(req: ApiRequest) -> Response:

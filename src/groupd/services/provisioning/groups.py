@@ -300,18 +300,17 @@ def _resolve(uow: UnitOfWork, actor: Actor, members: Collection[uuid.UUID]) -> d
     """The member keys of the live users named, in one query; every one must exist."""
     wanted = set(members)
     _check_size(wanted)
-    found: dict[uuid.UUID, int] = dict(
-        uow.session.execute(
-            select(DirectoryObject.uuid, DirectoryObject.member_key)
-            .join(Home, Home.id == DirectoryObject.home_group_id)
-            .where(
-                DirectoryObject.tenant_id == actor.tenant_id,
-                DirectoryObject.uuid.in_(wanted),
-                DirectoryObject.member_key.is_not(None),
-                Home.state == LIVE,
-            )
-        ).tuples()  # type: ignore[arg-type]  # member_key is not NULL here, said above
+    rows = uow.session.execute(
+        select(DirectoryObject.uuid, DirectoryObject.member_key)
+        .join(Home, Home.id == DirectoryObject.home_group_id)
+        .where(
+            DirectoryObject.tenant_id == actor.tenant_id,
+            DirectoryObject.uuid.in_(wanted),
+            DirectoryObject.member_key.is_not(None),
+            Home.state == LIVE,
+        )
     )
+    found = {user_uuid: int(key) for user_uuid, key in rows}
     missing = sorted(str(u) for u in wanted - found.keys())
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
