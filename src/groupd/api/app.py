@@ -29,6 +29,7 @@ from groupd.api.native import objects as native_objects
 from groupd.api.native import operations as native_operations
 from groupd.api.native.surface import PROBLEM, problem
 from groupd.api.openapi import build_openapi
+from groupd.api.scim.surface import SCIM_BASE, scim_http_error
 from groupd.settings import Settings, get_settings
 
 log = logging.getLogger("groupd.api")
@@ -131,6 +132,10 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if request.url.path.startswith(SCIM_BASE + "/"):
+            return scim_http_error(
+                request.url.path, exc.status_code, str(exc.detail), dict(exc.headers or {})
+            )
         request_id = request.scope.get("state", {}).get("request_id", "")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         body = problem(

@@ -43,7 +43,8 @@ POLICY = ScimPolicy(
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
 # Kept in columns, or never kept (a password: groupd's users do not sign in).
-NOT_IN_PROFILE = ("id", "meta", "userName", "active", "externalId", "groups", "password")
+# ``active`` stays in the profile only as a mark that the provider set it.
+NOT_IN_PROFILE = ("id", "meta", "userName", "externalId", "groups", "password")
 
 
 def validate(model: Any, body: Any, context: Context) -> Any:
@@ -80,11 +81,14 @@ def etag(version: int) -> str:
 
 
 def user_model(req: ApiRequest, view: ProvisionedUser) -> Any:
+    # A provider that never set ``active`` (or removed it) reads none while the user is
+    # active; a user made elsewhere (no profile), or made inactive, reads its status.
+    shown = not view.profile or "active" in view.profile or not view.active
     document = {
         **view.profile,
         "id": str(view.uuid),
         "userName": view.user_name,
-        "active": view.active,
+        "active": view.active if shown else None,
         "externalId": view.external_id,
         "displayName": view.display_name,
     }
@@ -108,7 +112,6 @@ def group_model(req: ApiRequest, view: ProvisionedGroup) -> Group:
         group.members = [
             GroupMember(
                 value=str(m.uuid),
-                display=m.display,
                 type="User",
                 ref=location(req, "Users", m.uuid),
             )
@@ -252,7 +255,10 @@ def group_patch(body: Any) -> GroupPatch:
 
 # query parameters -------------------------------------------------------------------------
 def search(req: ApiRequest, model: Any) -> Any:
-    """``filter``, ``startIndex``, ``count``, ``attributes``, ``excludedAttributes``."""
+    """``filter``, ``startIndex``, ``count``, ``attributes``, ``excludedAttributes``: in
+    the query, or in the body of a POST to ``.search`` (RFC 7644 §3.4.3)."""
+    if req.endpoint.method == "POST":
+        return validate(SearchRequest[model], req.decode(dict[str, Any]), Context.SEARCH_REQUEST)
     names = ("filter", "startIndex", "count", "attributes", "excludedAttributes")
     given = {name: req.query_str(name) for name in names}
     return validate(

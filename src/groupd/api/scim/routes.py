@@ -25,22 +25,32 @@ from starlette.responses import Response
 
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.scim import resources as r
-from groupd.api.scim.surface import SCIM, SCIM_JSON, library_error
+from groupd.api.scim.surface import SCIM, SCIM_BASE, SCIM_JSON, library_error
 from groupd.errors import NotFound
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning import users as provisioned_users
 from groupd.services.provisioning.filters import group_condition, user_condition
 
-BASE = "/scim/v2"
+BASE = SCIM_BASE
 Document = dict[str, Any]
 RESOURCE_TYPES: dict[str, Any] = {"User": r.ScimUser, "Group": Group}
+
+
+def _group_schema() -> Any:
+    # RFC 7643 §8.7.1: a member is its value, $ref and type. A display name given with
+    # one is not kept (memberships hold no text), so the schema does not offer it.
+    schema = Group.to_schema()
+    for attribute in schema.attributes or []:
+        if attribute.name == "members":
+            attribute.sub_attributes = [
+                a for a in attribute.sub_attributes or [] if a.name != "display"
+            ]
+    return schema
+
+
 SCHEMAS = {
     schema.id: schema
-    for schema in (
-        r.ScimUser.to_schema(),
-        EnterpriseUser.to_schema(),
-        Group.to_schema(),
-    )
+    for schema in (r.ScimUser.to_schema(), EnterpriseUser.to_schema(), _group_schema())
 }
 
 
@@ -337,7 +347,7 @@ def endpoints() -> list[Endpoint]:
             handler,
             SCIM,
             role="editor",
-            write=method != "GET",
+            write=method != "GET" and not path.endswith(".search"),
             summary=summary,
             body=body,
             response=None if status == 204 else Document,
@@ -350,6 +360,7 @@ def endpoints() -> list[Endpoint]:
 
     return [
         e("GET", "/Users", list_users, "SCIM: query users", query=SEARCH),
+        e("POST", "/Users/.search", list_users, "SCIM: query users", body=Document),
         e("POST", "/Users", create_user, "SCIM: create a user", body=Document, status=201),
         e("GET", "/Users/{id}", get_user, "SCIM: a user", query=SELECT),
         e(
@@ -377,6 +388,7 @@ def endpoints() -> list[Endpoint]:
             headers=IF_MATCH,
         ),
         e("GET", "/Groups", list_groups, "SCIM: query groups", query=SEARCH),
+        e("POST", "/Groups/.search", list_groups, "SCIM: query groups", body=Document),
         e("POST", "/Groups", create_group, "SCIM: create a group", body=Document, status=201),
         e("GET", "/Groups/{id}", get_group, "SCIM: a group", query=SELECT),
         e(

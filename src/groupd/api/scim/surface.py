@@ -31,6 +31,7 @@ from groupd.errors import (
 from groupd.services.accounts import AccountView
 from groupd.services.provisioning.filters import InvalidFilter
 
+SCIM_BASE = "/scim/v2"
 SCIM_JSON = "application/scim+json"
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 TAKEN = ("login_taken", "name_taken", "uuid_taken")
@@ -89,6 +90,21 @@ def library_error(error: SCIMException | ValidationError) -> GroupdError:
     if scim_type == "invalidFilter":
         return InvalidFilter(detail)
     return InvalidInput(detail, scim_type=scim_type or "invalidValue")
+
+
+def scim_http_error(path: str, status: int, detail: str, headers: dict[str, str]) -> Response:
+    """A path or method under ``/scim/v2`` that no route serves, in SCIM's error form.
+    A search across every resource type (``/scim/v2/.search``) is one this server does
+    not do: 501, as RFC 7644 §3.12 says for an operation not supported."""
+    if path == f"{SCIM_BASE}/.search":
+        status, detail = 501, "searching every resource type at once is not supported"
+        return json_response(scim_error(status, detail), status, media_type=SCIM_JSON)
+    return json_response(
+        scim_error(status, f"{detail}: no such SCIM endpoint or method"),
+        status,
+        headers=headers,
+        media_type=SCIM_JSON,
+    )
 
 
 class ScimSurface:

@@ -310,7 +310,7 @@ def _resolve(uow: UnitOfWork, actor: Actor, members: Collection[uuid.UUID]) -> d
             Home.state == LIVE,
         )
     )
-    found = {user_uuid: int(key) for user_uuid, key in rows}
+    found = {user_uuid: int(key or 0) for user_uuid, key in rows}  # never NULL: see WHERE
     missing = sorted(str(u) for u in wanted - found.keys())
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
