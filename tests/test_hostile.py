@@ -43,10 +43,10 @@ from surfaces import (
 MAX_BODY = 1024 * 1024  # the hostile world's body limit (the default, 10 MB, has its own test)
 DEPTH = 32  # the default max_json_depth
 # Each surface's status for a malformed body: OAA answers every bad input with 405.
-BAD_INPUT = {"native": 400, "eset": 400, "oaa": 405, "appviewx": 400}
+BAD_INPUT = {"native": 400, "eset": 400, "oaa": 405, "appviewx": 400, "scim": 400}
 # A malformed id in a path: an id that names nothing (not-found), or for ESET, whose
 # gateway validates path fields, INVALID_ARGUMENT (400).
-BAD_ID = {"native": 404, "eset": 400, "oaa": 404, "appviewx": 404}
+BAD_ID = {"native": 404, "eset": 400, "oaa": 404, "appviewx": 404, "scim": 404}
 
 
 @dataclass

@@ -31,7 +31,7 @@ from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalEx
 
 from groupd.api.http import ApiRequest
 from groupd.api.scim.surface import library_error
-from groupd.errors import InvalidInput, PreconditionFailed
+from groupd.errors import InvalidInput, NotFound, PreconditionFailed
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning.groups import MemberChange, ProvisionedGroup
 from groupd.services.provisioning.users import ProvisionedUser, UserSpec
@@ -138,9 +138,7 @@ def member_ids(values: Any) -> list[uuid.UUID]:
         try:
             found.append(uuid.UUID(str(raw)))
         except ValueError:
-            raise InvalidInput(
-                f"members: '{raw}' names no user of this directory", scim_type="invalidValue"
-            ) from None
+            raise NotFound(f"members: '{raw}' names no user of this directory") from None
     return found
 
 

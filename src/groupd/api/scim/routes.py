@@ -26,10 +26,13 @@ from starlette.responses import Response
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.scim import resources as r
 from groupd.api.scim.surface import SCIM, SCIM_BASE, SCIM_JSON, library_error
+from groupd.api.waiting import wait_for_operation
 from groupd.errors import NotFound
+from groupd.services.deletion import DeletePlan
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning import users as provisioned_users
 from groupd.services.provisioning.filters import group_condition, user_condition
+from groupd.store.db import UnitOfWork
 
 BASE = SCIM_BASE
 Document = dict[str, Any]
@@ -305,14 +308,27 @@ def _group_answer(req: ApiRequest, key: Any) -> Response:
     return _resource(r.group_model(req, view), parameters)
 
 
-def delete_group(req: ApiRequest) -> Response:
-    provisioned_groups.delete_group(
-        req.uow,
-        actor=req.actor,
-        group_id=req.path_params["id"],
-        if_match=r.if_match(req),
-        now=req.now,
+async def delete_group(req: ApiRequest) -> Response:
+    actor, ctx = req.actor, req.ctx
+    group_id, wanted = req.path_params["id"], r.if_match(req)
+
+    def phase_one(uow: UnitOfWork) -> DeletePlan:
+        return provisioned_groups.delete_group(
+            uow, actor=actor, group_id=group_id, if_match=wanted, now=ctx.clock()
+        )
+
+    plan = await req.transact(phase_one)
+    assert plan.operation_uuid is not None
+    ctx.worker.notify()
+    view = await wait_for_operation(
+        ctx,
+        actor=actor,
+        operation_uuid=plan.operation_uuid,
+        budget_seconds=ctx.settings.delete_wait_seconds,
     )
+    if view.state == "failed":
+        return SCIM.render_internal_error(req)
+    # Gone from every read since phase one; what is left runs durably (SCIM has no 202).
     return Response(status_code=204)
 
 
@@ -340,6 +356,7 @@ def endpoints() -> list[Endpoint]:
         query: list[QueryParam] | None = None,
         headers: list[QueryParam] | None = None,
         errors: tuple[int, ...] = (400, 401, 403, 404),
+        is_async: bool = False,
     ) -> Endpoint:
         return Endpoint(
             method,
@@ -356,6 +373,7 @@ def endpoints() -> list[Endpoint]:
             headers=headers or [],
             tags=["scim"],
             errors=errors,
+            is_async=is_async,
         )
 
     return [
@@ -416,6 +434,7 @@ def endpoints() -> list[Endpoint]:
             "SCIM: delete a group",
             status=204,
             headers=IF_MATCH,
+            is_async=True,
         ),
         e(
             "GET",

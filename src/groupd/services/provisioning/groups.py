@@ -314,7 +314,7 @@ def _resolve(uow: UnitOfWork, actor: Actor, members: Collection[uuid.UUID]) -> d
     missing = sorted(str(u) for u in wanted - found.keys())
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise InvalidInput(
+        raise NotFound(
             f"members name no user of this directory: {shown}",
             code="unknown_member",
             field="members",
