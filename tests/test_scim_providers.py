@@ -20,7 +20,9 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from conftest import TenantFixture
-from groupd.store.db import Database
+from groupd.services.common import system_actor
+from groupd.services.provisioning.home import set_provisioning_home
+from groupd.store.db import Database, transaction
 from groupd.store.models import DirectoryObject, Group, Membership
 
 pytestmark = pytest.mark.usefixtures("check_invariants")
@@ -324,3 +326,25 @@ def test_filters_and_pages_in_a_stable_order(client: TestClient, acme: TenantFix
     trimmed = idp.search("/Users", 7, filter='userName sw "page"', attributes="userName")
     assert set(trimmed[0]) == {"schemas", "id", "userName"}
     assert idp.search("/Users", 7, filter='userName sw "page"', count="0") == []
+
+
+def test_a_tenant_names_the_home_of_its_provisioned_users(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    idp = Idp(client, acme)
+    chosen = client.post(
+        "/api/v1/groups",
+        headers=acme.admin.headers,
+        json={"name": "People", "parentId": acme.root_id},
+    ).json()["id"]
+    with transaction(db) as uow:
+        set_provisioning_home(uow, actor=system_actor(acme.id), group_id=chosen)
+    uid = idp.send("POST", "/Users", 201, json={"schemas": [USER], "userName": "h@x"})["id"]
+    home = client.get(f"/api/v1/objects/{uid}", headers=acme.admin.headers).json()
+    assert home["homeGroupId"] == chosen
+    # Deleted with its users: the next create names the problem and changes nothing.
+    gone = client.delete(f"/api/v1/groups/{chosen}", headers=acme.admin.headers)
+    assert gone.status_code == 200, gone.text
+    refused = idp.send("POST", "/Users", 409, json={"schemas": [USER], "userName": "i@x"})
+    assert "provisioning home" in refused["detail"]
+    idp.search("/Users", 0, filter='userName eq "i@x"')
