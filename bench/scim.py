@@ -160,8 +160,9 @@ def measure(
         assert answer.status_code == 200 and answer.json()["totalResults"] == 1, answer.text
 
     live_user = (
-        "FROM objects o JOIN groups h ON h.id = o.home_group_id WHERE o.tenant_id = 1"
-        " AND o.kind = 'user' AND o.login_name IS NOT NULL AND h.state = 'live'"
+        "FROM objects o WHERE o.tenant_id = 1 AND o.kind = 'user' AND o.home_group_id IN"
+        " (SELECT h.id FROM groups h WHERE h.tenant_id = 1 AND h.kind = 'static'"
+        " AND h.state = 'live')"
     )
 
     def floor_filter() -> None:
@@ -169,7 +170,7 @@ def measure(
         rows = sql(
             "SELECT o.id, o.uuid, o.login_name, o.status, o.external_id, o.display_name,"
             f" o.profile, o.version, o.created_at, o.updated_at {live_user}"
-            " AND lower(o.login_name) = ?",
+            " AND o.login_name IS NOT NULL AND lower(o.login_name) = ?",
             name,
         )
         assert len(rows) == 1

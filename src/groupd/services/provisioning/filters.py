@@ -51,6 +51,14 @@ class Attribute:
     present: Callable[[], Condition]
 
 
+def _login() -> Attribute:
+    # Said outright (every user has one), so that the partial index on lower(login_name)
+    # applies.
+    text = _text(DirectoryObject.login_name, case_exact=False)
+    has_login = DirectoryObject.login_name.is_not(None)
+    return Attribute(lambda op, value: and_(has_login, text.build(op, value)), text.present)
+
+
 def _text(column: Any, *, case_exact: bool) -> Attribute:
     def build(op: CompareOperator, value: Any) -> Condition:
         if not isinstance(value, str):
@@ -149,7 +157,7 @@ def _members() -> Attribute:
 
 USER_ATTRIBUTES: dict[str, Attribute] = {
     "id": _uuid(DirectoryObject.uuid),
-    "username": _text(DirectoryObject.login_name, case_exact=False),
+    "username": _login(),
     "externalid": _text(DirectoryObject.external_id, case_exact=True),
     "displayname": _text(DirectoryObject.display_name, case_exact=False),
     "active": _active(),
