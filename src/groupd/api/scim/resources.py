@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,8 +18,6 @@ from scim2_models import (
     Context,
     EnterpriseUser,
     Group,
-    GroupMember,
-    Meta,
     PatchOp,
     PatchOperation,
     ResponseParameters,
@@ -37,6 +36,8 @@ from groupd.services.provisioning.groups import MemberChange, ProvisionedGroup
 from groupd.services.provisioning.users import ProvisionedUser, UserSpec
 
 ScimUser = User[EnterpriseUser]
+USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 POLICY = ScimPolicy(
     unknown=ScimPolicy.Unknown.ignore,
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
@@ -80,51 +81,74 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-def user_model(req: ApiRequest, view: ProvisionedUser) -> Any:
+def _meta(req: ApiRequest, kind: str, collection: str, view: Any) -> dict[str, str]:
+    return {
+        "resourceType": kind,
+        "created": _when(view.created_at),
+        "lastModified": _when(view.updated_at),
+        "location": location(req, collection, view.uuid),
+        "version": etag(view.version),
+    }
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def user_document(req: ApiRequest, view: ProvisionedUser) -> dict[str, Any]:
+    """A user as SCIM JSON. The stored profile is the library's own rendering of what the
+    provider sent (``user_spec``), so it is written out as it is, not validated again."""
     # A provider that never set ``active`` (or removed it) reads none while the user is
     # active; a user made elsewhere (no profile), or made inactive, reads its status.
     shown = not view.profile or "active" in view.profile or not view.active
     document = {
+        "schemas": [USER_URN],
         **view.profile,
         "id": str(view.uuid),
-        "userName": view.user_name,
-        "active": view.active if shown else None,
         "externalId": view.external_id,
+        "meta": _meta(req, "User", "Users", view),
+        "userName": view.user_name,
         "displayName": view.display_name,
+        "active": view.active if shown else None,
     }
-    user = ScimUser.model_validate(
-        {k: v for k, v in document.items() if v is not None}, scim_policy=POLICY
-    )
-    user.meta = Meta(
-        resource_type="User",
-        created=view.created_at,
-        last_modified=view.updated_at,
-        location=location(req, "Users", view.uuid),
-        version=etag(view.version),
-    )
-    return user
+    return {key: value for key, value in document.items() if value is not None}
+
+
+def user_model(req: ApiRequest, view: ProvisionedUser) -> Any:
+    """A user as a ``scim2-models`` User, to apply a PATCH to."""
+    return ScimUser.model_validate(user_document(req, view), scim_policy=POLICY)
 
 
 # groups ----------------------------------------------------------------------------------
-def group_model(req: ApiRequest, view: ProvisionedGroup) -> Group:
-    group = Group(id=str(view.uuid), display_name=view.display_name, external_id=view.external_id)
-    if view.members is not None:
-        group.members = [
-            GroupMember(
-                value=str(m.uuid),
-                type="User",
-                ref=location(req, "Users", m.uuid),
-            )
-            for m in view.members
+def group_document(req: ApiRequest, view: ProvisionedGroup) -> dict[str, Any]:
+    """A group as SCIM JSON; its members only when read (``view.members``)."""
+    document: dict[str, Any] = {
+        "schemas": [GROUP_URN],
+        "id": str(view.uuid),
+        "externalId": view.external_id,
+        "meta": _meta(req, "Group", "Groups", view),
+        "displayName": view.display_name,
+    }
+    if view.external_id is None:
+        del document["externalId"]
+    if view.members:
+        users = location(req, "Users", uuid.UUID(int=0)).removesuffix(str(uuid.UUID(int=0)))
+        document["members"] = [
+            {"value": str(m.uuid), "$ref": f"{users}{m.uuid}", "type": "User"} for m in view.members
         ]
-    group.meta = Meta(
-        resource_type="Group",
-        created=view.created_at,
-        last_modified=view.updated_at,
-        location=location(req, "Groups", view.uuid),
-        version=etag(view.version),
+    return document
+
+
+def project(document: dict[str, Any], model: Any, parameters: Any) -> dict[str, Any]:
+    """``document`` with ``attributes``/``excludedAttributes`` applied by the library."""
+    if parameters is None or not (parameters.attributes or parameters.excluded_attributes):
+        return document
+    dumped: dict[str, Any] = model.model_validate(document, scim_policy=POLICY).model_dump(
+        scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
+        scim_policy=POLICY,
+        response_parameters=parameters,
     )
-    return group
+    return dumped
 
 
 def member_ids(values: Any) -> list[uuid.UUID]:

@@ -13,7 +13,6 @@ from scim2_models import (
     ETag,
     Filter,
     Group,
-    ListResponse,
     Patch,
     PatchOp,
     ResourceType,
@@ -35,6 +34,7 @@ from groupd.services.provisioning.filters import group_condition, user_condition
 from groupd.store.db import UnitOfWork
 
 BASE = SCIM_BASE
+LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 Document = dict[str, Any]
 RESOURCE_TYPES: dict[str, Any] = {"User": r.ScimUser, "Group": Group}
 
@@ -61,31 +61,28 @@ def _answer(body: Any, status: int = 200, headers: dict[str, str] | None = None)
     return json_response(body, status, headers=headers, media_type=SCIM_JSON)
 
 
-def _resource(model: Any, parameters: Any = None, status: int = 200) -> Response:
-    body = model.model_dump(
-        scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
-        scim_policy=r.POLICY,
-        response_parameters=parameters,
-    )
-    headers = {"ETag": model.meta.version}
+def _resource(
+    document: Document, model: Any, parameters: Any = None, status: int = 200
+) -> Response:
+    meta = document["meta"]
+    headers = {"ETag": meta["version"]}
     if status == 201:
-        headers["Location"] = str(model.meta.location)
-    return _answer(body, status, headers)
+        headers["Location"] = meta["location"]
+    return _answer(r.project(document, model, parameters), status, headers)
 
 
 def _list(
-    model: Any, resources: list[Any], total: int, start: int, parameters: Any = None
+    model: Any, documents: list[Document], total: int, start: int, parameters: Any = None
 ) -> Response:
-    listing = ListResponse[model](
-        total_results=total, start_index=start, items_per_page=len(resources), resources=resources
-    )
-    return _answer(
-        listing.model_dump(
-            scim_ctx=Context.SEARCH_RESPONSE,
-            scim_policy=r.POLICY,
-            response_parameters=parameters,
-        )
-    )
+    listing: Document = {
+        "schemas": [LIST_URN],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": len(documents),
+    }
+    if documents:
+        listing["Resources"] = [r.project(d, model, parameters) for d in documents]
+    return _answer(listing)
 
 
 # discovery --------------------------------------------------------------------------------
@@ -168,14 +165,14 @@ def list_users(req: ApiRequest) -> Response:
         start_index=query.start_index or 1,
         count=100 if query.count is None else query.count,
     )
-    users = [r.user_model(req, view) for view in page.items]
+    users = [r.user_document(req, view) for view in page.items]
     return _list(r.ScimUser, users, page.total, page.start_index, query)
 
 
 def get_user(req: ApiRequest) -> Response:
     parameters = r.response_parameters(req, r.ScimUser)
     view = provisioned_users.get_user(req.uow, actor=req.actor, user_id=req.path_params["id"])
-    return _resource(r.user_model(req, view), parameters)
+    return _resource(r.user_document(req, view), r.ScimUser, parameters)
 
 
 def create_user(req: ApiRequest) -> Response:
@@ -183,7 +180,7 @@ def create_user(req: ApiRequest) -> Response:
     view = provisioned_users.create_user(
         req.uow, actor=req.actor, spec=r.user_spec(user), now=req.now
     )
-    return _resource(r.user_model(req, view), status=201)
+    return _resource(r.user_document(req, view), r.ScimUser, status=201)
 
 
 def replace_user(req: ApiRequest) -> Response:
@@ -196,7 +193,7 @@ def replace_user(req: ApiRequest) -> Response:
         if_match=r.if_match(req),
         now=req.now,
     )
-    return _resource(r.user_model(req, view))
+    return _resource(r.user_document(req, view), r.ScimUser)
 
 
 def patch_user(req: ApiRequest) -> Response:
@@ -217,7 +214,7 @@ def patch_user(req: ApiRequest) -> Response:
         if_match=current.version if wanted is None else wanted,
         now=req.now,
     )
-    return _resource(r.user_model(req, view))
+    return _resource(r.user_document(req, view), r.ScimUser)
 
 
 def delete_user(req: ApiRequest) -> Response:
@@ -242,7 +239,7 @@ def list_groups(req: ApiRequest) -> Response:
         count=100 if query.count is None else query.count,
         with_members=r.wants_members(query),
     )
-    groups = [r.group_model(req, view) for view in page.items]
+    groups = [r.group_document(req, view) for view in page.items]
     return _list(Group, groups, page.total, page.start_index, query)
 
 
@@ -254,7 +251,7 @@ def get_group(req: ApiRequest) -> Response:
         group_id=req.path_params["id"],
         with_members=r.wants_members(parameters),
     )
-    return _resource(r.group_model(req, view), parameters)
+    return _resource(r.group_document(req, view), Group, parameters)
 
 
 def create_group(req: ApiRequest) -> Response:
@@ -267,7 +264,7 @@ def create_group(req: ApiRequest) -> Response:
         members=r.member_ids(group.members),
         now=req.now,
     )
-    return _resource(r.group_model(req, view), status=201)
+    return _resource(r.group_document(req, view), Group, status=201)
 
 
 def replace_group(req: ApiRequest) -> Response:
@@ -305,7 +302,7 @@ def _group_answer(req: ApiRequest, key: Any) -> Response:
     view = provisioned_groups.get_group(
         req.uow, actor=req.actor, group_id=key, with_members=r.wants_members(parameters)
     )
-    return _resource(r.group_model(req, view), parameters)
+    return _resource(r.group_document(req, view), Group, parameters)
 
 
 async def delete_group(req: ApiRequest) -> Response:
