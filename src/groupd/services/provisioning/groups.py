@@ -300,14 +300,15 @@ def _resolve(uow: UnitOfWork, actor: Actor, members: Collection[uuid.UUID]) -> d
     """The member keys of the live users named, in one query; every one must exist."""
     wanted = set(members)
     _check_size(wanted)
+    live_homes = select(Home.id).where(
+        Home.tenant_id == actor.tenant_id, Home.kind == "static", Home.state == LIVE
+    )
     rows = uow.session.execute(
-        select(DirectoryObject.uuid, DirectoryObject.member_key)
-        .join(Home, Home.id == DirectoryObject.home_group_id)
-        .where(
+        select(DirectoryObject.uuid, DirectoryObject.member_key).where(
             DirectoryObject.tenant_id == actor.tenant_id,
             DirectoryObject.uuid.in_(wanted),
             DirectoryObject.member_key.is_not(None),
-            Home.state == LIVE,
+            DirectoryObject.home_group_id.in_(live_homes),
         )
     )
     found = {user_uuid: int(key or 0) for user_uuid, key in rows}  # never NULL: see WHERE

@@ -42,7 +42,11 @@ def provisioning_home(uow: UnitOfWork, *, actor: Actor, now: datetime) -> UUID:
                 code="provisioning_home_gone",
             )
         return chosen
-    root = groups.root_group_id(uow, tenant_id=actor.tenant_id)
+    root, root_uuid = uow.session.execute(
+        select(Group.id, Group.uuid).where(
+            Group.tenant_id == actor.tenant_id, Group.parent_id.is_(None), Group.kind == "static"
+        )
+    ).one()
     found = uow.session.execute(
         select(Group.uuid).where(
             Group.tenant_id == actor.tenant_id,
@@ -53,7 +57,6 @@ def provisioning_home(uow: UnitOfWork, *, actor: Actor, now: datetime) -> UUID:
     ).scalar_one_or_none()
     if found is not None:
         return found
-    root_uuid = uow.session.execute(select(Group.uuid).where(Group.id == root)).scalar_one()
     made = groups.create_group(
         uow,
         actor=system_actor(actor.tenant_id),
