@@ -384,10 +384,16 @@ def delete_group(
     if_match: int | None,
     now: datetime,
 ) -> deletion.DeletePlan:
-    """Delete a user group a provider deleted, through the delete service: it vanishes
-    from every read at once; the memberships go, the users stay."""
+    """Delete a user group a provider deleted, through the delete service under the
+    identity provider's policy (not refused for active members; a protected group is):
+    it vanishes from every read at once; the memberships go, the users stay."""
     actor.require("editor")
     group = _lock(uow, actor=actor, group_id=group_id, if_match=if_match)
     return deletion.request_delete(
-        uow, actor=actor, group_id=group.uuid, release_units=False, now=now
+        uow,
+        actor=actor,
+        group_id=group.uuid,
+        release_units=False,
+        policy=deletion.IDENTITY_PROVIDER,
+        now=now,
     )
