@@ -12,6 +12,7 @@ with the member in the value (the default) and by filtered path (the compliance 
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from groupd.services.common import system_actor
 from groupd.services.provisioning.home import set_provisioning_home
 from groupd.store.db import Database, transaction
 from groupd.store.models import DirectoryObject, Group, Membership
+from servers import GROUPD, server_env
 
 pytestmark = pytest.mark.usefixtures("check_invariants")
 
@@ -348,3 +350,36 @@ def test_a_tenant_names_the_home_of_its_provisioned_users(
     refused = idp.send("POST", "/Users", 409, json={"schemas": [USER], "userName": "i@x"})
     assert "provisioning home" in refused["detail"]
     idp.search("/Users", 0, filter='userName eq "i@x"')
+
+
+def test_the_cli_names_and_clears_the_provisioning_home(
+    client: TestClient, acme: TenantFixture, database_url: str
+) -> None:
+    chosen = client.post(
+        "/api/v1/groups",
+        headers=acme.admin.headers,
+        json={"name": "Staff", "parentId": acme.root_id},
+    ).json()["id"]
+    env = server_env(database_url)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [GROUPD, "tenant", "provisioning-home", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    named = cli("acme", chosen)
+    assert named.returncode == 0 and named.stdout.strip() == chosen, named
+    user_group = client.get(
+        "/api/v1/groups", headers=acme.admin.headers, params={"name": "Admin"}
+    ).json()["items"][0]["id"]
+    refused = cli("acme", user_group)
+    assert refused.returncode == 1 and "users live in static groups" in refused.stderr, refused
+    cleared = cli("acme")
+    assert cleared.returncode == 0 and "default" in cleared.stdout, cleared
+    uid = Idp(client, acme).send("POST", "/Users", 201, json={"schemas": [USER], "userName": "c@x"})
+    home = client.get(f"/api/v1/objects/{uid['id']}", headers=acme.admin.headers).json()
+    assert home["homeGroupId"] != chosen
