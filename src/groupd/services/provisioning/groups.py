@@ -172,7 +172,7 @@ def create_group(
     now: datetime,
 ) -> ProvisionedGroup:
     """A new user group with its members; its name must be free among the tenant's
-    user groups. Recorded as ``group.create`` and one ``membership.add``."""
+    user groups. Recorded as ``group.create`` and one ``membership.add`` with the count."""
     actor.require("editor")
     made = groups.create_group(
         uow,
@@ -363,17 +363,22 @@ def _record(
     counts: dict[str, int],
     now: datetime,
 ) -> None:
-    audit.record_event(
-        uow,
-        actor=actor,
-        action="group.members.update",
-        target_type="group",
-        target_uuid=group_uuid,
-        target_name=name,
-        outcome="succeeded",
-        counts=counts,
-        now=now,
-    )
+    # One event per kind of change, with its count, not one per member: the events
+    # (and webhooks) of a thousand-member change are two, like a subtree delete's.
+    for action, key in (("membership.remove", "removed"), ("membership.add", "added")):
+        if counts.get(key):
+            audit.record_event(
+                uow,
+                actor=actor,
+                action=action,
+                target_type="group",
+                target_uuid=group_uuid,
+                target_name=name,
+                outcome="succeeded",
+                counts={"members": counts[key]},
+                detail=f"{counts[key]} member(s), by an identity provider (SCIM)",
+                now=now,
+            )
 
 
 def delete_group(

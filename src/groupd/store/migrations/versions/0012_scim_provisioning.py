@@ -1,7 +1,7 @@
 """SCIM provisioning: what an identity provider keeps on users and user groups
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-07 02:50:00
 
 Users get the identity provider's ``externalId``, a display name, their e-mail values
@@ -20,7 +20,7 @@ from alembic import op
 from groupd.store.types import JSONDocument, UuidKey
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
