@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 from starlette.testclient import TestClient
 
@@ -45,6 +46,7 @@ def _items(acme_root: str) -> tuple[list[dict[str, Any]], str, str]:
     return items, a, spine[-1]
 
 
+@pytest.mark.slow
 def test_hundred_thousand_groups(client: TestClient, acme: TenantFixture, db: Database) -> None:
     h = acme.editor.headers
     items, a, deep = _items(acme.root_id)

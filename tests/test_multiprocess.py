@@ -41,6 +41,8 @@ from groupd.store.migrate import upgrade
 from invariants import assert_invariants
 from surfaces import CHEAP_HASH
 
+pytestmark = pytest.mark.slow  # a cluster of two server processes
+
 LIMIT = 20
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 30.0
