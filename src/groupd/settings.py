@@ -21,8 +21,9 @@ class Settings(BaseSettings):
     # 2 is SQLite's own default).
     sqlite_cache_mib: int = Field(default=2, ge=1, le=65_536)
     # SQLite only: the page size, in bytes, of a database groupd creates (an existing
-    # file keeps its own). 4096 is SQLite's own default; 8192 made a million-device
-    # delete about 5 % faster and small writes about 5 % slower (docs/benchmarks.md).
+    # file keeps its own). 4096 is SQLite's own default; 8192 made a big delete a little
+    # faster and small writes as much slower (measured in c8139be; see git history of
+    # docs/benchmarks.md), so the default stays.
     sqlite_page_size: int = Field(default=4096, ge=512, le=65_536)
     redis_url: str | None = None
 
