@@ -6,9 +6,22 @@ Every field is documented in docs/configuration.md; keep the two in step.
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.util import find_spec
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The database and Redis drivers are extras: an installation on SQLite needs neither.
+POSTGRESQL_SCHEMES = ("postgresql:", "postgresql+psycopg:", "postgres:")
+
+
+def require_extra(module: str, *, extra: str, setting: str) -> None:
+    """Refuse a setting whose driver is not installed, saying what to install."""
+    if find_spec(module) is None:
+        raise ValueError(
+            f"{setting} needs the '{module}' package, which is not installed; "
+            f"install groupd with the {extra} extra: pip install 'groupd[{extra}]'"
+        )
 
 
 class Settings(BaseSettings):
@@ -69,6 +82,20 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=2)
     request_time_budget_seconds: float = Field(default=60.0, gt=0)
     maintenance_cache_seconds: float = Field(default=0.5, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_needs_its_driver(cls, value: str) -> str:
+        if value.startswith(POSTGRESQL_SCHEMES):
+            require_extra("psycopg", extra="postgresql", setting="a PostgreSQL database URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_needs_its_client(cls, value: str | None) -> str | None:
+        if value:
+            require_extra("redis", extra="redis", setting="GROUPD_REDIS_URL")
+        return value
 
     @field_validator("sqlite_page_size")
     @classmethod
