@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 # Test processes (pytest-xdist). The suite waits on servers, locks and sleeps as much as
-# it computes, so more workers than cores still shortens it.
+# it computes, so more workers than cores still shortens it. Two tests at a time per
+# worker, so the slow ones, collected first (tests/conftest.py), start side by side.
 TEST_WORKERS ?= 4
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --maxschedchunk 2
 
 # The environment is what the lockfile pins (every extra, hashes checked), plus groupd
 # itself as an editable install; it is built again whenever either file changes.
@@ -25,11 +27,11 @@ run: $(STAMP)
 
 # Everything, the slow scenarios included (CI runs this).
 test: $(STAMP)
-	$(BIN)/pytest -q -n $(TEST_WORKERS)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) --durations=25
 
 # The inner loop: everything but the scenarios marked slow.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -47,6 +47,22 @@ TABLES = (
 PASSWORD = "correct horse battery"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow scenarios first, each followed by one short test, then the rest in file
+    order. ``make test`` hands each worker two tests at a time (``--maxschedchunk 2``), so
+    the long tests start at once on different workers, side by side, and the short ones
+    fill the workers as they free up, instead of a long test starting last and running
+    alone."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        if rest:
+            ordered.append(rest.pop(0))
+    items[:] = ordered + rest
+
+
 def _service_missing(what: str, error: Exception) -> None:
     message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
     if REQUIRE_SERVICES:
