@@ -39,9 +39,12 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 # Resolve pyproject.toml's dependencies and extras again into requirements.lock (pinned,
-# with hashes, for every platform). Run it after changing a dependency; needs the package
-# index, and nothing but uv, which it installs into .venv when it is missing.
+# with hashes, for every platform). Run it after changing a dependency: pins already in
+# the lockfile are kept where they still fit; `make lock LOCK_FLAGS=--upgrade` moves every
+# pin to the newest release allowed. Needs the package index, and nothing but uv, which
+# it installs into .venv when it is missing.
+LOCK_FLAGS ?=
 lock:
 	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet uv; }
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --generate-hashes \
-		--quiet --output-file $(LOCK)
+		--quiet $(LOCK_FLAGS) --output-file $(LOCK)
