@@ -45,7 +45,7 @@ pytestmark = pytest.mark.slow  # a cluster of two server processes
 
 LIMIT = 20
 BIN = Path(sys.executable).parent
-STARTUP_SECONDS = 30.0
+STARTUP_SECONDS = 90.0  # a bound for a loaded machine: readiness normally takes a second or two
 
 
 @dataclass
