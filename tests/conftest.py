@@ -50,6 +50,40 @@ TABLES = (
 PASSWORD = "correct horse battery"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow scenarios first, in pairs, then the rest in file order. ``make test`` hands
+    each worker two tests at a time (``--maxschedchunk 2``), so a pair runs on one worker:
+    a slow test with a short one, so that the long tests start at once on different
+    workers, side by side; or two slow tests that share a module-scoped fixture (the
+    two-process cluster), so that it is built once. The short tests then fill the workers
+    as they free up, instead of a long test starting last and running alone."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    ordered: list[pytest.Item] = []
+    while slow:
+        item = slow.pop(0)
+        partner = slow[0] if slow and _share_a_module_fixture(item, slow[0]) else None
+        if partner is not None:
+            ordered += [item, slow.pop(0)]
+        else:
+            ordered += [item, *rest[:1]]
+            del rest[:1]
+    items[:] = ordered + rest
+
+
+def _share_a_module_fixture(first: pytest.Item, second: pytest.Item) -> bool:
+    if first.path != second.path:
+        return False
+    definitions = getattr(first, "_fixtureinfo", None)
+    if definitions is None:
+        return False
+    return any(
+        defs[-1].scope == "module"
+        for name, defs in definitions.name2fixturedefs.items()
+        if name in getattr(second, "fixturenames", ())
+    )
+
+
 def _service_missing(what: str, error: Exception) -> None:
     message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
     if REQUIRE_SERVICES:

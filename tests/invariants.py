@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, checked straight against the database.
+"""The invariants of docs/design.md, checked straight against the database.
 
 Every scenario test ends with ``assert_invariants``. The checks read the tables with
 plain SQL, independent of the services they police.

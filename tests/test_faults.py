@@ -242,6 +242,7 @@ def licence_used(client: httpx.Client) -> dict[str, int]:
     return {item["product"]: item["usedUnits"] for item in items}
 
 
+@pytest.mark.slow
 def test_sigkill_during_deletes_and_imports(
     server: ServerProcess, acme: TenantFixture, db: Database, request: pytest.FixtureRequest
 ) -> None:

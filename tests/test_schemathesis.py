@@ -365,6 +365,7 @@ def undocumented_schema(app: Any) -> Any:
     return schema
 
 
+@pytest.mark.slow  # every operation fuzzed, then stateful scenarios: minutes
 def test_openapi_document_holds_for_every_operation(
     fuzz_app: Any, acme: TenantFixture, db: Database, request: pytest.FixtureRequest
 ) -> None:

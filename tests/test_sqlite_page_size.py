@@ -2,8 +2,8 @@
 
 SQLite fixes a database's page size when it writes the file's first page. groupd asks
 for the configured size (by default SQLite's own, 4 KiB; larger pages trade faster bulk
-deletes for slower small writes, docs/benchmarks.md); a database that already exists
-keeps its own.
+deletes for slower small writes: docs/benchmarks.md, "Measured and left as they are");
+a database that already exists keeps its own.
 """
 
 from __future__ import annotations

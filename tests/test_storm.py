@@ -366,6 +366,7 @@ def seed_zones(client: httpx.Client, tenant: TenantFixture, pool: Pool) -> str:
     return str(seats.json()["id"])
 
 
+@pytest.mark.slow
 def test_storm_of_eight_clients(
     server: ServerProcess, acme: TenantFixture, db: Database, request: pytest.FixtureRequest
 ) -> None:

@@ -9,6 +9,7 @@ in its surface's own form, and rolled back. The delete worker has no budget.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -74,17 +75,20 @@ def test_a_statement_late_in_the_transaction_ends_at_the_deadline(world: World) 
     """The limit in force shrinks as the deadline nears: a statement started late gets
     what is left, not a whole statement timeout."""
     db = world.db
+    budget, between = 2.0, 1.8
     started = time.monotonic()
     with (
         pytest.raises(Unavailable),
-        request_deadline(started + 1.0, 1.0),
+        request_deadline(started + budget, budget),
         db.unit_of_work(write=False) as uow,
     ):
         uow.session.execute(text("SELECT 1"))
-        time.sleep(0.6)  # Python work between statements: not interrupted, but counted
+        time.sleep(between)  # Python work between statements: not interrupted, but counted
         uow.session.execute(text(_runaway(db)))
     elapsed = time.monotonic() - started
-    assert 1.0 <= elapsed < 1.4, elapsed
+    # Stopped at the deadline (2.0 s), not a whole budget after the statement began
+    # (3.8 s): the upper bound leaves 1.5 s for a loaded machine.
+    assert budget <= elapsed < between + budget - 0.3, elapsed
 
 
 def test_no_statement_starts_after_the_deadline(world: World) -> None:
@@ -101,9 +105,10 @@ def test_no_statement_starts_after_the_deadline(world: World) -> None:
 def test_work_outside_a_request_has_no_deadline(world: World) -> None:
     """A pooled connection that served a request forgets its deadline."""
     db = world.db
-    with request_deadline(time.monotonic() + 0.05, 0.05), db.unit_of_work(write=False) as uow:
+    # A budget a loaded machine still meets for one SELECT, then left to pass.
+    with request_deadline(time.monotonic() + 1.0, 1.0), db.unit_of_work(write=False) as uow:
         uow.session.execute(text("SELECT 1"))
-    time.sleep(0.1)  # the old deadline is now in the past
+    time.sleep(1.1)  # the old deadline is now in the past
     with db.unit_of_work(write=False) as uow:
         if db.is_sqlite:
             assert uow.session.execute(text("PRAGMA busy_timeout")).scalar_one() == 30_000
@@ -172,7 +177,12 @@ def test_a_request_held_past_its_budget_is_503_in_its_surfaces_form(
     assert 200 <= probe.send(world.client).status_code < 300
 
 
-def test_the_delete_worker_is_not_bound_by_the_budget(world: World) -> None:
+def test_the_delete_worker_is_not_bound_by_the_budget(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker waits on a lock for twice the request budget without being cut short
+    (on SQLite its claim waits, on PostgreSQL its chunk): the operation is still under way
+    when the lock goes, then succeeds, and nothing was stopped and tried again on the way."""
     group = world.fresh_group("acme")
     for number in range(3):
         world.post(
@@ -186,26 +196,32 @@ def test_the_delete_worker_is_not_bound_by_the_budget(world: World) -> None:
         )
         assert accepted.status_code == 202, accepted.text
         operation = accepted.json()["id"]
-        hold = 2 * BUDGET
-        with writers_locked_out(world):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="groupd"), writers_locked_out(world):
             world.ctx.worker.start()
-            started = time.monotonic()
-            time.sleep(hold)  # the worker's chunk waits on the lock all this time
+            time.sleep(2 * BUDGET)  # the worker's chunk waits on the lock all this time
+            during = _state(world, operation)
         body = _wait(world, operation)
-        elapsed = time.monotonic() - started
+        complaints = [r.getMessage() for r in caplog.records if r.name.startswith("groupd")]
     finally:
         world.ctx.worker.stop()
         world.ctx.worker.start()
+    assert during["state"] in ("accepted", "running"), during
     assert body["state"] == "succeeded", body
-    assert elapsed >= hold > BUDGET
+    assert complaints == []
+
+
+def _state(world: World, operation: str) -> dict[str, Any]:
+    response = world.client.get(f"/api/v1/operations/{operation}", headers=world.native("acme"))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def _wait(world: World, operation: str) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
-        body: dict[str, Any] = world.client.get(
-            f"/api/v1/operations/{operation}", headers=world.native("acme")
-        ).json()
+        body = _state(world, operation)
         if body["state"] in ("succeeded", "failed") or time.monotonic() > deadline:
             return body
         time.sleep(0.05)

@@ -6,9 +6,22 @@ Every field is documented in docs/configuration.md; keep the two in step.
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.util import find_spec
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The database and Redis drivers are extras: an installation on SQLite needs neither.
+POSTGRESQL_SCHEMES = ("postgresql:", "postgresql+psycopg:", "postgres:")
+
+
+def require_extra(module: str, *, extra: str, setting: str) -> None:
+    """Refuse a setting whose driver is not installed, saying what to install."""
+    if find_spec(module) is None:
+        raise ValueError(
+            f"{setting} needs the '{module}' package, which is not installed; "
+            f"install groupd with the {extra} extra: pip install 'groupd[{extra}]'"
+        )
 
 
 class Settings(BaseSettings):
@@ -21,8 +34,9 @@ class Settings(BaseSettings):
     # 2 is SQLite's own default).
     sqlite_cache_mib: int = Field(default=2, ge=1, le=65_536)
     # SQLite only: the page size, in bytes, of a database groupd creates (an existing
-    # file keeps its own). 4096 is SQLite's own default; 8192 made a million-device
-    # delete about 5 % faster and small writes about 5 % slower (docs/benchmarks.md).
+    # file keeps its own). 4096 is SQLite's own default; 8192 made a big delete a little
+    # faster and small writes as much slower (measured in c8139be; see git history of
+    # docs/benchmarks.md), so the default stays.
     sqlite_page_size: int = Field(default=4096, ge=512, le=65_536)
     redis_url: str | None = None
 
@@ -101,6 +115,20 @@ class Settings(BaseSettings):
     # the first and opened with any (docs/security.md). Empty: kept as they are.
     webhook_secret_keys: str = ""
     webhook_delivery_retention_seconds: int = Field(default=7 * 86400, ge=60)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_needs_its_driver(cls, value: str) -> str:
+        if value.startswith(POSTGRESQL_SCHEMES):
+            require_extra("psycopg", extra="postgresql", setting="a PostgreSQL database URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_needs_its_client(cls, value: str | None) -> str | None:
+        if value:
+            require_extra("redis", extra="redis", setting="GROUPD_REDIS_URL")
+        return value
 
     @field_validator("sqlite_page_size")
     @classmethod

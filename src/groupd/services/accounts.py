@@ -538,7 +538,8 @@ def resolve_token(
         if cached is not None:
             return cached
     # Runs on every request: a prepared statement on the raw connection (SQLAlchemy's
-    # per-statement machinery is most of a request's cost, see docs/benchmarks.md).
+    # per-statement machinery is most of a request's cost:
+    # docs/decisions/0003-prepared-statements.md).
     row = _TOKEN_LOOKUP.one_or_none(uow, {"token_hash": digest})
     if row is None:
         raise AuthenticationFailed("the token is not valid")

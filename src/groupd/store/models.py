@@ -8,8 +8,8 @@ itself refuses a link across tenants.
 One exception, on SQLite alone: the references to an object. A composite key needs a
 unique index on the object's ``(tenant_id, id)`` and another on ``(tenant_id,
 member_key)``, and SQLite removes every index entry of a row as it deletes it, where
-PostgreSQL leaves them to vacuum. Those two indexes cost more than half of deleting a
-million devices on SQLite (docs/benchmarks.md). There, activations and memberships
+PostgreSQL leaves them to vacuum. Those two indexes were more than half the cost of
+deleting objects on SQLite (measured for migration 0006). There, activations and memberships
 reference the object's own key, and triggers (migration 0006, ``SQLITE_TRIGGERS``) refuse
 what the composite keys refuse: an object of another tenant, a device as a member, and a
 change of an object's tenant or member key while something references it.
@@ -62,7 +62,7 @@ OPERATION_STATES = ("accepted", "running", "succeeded", "failed")
 
 # A live group, compared as a literal in the SQL rather than a bound parameter. SQLite
 # prepares a statement again on every run when a parameter is compared with a term of a
-# partial index's WHERE (ours say ``state = 'live'``): about 25 µs a statement. And
+# partial index's WHERE (ours say ``state = 'live'``): more than the statement costs. And
 # PostgreSQL's generic plan for a prepared statement cannot use a partial index through
 # a parameter.
 LIVE: ColumnElement[str] = literal_column("'live'", String)
@@ -260,8 +260,7 @@ class DirectoryObject(Base):
     memberships reference. The database itself then refuses a membership of a device
     (invariant 4), and deleting a device costs no look-up in ``memberships``: PostgreSQL
     fires no foreign-key trigger for a row whose referenced key is NULL, where it
-    otherwise runs one query per deleted row (a million devices: about 5.6 s, measured in
-    docs/benchmarks.md).
+    otherwise runs one query per deleted row (measured for migration 0004).
     """
 
     __tablename__ = "objects"

@@ -41,8 +41,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     PostgreSQL has ``timestamptz``. On SQLite, SQLAlchemy's ``DateTime`` writes 26
     characters of text; since migration 0008 groupd keeps an integer of microseconds
-    since 1970 instead: 7 or 8 bytes, no parsing on the way out, the same order. A
-    million devices with activations hold three timestamps each (docs/benchmarks.md).
+    since 1970 instead: 7 or 8 bytes, no parsing on the way out, the same order
+    (docs/decisions/0002-sqlite-uuids-and-times-as-bytes-and-integers.md).
     """
 
     impl = DateTime(timezone=True)
@@ -74,10 +74,10 @@ class UuidKey(TypeDecorator[uuid.UUID]):
     """A uuid: PostgreSQL's own type; on SQLite its 16 bytes, as a BLOB.
 
     SQLAlchemy's ``Uuid`` stores 32 hex characters on SQLite. The 16 bytes make each
-    uuid column and index entry half as wide: a database of a million devices with
-    activations is a fifth smaller, and deleting them writes that much fewer pages
-    (docs/benchmarks.md). The columns keep the ``CHAR(32)`` their migrations declared:
-    SQLite keeps a BLOB as a BLOB in any column (migration 0007 converted the values).
+    uuid column and index entry half as wide, so a delete writes fewer pages
+    (docs/decisions/0002-sqlite-uuids-and-times-as-bytes-and-integers.md). The columns
+    keep the ``CHAR(32)`` their migrations declared: SQLite keeps a BLOB as a BLOB in any
+    column (migration 0007 converted the values).
     Blobs sort as their hex spelling does, so an order by uuid is unchanged.
     """
 

@@ -12,7 +12,8 @@ check constraint, and unique per tenant. Memberships now reference
   the services alone enforced before;
 - deleting a device no longer looks for its memberships: PostgreSQL queues no
   foreign-key check for a deleted row whose referenced key is NULL, where it ran one
-  query a row before (about 5.6 s for a million devices, docs/benchmarks.md).
+  query a row before (about 5.6 s for a million devices when this was written:
+  docs/benchmarks.md in git history).
 
 On SQLite the objects table is copied (batch mode) to gain its new constraints; the
 upgrade runs with foreign keys off and checks them all before it commits

@@ -9,9 +9,9 @@ Activations had two indexes over ``object_id``: a plain one, for the lookups by 
 unique ``(licence_id, object_id)``, which keeps one activation per object and licence.
 The unique index now leads with the object, ``(object_id, licence_id)``, and serves both;
 the plain one goes. The same rule, one index entry fewer per activation: every insert
-and every SQLite delete writes one entry less (docs/benchmarks.md). The ``WHERE object_id
-IS NOT NULL`` is implied by every lookup by object (``object_id = ?``), so the partial
-index answers them.
+and every SQLite delete writes one entry less (docs/benchmarks.md in git history). The
+``WHERE object_id IS NOT NULL`` is implied by every lookup by object (``object_id = ?``),
+so the partial index answers them.
 """
 
 from __future__ import annotations

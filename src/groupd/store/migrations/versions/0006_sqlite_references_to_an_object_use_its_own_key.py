@@ -11,7 +11,8 @@ member_key)``: composite keys, so that the database itself refused a link across
 and a device as a member. Their targets are two unique indexes on ``objects`` that
 nothing else reads, and SQLite removes every index entry of a row as it deletes it: for a
 million devices those two indexes cost more than half of the objects' ``DELETE``
-(docs/benchmarks.md). PostgreSQL leaves index entries to vacuum, and keeps its keys.
+(measured then: docs/benchmarks.md in git history). PostgreSQL leaves index entries to
+vacuum, and keeps its keys.
 
 On SQLite, both now reference ``objects.id``, the two indexes go, and triggers refuse
 what the composite keys refused (``groupd.store.models.SQLITE_TRIGGERS``; the statements
@@ -23,7 +24,7 @@ are repeated here as they were when this migration was written):
 
 The tables are copied (batch mode), with foreign keys off and all of them checked before
 the commit (``groupd.store.migrate``): 16 s for a million devices with activations on
-the benchmark VM (docs/benchmarks.md).
+the benchmark VM (docs/benchmarks.md in git history).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ On SQLite only; PostgreSQL has a uuid type of its own and does not change.
 
 Every uuid column held 32 hex characters (SQLAlchemy's ``Uuid`` on SQLite). It now holds
 the uuid's 16 bytes as a BLOB (``groupd.store.types.UuidKey``): each uuid in a row and in
-its unique index takes half the room, a database of a million devices with activations
-is a fifth smaller, and deleting them writes that many fewer pages (docs/benchmarks.md).
+its unique index takes half the room, and deleting rows writes that many fewer pages
+(docs/decisions/0002-sqlite-uuids-and-times-as-bytes-and-integers.md).
 The columns keep their declared ``CHAR(32)``: SQLite stores a BLOB as a BLOB whatever a
 column declares, so no table is copied. Blobs sort as their hex spelling does.
 

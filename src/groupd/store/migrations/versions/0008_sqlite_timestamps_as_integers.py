@@ -9,9 +9,10 @@ On SQLite only; PostgreSQL keeps ``timestamptz``.
 SQLAlchemy's ``DateTime`` wrote 26 characters of text on SQLite (``2026-11-25
 16:30:00.123456``). ``groupd.store.types.UTCDateTime`` now keeps an integer of
 microseconds since 1970, UTC: 7 or 8 bytes, in the same order. A device and its activation
-hold three timestamps, so a million of them are about 55 MB smaller, and deleting them
-writes that many fewer pages (docs/benchmarks.md). The columns keep their declared
-``DATETIME``: SQLite stores an integer as an integer there, so no table is copied.
+hold three timestamps, so deleting them writes fewer pages
+(docs/decisions/0002-sqlite-uuids-and-times-as-bytes-and-integers.md). The columns keep
+their declared ``DATETIME``: SQLite stores an integer as an integer there, so no table is
+copied.
 
 The conversion is a function registered on this connection for the migration.
 """

@@ -10,8 +10,8 @@ listed page by page. That took two indexes besides the object's: the unique ``uu
 ``(licence_id, id)``. One unique index on ``(licence_id, uuid)`` now does both: the
 lookups by licence and uuid, and the listing, in uuid order. Uuids are time-ordered
 (version 7, and increasing within a process), so that order is creation order. Each
-activation written or deleted touches one index fewer: deleting a million devices with
-their activations took about 6 % less time on SQLite (docs/benchmarks.md).
+activation written or deleted touches one index fewer
+(docs/decisions/0001-sequential-keys-uuids-on-the-wire.md).
 
 A uuid is now unique within its licence, which is how the API names it; groupd makes
 every uuid itself, so none repeats anyway.
