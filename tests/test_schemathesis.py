@@ -34,6 +34,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -68,6 +69,7 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    positive_data_acceptance,
 ]
 # A Bearer token revoked by ``POST /api/v1/auth/revoke`` must not be the one every other
 # case uses: that operation gets a fresh token per call.

@@ -84,6 +84,9 @@ class QueryParam:
     enum: list[str] | None = None
     minimum: int | None = None
     maximum: int | None = None
+    pattern: str | None = None  # an ECMA regex the value must match (OpenAPI ``pattern``)
+    min_length: int | None = None
+    max_length: int | None = None
 
 
 @dataclass

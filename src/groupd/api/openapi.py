@@ -27,6 +27,7 @@ REASONS = {
     201: "Created",
     202: "Accepted",
     204: "No content",
+    304: "Not modified: If-None-Match names the current ETag",
     400: "Bad request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -121,6 +122,12 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 schema["minimum"] = item.minimum
             if item.maximum is not None:
                 schema["maximum"] = item.maximum
+            if item.pattern is not None:
+                schema["pattern"] = item.pattern
+            if item.min_length is not None:
+                schema["minLength"] = item.min_length
+            if item.max_length is not None:
+                schema["maxLength"] = item.max_length
             params.append(
                 {
                     "name": item.name,
@@ -155,6 +162,11 @@ def _responses(endpoint: Endpoint, ref_of: dict[Any, Any]) -> dict[str, Any]:
         responses["202"] = {"description": "Accepted; still running"}
         if pending:
             responses["202"]["content"] = pending
+    if endpoint.method == "GET" and any(h.name == "If-None-Match" for h in endpoint.headers):
+        responses["304"] = {
+            "description": REASONS[304],
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+        }
     if endpoint.method == "PUT" and endpoint.status == 201:
         responses["204"] = {"description": "Already so"}
     codes = (

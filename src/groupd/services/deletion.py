@@ -40,7 +40,14 @@ from sqlalchemy.orm import aliased
 
 from groupd.errors import DeleteRefused, InvalidInput, NotFound
 from groupd.services import audit
-from groupd.services.common import MAX_KEY, Actor, new_uuid, parse_uuid, system_actor
+from groupd.services.common import (
+    MAX_KEY,
+    Actor,
+    Precondition,
+    new_uuid,
+    parse_uuid,
+    system_actor,
+)
 from groupd.services.groups import check_version, lock_live_group
 from groupd.store.db import UnitOfWork
 from groupd.store.keys import in_keys
@@ -400,7 +407,7 @@ def request_delete(
     group_id: str | UUID,
     release_units: bool,
     dry_run: bool = False,
-    if_match: int | None = None,
+    precondition: Precondition | None = None,
     now: datetime,
 ) -> DeletePlan:
     """Phase 1 of a delete, or its dry run.
@@ -412,7 +419,7 @@ def request_delete(
     actor.require("editor")
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     root = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    check_version(root, if_match)
+    check_version(root, precondition)
     if dry_run:
         impact = measure_impact(
             uow, tenant_id=actor.tenant_id, path=root.path, release_units=release_units

@@ -12,11 +12,12 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from groupd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from groupd.errors import Conflict, InvalidInput, NotFound
 from groupd.services import audit
 from groupd.services.common import (
     Actor,
     Page,
+    Precondition,
     allocate_ids,
     check_limit,
     decode_cursor,
@@ -64,10 +65,6 @@ class GroupView:
     depth: int
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
 
 
 @dataclass(slots=True)
@@ -180,12 +177,10 @@ def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: UUID) -> Gro
     return group
 
 
-def check_version(group: Group, expected: int | None) -> None:
-    """Raise PreconditionFailed when ``If-Match`` named another version of ``group``."""
-    if expected is not None and expected != group.version:
-        raise PreconditionFailed(
-            f"group '{group.uuid}' is at version {group.version}, not {expected}"
-        )
+def check_version(group: Group, precondition: Precondition | None) -> None:
+    """Raise PreconditionFailed when the request's conditions do not hold for ``group``."""
+    if precondition is not None:
+        precondition.check(group.version, what=f"group '{group.uuid}'")
 
 
 def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupView:
@@ -522,13 +517,13 @@ def update_group(
     actor: Actor,
     group_id: str | UUID,
     changes: GroupChanges,
-    if_match: int | None = None,
+    precondition: Precondition | None = None,
     now: datetime,
 ) -> GroupView:
     """Change name, description, values or linked entity; bumps the version (ETag)."""
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    check_version(group, if_match)
+    check_version(group, precondition)
     values: dict[str, Any] = {}
     if changes.name is not _UNSET:
         if group.protected:
@@ -587,7 +582,7 @@ def move_group(
     actor: Actor,
     group_id: str | UUID,
     new_parent_id: str | UUID,
-    if_match: int | None = None,
+    precondition: Precondition | None = None,
     now: datetime,
 ) -> GroupView:
     """Move a subtree under a new parent: two set-based statements, whatever its size.
@@ -602,7 +597,7 @@ def move_group(
         else parse_uuid(new_parent_id, what="group")
     )
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    check_version(group, if_match)
+    check_version(group, precondition)
     if group.parent_id is None:
         raise Conflict(f"'{group.name}' is a root and cannot move", code="protected_group")
     if group.protected:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from groupd.api import conditional
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.native import render
 from groupd.api.native import schemas as s
-from groupd.api.native.common import if_match
+from groupd.api.native.common import CONDITIONS
 from groupd.api.native.surface import NATIVE
 from groupd.api.waiting import wait_for_operation
 from groupd.services import deletion
@@ -21,7 +22,7 @@ async def delete_group(req: ApiRequest) -> Response:
     wait = req.query_float(
         "wait", settings.delete_wait_seconds, minimum=0, maximum=settings.delete_max_wait_seconds
     )
-    expected_version = if_match(req)
+    condition = conditional.precondition(req)
     actor = req.actor
     group_id = req.path_params["id"]
 
@@ -32,7 +33,7 @@ async def delete_group(req: ApiRequest) -> Response:
             group_id=group_id,
             release_units=release,
             dry_run=dry_run,
-            if_match=expected_version,
+            precondition=condition,
             now=req.ctx.clock(),
         )
 
@@ -93,7 +94,7 @@ def endpoints() -> list[Endpoint]:
                 QueryParam("dryRun", "boolean", "only report the impact and blockers"),
                 QueryParam("wait", "number", "seconds to wait for the end before 202"),
             ],
-            headers=[QueryParam("If-Match", "string", "ETag the group must still have")],
+            headers=CONDITIONS,
             errors=(400, 401, 403, 404, 409, 412),
             json_body=False,
         ),
