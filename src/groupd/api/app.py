@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,8 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint, build_route, json_response
@@ -129,20 +130,45 @@ def create_app(
     except ImportError:  # the docs page then shows the raw document link only
         pass
 
+    def allowed_methods(scope: Scope) -> set[str]:
+        """Every method some route serves at this path (RFC 9110 §15.5.6)."""
+        allowed: set[str] = set()
+        for route in routes:
+            matched, _ = route.matches(scope)
+            if matched is Match.NONE:
+                continue
+            if isinstance(route, Route) and route.methods:
+                allowed |= route.methods
+            elif isinstance(route, Mount):  # the docs page's static files
+                allowed |= {"GET", "HEAD"}
+        return allowed
+
+    # Paths no route serves, or methods a path does not serve, answer in the form of the
+    # surface whose prefix the path has (ESET's google.rpc.Status under /v1/); the
+    # native problem+json everywhere else.
+    prefixed: dict[str, Callable[..., Response]] = {
+        prefix: surface.render_http_error  # type: ignore[attr-defined]
+        for surface in {id(e.surface): e.surface for e in endpoints}.values()
+        for prefix in getattr(surface, "http_prefixes", ())
+    }
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         request_id = request.scope.get("state", {}).get("request_id", "")
+        headers = dict(exc.headers or {})
+        detail = str(exc.detail)
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(sorted(allowed_methods(request.scope)))
+            detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        elif exc.status_code == 404:
+            detail = f"no resource at {request.url.path}"
+        for prefix, render in prefixed.items():
+            if request.url.path.startswith(prefix):
+                return render(exc.status_code, detail, headers=headers)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = problem(
-            exc.status_code,
-            str(exc.detail),
-            code,
-            f"{request.method} {request.url.path}: {exc.detail}",
-            request_id,
-        )
-        return json_response(
-            body, exc.status_code, media_type=PROBLEM, headers=dict(exc.headers or {})
-        )
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        body = problem(exc.status_code, title, code, detail, request_id)
+        return json_response(body, exc.status_code, media_type=PROBLEM, headers=headers)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:

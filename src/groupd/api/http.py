@@ -14,6 +14,7 @@ import base64
 import binascii
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -87,6 +89,9 @@ class QueryParam:
     pattern: str | None = None  # an ECMA regex the value must match (OpenAPI ``pattern``)
     min_length: int | None = None
     max_length: int | None = None
+    items: dict[str, Any] | None = None  # for an ``array`` (a repeated parameter)
+    min_items: int | None = None
+    max_items: int | None = None
 
 
 @dataclass
@@ -252,7 +257,7 @@ class ApiRequest:
         try:
             return decoder.decode(self.body)  # type: ignore[no-any-return]
         except msgspec.ValidationError as error:
-            raise InvalidInput(f"invalid body: {error}") from None
+            raise InvalidInput(f"invalid body: {error}", field=_field_of(error)) from None
         except msgspec.DecodeError as error:
             raise InvalidInput(f"the body is not valid JSON: {error}") from None
         except UnicodeDecodeError:
@@ -296,6 +301,21 @@ class ApiRequest:
                 return result
 
         return await run_in_threadpool(retry_transient, run_once)
+
+
+# msgspec names the place of a validation error as a JSON path at the end of its message
+# (``... - at `$.group.parentGroupUuid```), and an unknown or missing field by name.
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED = re.compile(r"(?:unknown field|missing required field) `([^`]+)`")
+
+
+def _field_of(error: msgspec.ValidationError) -> str | None:
+    """The body field a validation error is about, as a dotted path (``group.foo``)."""
+    message = str(error)
+    at = _AT.search(message)
+    named = _NAMED.search(message)
+    parts = [part for part in (at.group(1) if at else "", named.group(1) if named else "") if part]
+    return ".".join(parts) or None
 
 
 TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
@@ -382,6 +402,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class SegmentConvertor(Convertor[str]):
+    """A path parameter stops at ``/`` and at ``:``, so ``/v1/devices/{uuid}`` does not
+    swallow ``/v1/devices/<uuid>:move``, the custom methods the vendors' APIs use."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segment", SegmentConvertor())
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def route_path(path: str) -> str:
+    """A declared path as Starlette routes it: every parameter one segment, no colon."""
+    return _PARAM.sub(r"{\1:segment}", path)
+
+
 def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
     """A Starlette route that runs ``endpoint`` with its surface's rules."""
     surface = endpoint.surface
@@ -444,4 +486,4 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
                 req = ApiRequest(request, endpoint, ctx, b"")
             return surface.render_internal_error(req)
 
-    return Route(endpoint.path, asgi_endpoint, methods=[endpoint.method], name=None)
+    return Route(route_path(endpoint.path), asgi_endpoint, methods=[endpoint.method], name=None)

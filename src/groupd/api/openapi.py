@@ -128,6 +128,12 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 schema["minLength"] = item.min_length
             if item.max_length is not None:
                 schema["maxLength"] = item.max_length
+            if item.items is not None:
+                schema["items"] = item.items
+            if item.min_items is not None:
+                schema["minItems"] = item.min_items
+            if item.max_items is not None:
+                schema["maxItems"] = item.max_items
             params.append(
                 {
                     "name": item.name,

@@ -528,7 +528,9 @@ def update_group(
     if changes.name is not _UNSET:
         if group.protected:
             raise Conflict(
-                f"'{group.name}' is a built-in group and keeps its name", code="protected_group"
+                f"'{group.name}' is a built-in group and keeps its name",
+                code="protected_group",
+                group=str(group.uuid),
             )
         values["name"] = clean_name(changes.name)
     if changes.description is not _UNSET:
@@ -599,15 +601,23 @@ def move_group(
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
     check_version(group, precondition)
     if group.parent_id is None:
-        raise Conflict(f"'{group.name}' is a root and cannot move", code="protected_group")
+        raise Conflict(
+            f"'{group.name}' is a root and cannot move",
+            code="protected_group",
+            group=str(group.uuid),
+        )
     if group.protected:
         raise Conflict(
-            f"'{group.name}' is a built-in group and stays where it is", code="protected_group"
+            f"'{group.name}' is a built-in group and stays where it is",
+            code="protected_group",
+            group=str(group.uuid),
         )
     parent = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=parent_key)
     if parent.path.startswith(group.path):
         raise Conflict(
-            "a group cannot move under itself or its own descendants", code="move_into_self"
+            "a group cannot move under itself or its own descendants",
+            code="move_into_self",
+            group=str(parent.uuid),
         )
     if parent.kind != group.kind:
         raise InvalidInput(

@@ -94,6 +94,18 @@ class EsetDeviceResponse(Out):
     device: EsetDevice
 
 
+class EsetDeviceList(Out):
+    devices: list[EsetDevice]
+
+
+class EsetMoveDeviceRequest(In):
+    new_parent_uuid: str
+
+
+class EsetRenameDeviceRequest(In):
+    display_name: str
+
+
 class EsetActiveProductIn(In):
     product: str
     units: int = 1
