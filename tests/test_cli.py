@@ -92,6 +92,7 @@ def test_serve_bootstraps_and_token_create_works_as_bearer(
     assert unauthenticated.status_code == 401
     docs = httpx.get(f"{base}/docs")
     assert docs.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in docs.text
+    assert httpx.get(f"{base}/docs/init.js").status_code == 200
     assert httpx.get(f"{base}/docs/static/swagger-ui-bundle.js").status_code == 200
     assert httpx.get(f"{base}/metrics").text.count("groupd_http_requests_total") > 0
 

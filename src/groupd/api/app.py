@@ -14,11 +14,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from groupd.api import docs
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint, build_route, json_response
 from groupd.api.middleware import Metrics, RequestContextMiddleware
@@ -33,14 +33,6 @@ from groupd.api.openapi import build_openapi
 from groupd.settings import Settings, get_settings
 
 log = logging.getLogger("groupd.api")
-
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>groupd API</title>
-<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
-<body><div id="ui"></div>
-<script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-</body></html>"""
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -110,25 +102,14 @@ def create_app(
     async def openapi_endpoint(_: Request) -> Response:
         return json_response(openapi)
 
-    async def docs(_: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE)
-
     routes: list[BaseRoute] = [build_route(endpoint, ctx) for endpoint in endpoints]
     routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+        *docs.routes(),
     ]
-    try:
-        import swagger_ui_bundle
-
-        routes.append(
-            Mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path))
-        )
-    except ImportError:  # the docs page then shows the raw document link only
-        pass
 
     def allowed_methods(scope: Scope) -> set[str]:
         """Every method some route serves at this path (RFC 9110 §15.5.6)."""
