@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from groupd import __version__
+from groupd.api import text_rules
 from groupd.api.http import Endpoint
 
 PROBLEM_SCHEMA = {
@@ -55,6 +56,13 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         ordered, ref_template="#/components/schemas/{name}"
     )
+    for kind in _struct_types():
+        # Rules between fields (``if``/``then``) that no field's type can state.
+        extra = getattr(kind, "OPENAPI_RULES", None)
+        if extra and kind.__name__ in components:
+            components[kind.__name__].update(extra)
+    components = text_rules.apply(components)
+    components.update(text_rules.components())
     ref_of: dict[Any, Any] = dict(zip(ordered, schemas, strict=True))
     for endpoint in documented:
         if isinstance(endpoint.response, tuple):
@@ -75,6 +83,11 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": ref_of[endpoint.body]}},
             }
+        elif endpoint.form is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": endpoint.form}},
+            }
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     components["Problem"] = PROBLEM_SCHEMA
     return {
@@ -90,10 +103,41 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},
+                # The two OAuth 2 token endpoints (form-encoded, RFC 6749): ESET's
+                # password grant and AppViewX's client-credentials service token.
+                "esetPassword": {
+                    "type": "oauth2",
+                    "flows": {
+                        "password": {
+                            "tokenUrl": "/oauth/token",
+                            "refreshUrl": "/oauth/token",
+                            "scopes": {},
+                        }
+                    },
+                },
+                "appviewxClient": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/avxapi/acctmgmt-get-service-token",
+                            "scopes": {},
+                        }
+                    },
+                },
             },
         },
         "security": [{"bearer": []}, {"basic": []}],
     }
+
+
+def _struct_types() -> list[type[msgspec.Struct]]:
+    found: list[type[msgspec.Struct]] = []
+    pending = [msgspec.Struct]
+    while pending:
+        for kind in pending.pop().__subclasses__():
+            found.append(kind)
+            pending.append(kind)
+    return found
 
 
 def _operation_id(endpoint: Endpoint) -> str:
@@ -104,14 +148,19 @@ def _operation_id(endpoint: Endpoint) -> str:
 # Path parameters that name a resource by UUID: ``{id}``, ``{objectId}``, ``{groupUuid}``.
 # Case matters: OAA's ``{groupid}`` is a name or a number, not a UUID.
 UUID_PARAM = re.compile(r"^id$|Id$|Uuid$")
+# RFC 3986's unreserved and sub-delimiter characters, which need no percent-encoding; no
+# ":" (``http.route_path``: it starts a custom method). The server reads more (a name
+# percent-encoded); the document names what a client can send as it is.
+PATH_SEGMENT = "^[A-Za-z0-9._~!$&'()*+,;=@-]+$"
 
 
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in re.findall(r"{(\w+)}", endpoint.path):
-        path_schema: dict[str, Any] = {"type": "string"}
+        # One path segment, and no ":" (``http.route_path``: it starts a custom method).
+        path_schema: dict[str, Any] = {"type": "string", "pattern": PATH_SEGMENT}
         if UUID_PARAM.search(name):
-            path_schema["format"] = "uuid"
+            path_schema = {"type": "string", "format": "uuid"}
         params.append({"name": name, "in": "path", "required": True, "schema": path_schema})
     for where, items in (("query", endpoint.query), ("header", endpoint.headers)):
         for item in items:
@@ -122,6 +171,8 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 schema["minimum"] = item.minimum
             if item.maximum is not None:
                 schema["maximum"] = item.maximum
+            if item.format is not None:
+                schema["format"] = item.format
             if item.pattern is not None:
                 schema["pattern"] = item.pattern
             if item.min_length is not None:

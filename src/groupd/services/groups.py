@@ -538,7 +538,11 @@ def update_group(
     new_values = group.values
     if changes.values is not _UNSET or changes.add_values or changes.remove_values:
         if group.kind != "policy" or group.value_type is None:
-            raise InvalidInput("only policy groups have values", field="values")
+            raise Conflict(
+                f"only policy groups have values; '{group.name}' is a {group.kind} group",
+                code="not_a_policy_group",
+                group=str(group.uuid),
+            )
         base = group.values or []
         if changes.values is not _UNSET:
             base = parse_values(group.value_type, changes.values or [])

@@ -333,9 +333,10 @@ def _insert_objects(
         if home is None:
             raise NotFound(f"no group '{spec.home_group_uuid}'")
         if home.kind != "static":
-            raise InvalidInput(
+            raise Conflict(
                 f"objects live in static groups; '{spec.home_group_uuid}' is a {home.kind} group",
-                field="homeGroupId",
+                code="not_a_static_group",
+                group=str(spec.home_group_uuid),
             )
     ids = allocate_ids(uow, "objects", len(specs))
     uuids = [spec.uuid or new_uuid() for spec in specs]
@@ -431,7 +432,7 @@ def update_object(
         changes["name"] = clean_name(name)
     if status is not _UNSET:
         if obj.kind != "user":
-            raise InvalidInput("only users have a status", field="status")
+            raise Conflict("only users have a status; the object is a device", code="not_a_user")
         if status not in USER_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(USER_STATUSES)}", field="status")
         changes["status"] = status
@@ -474,7 +475,11 @@ def move_object(
     if home is None:
         raise NotFound(f"no group '{group_id}'")
     if home.kind != "static":
-        raise InvalidInput("objects live in static groups", field="groupId")
+        raise Conflict(
+            f"objects live in static groups; '{key}' is a {home.kind} group",
+            code="not_a_static_group",
+            group=str(key),
+        )
     uow.session.execute(
         update(DirectoryObject)
         .where(DirectoryObject.id == obj.id)

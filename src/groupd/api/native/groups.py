@@ -151,7 +151,7 @@ def endpoints() -> list[Endpoint]:
             response=s.GroupPage,
             tags=tags,
             query=[
-                QueryParam("parentId", description="children of this group"),
+                QueryParam("parentId", description="children of this group", format="uuid"),
                 QueryParam("kind", enum=["static", "user", "policy"]),
                 QueryParam("name", description="exact name"),
                 *PAGING,

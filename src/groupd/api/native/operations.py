@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from starlette.responses import Response
 
 from groupd.api import conditional
@@ -19,8 +21,11 @@ async def delete_group(req: ApiRequest) -> Response:
     settings = req.ctx.settings
     release = req.query_bool("releaseConsumedUnits", False)
     dry_run = req.query_bool("dryRun", False)
-    wait = req.query_float(
-        "wait", settings.delete_wait_seconds, minimum=0, maximum=settings.delete_max_wait_seconds
+    # Longer than the server allows is capped, not refused: a bound a client cannot
+    # know from the document (it is a setting) must not turn a request into a 400.
+    wait = min(
+        req.query_float("wait", settings.delete_wait_seconds, minimum=0, maximum=math.inf),
+        settings.delete_max_wait_seconds,
     )
     condition = conditional.precondition(req)
     actor = req.actor
@@ -92,7 +97,13 @@ def endpoints() -> list[Endpoint]:
                     "return the units of every deleted object's activations",
                 ),
                 QueryParam("dryRun", "boolean", "only report the impact and blockers"),
-                QueryParam("wait", "number", "seconds to wait for the end before 202"),
+                QueryParam(
+                    "wait",
+                    "number",
+                    "seconds to wait for the end before 202; capped at the server's "
+                    "GROUPD_DELETE_MAX_WAIT_SECONDS",
+                    minimum=0,
+                ),
             ],
             headers=CONDITIONS,
             errors=(400, 401, 403, 404, 409, 412),
