@@ -144,7 +144,15 @@ class GroupBatchOut(Out):
 class ActivationIn(In):
     units: Units = 1
     license_id: Uuid | None = None
-    product: str | None = None
+    product: Name | None = None
+
+    # ``services.licensing``: an activation names its licence, or the licence's product.
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["licenseId"], "properties": {"licenseId": {"type": "string"}}},
+            {"required": ["product"], "properties": {"product": {"type": "string"}}},
+        ]
+    }
 
 
 class ObjectCreate(In):
