@@ -93,21 +93,19 @@ class OaaGroupCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     values: WireValues = None
     groupid: str | None = None  # Oracle's schema lists it; the server makes the id
 
-    # The values each group type takes (``values.PARSERS``).
+    # The values each group type takes (``values.PARSERS``), one variant per type.
     OPENAPI_RULES: ClassVar[dict[str, Any]] = {
-        "allOf": [
+        "anyOf": [
             {
-                "if": {"properties": {"grouptype": {"const": name}}},
-                "then": {
-                    "properties": {
-                        "values": {
-                            "anyOf": [
-                                {"type": "null"},
-                                {"type": "array", "items": VALUE_SCHEMAS[value_type]},
-                            ]
-                        }
-                    }
-                },
+                "properties": {
+                    "grouptype": {"const": name},
+                    "values": {
+                        "anyOf": [
+                            {"type": "null"},
+                            {"type": "array", "items": VALUE_SCHEMAS[value_type]},
+                        ]
+                    },
+                }
             }
             for name, value_type in GROUP_TYPE_VALUES.items()
         ]
