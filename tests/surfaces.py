@@ -49,7 +49,7 @@ REVOKING = {"native:POST /api/v1/auth/revoke"}
 CREDENTIAL_KINDS = ("none", "bad", "expired", "viewer", "editor", "admin")
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 # Routes every surface serves without credentials by design (health, metrics, docs).
-OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/init.js")
 CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
 KINDS = ("static", "user_group", "policy", "device", "user", "licence", "activation", "operation")
 

@@ -70,8 +70,10 @@ def refused_by_state(response: Any, case: schemathesis.Case) -> bool:
     (like a 404 for an id that names nothing), and the vendors' own statuses for a state
     that refuses (ESET files a guard or a protected group under 400 with a
     google.rpc.PreconditionFailure, as its seed does; AppViewX's seed names its codes)."""
-    if response.status_code == 412 and case.headers and (
-        {"If-Match", "If-None-Match"} & set(case.headers)
+    if (
+        response.status_code == 412
+        and case.headers
+        and ({"If-Match", "If-None-Match"} & set(case.headers))
     ):
         return True
     if response.status_code not in (400, 405):

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from groupd.errors import Conflict, InvalidInput, NotFound
+from groupd.errors import Conflict, InvalidInput, NotFound, ValuesDoNotFit
 from groupd.services import audit
 from groupd.services.common import (
     Actor,
@@ -175,6 +175,19 @@ def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: UUID) -> Gro
     if group is None:
         raise NotFound(f"no group '{group_uuid}'")
     return group
+
+
+def _values_of(group: Group, given: list[str]) -> list[str]:
+    """``given`` parsed as ``group``'s valueType; ValuesDoNotFit names both if not."""
+    assert group.value_type is not None
+    try:
+        return parse_values(group.value_type, given)
+    except InvalidInput as error:
+        raise ValuesDoNotFit(
+            f"{error.detail}: group '{group.name}' holds {group.value_type} values",
+            field="values",
+            group=str(group.uuid),
+        ) from None
 
 
 def check_version(group: Group, precondition: Precondition | None) -> None:
@@ -545,8 +558,8 @@ def update_group(
             )
         base = group.values or []
         if changes.values is not _UNSET:
-            base = parse_values(group.value_type, changes.values or [])
-        added = parse_values(group.value_type, changes.add_values)
+            base = _values_of(group, changes.values or [])
+        added = _values_of(group, changes.add_values)
         # Removing a value that is not there is ignored; removals are compared normalised
         # where they parse, verbatim where they do not.
         removed = set()
