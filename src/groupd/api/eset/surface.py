@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from groupd.api import wire
 from groupd.api.auth import bearer_account
 from groupd.api.http import ApiRequest, json_response
 from groupd.errors import (
@@ -118,7 +119,7 @@ def _subject(error: Conflict) -> str:
 
 def _precondition_failure(error: Conflict) -> list[dict[str, Any]]:
     """google.rpc.PreconditionFailure: one violation per blocking group (or the rule)."""
-    blockers: list[dict[str, Any]] = error.extra.get("blockers") or []
+    blockers = wire.error_extra(error.extra).get("blockers") or []
     violations = [
         {
             "type": str(blocker["rule"]).upper(),

@@ -6,14 +6,14 @@ import math
 
 from starlette.responses import Response
 
-from groupd.api import conditional
+from groupd.api import conditional, wire
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.native import render
 from groupd.api.native import schemas as s
 from groupd.api.native.common import CONDITIONS
 from groupd.api.native.surface import NATIVE
 from groupd.api.waiting import wait_for_operation
-from groupd.services import deletion
+from groupd.services import deletion, operations
 from groupd.store.db import UnitOfWork
 
 
@@ -48,7 +48,7 @@ async def delete_group(req: ApiRequest) -> Response:
             s.DeletePreview(
                 dry_run=True,
                 group=s.TargetOut(id=str(plan.group_uuid), name=plan.group_name),
-                impact=plan.impact.as_dict(),
+                impact=wire.impact(plan.impact),
             )
         )
     assert plan.operation_uuid is not None
@@ -70,7 +70,7 @@ async def delete_group(req: ApiRequest) -> Response:
 
 
 def get_operation(req: ApiRequest) -> Response:
-    view = deletion.get_operation(
+    view = operations.get_operation(
         req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
     )
     return json_response(render.operation(view))
