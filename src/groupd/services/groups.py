@@ -236,10 +236,11 @@ def _insert_groups(
                 raise NotFound(f"no group '{spec.parent_uuid}' (named by {where})")
             parent_id, parent_path, parent_kind, parent_depth = parent
             if parent_kind != spec.kind:
-                raise InvalidInput(
-                    f"a {spec.kind} group cannot live under a {parent_kind} group",
-                    field="parentId",
-                )
+                message = f"a {spec.kind} group cannot live under a {parent_kind} group"
+                if spec.parent_uuid in in_batch:  # the request contradicts itself
+                    raise InvalidInput(message, field="parentId")
+                # an existing parent: its kind is the state that refuses
+                raise Conflict(message, code="parent_kind_differs", group=str(spec.parent_uuid))
             path = child_path(parent_path, group_id)
             depth = parent_depth + 1
         in_batch[group_uuid] = (group_id, path, spec.kind, depth)
@@ -426,8 +427,10 @@ def move_group(
             group=str(parent.uuid),
         )
     if parent.kind != group.kind:
-        raise InvalidInput(
-            f"a {group.kind} group cannot live under a {parent.kind} group", field="parentId"
+        raise Conflict(
+            f"a {group.kind} group cannot live under a {parent.kind} group",
+            code="parent_kind_differs",
+            group=str(parent.uuid),
         )
     if parent.id != group.parent_id:
         _move_subtree(uow, actor=actor, group=group, parent=parent, now=now)
