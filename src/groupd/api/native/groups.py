@@ -150,6 +150,7 @@ def endpoints() -> list[Endpoint]:
             summary="List groups",
             response=s.GroupPage,
             tags=tags,
+            inline=True,
             query=[
                 QueryParam("parentId", description="children of this group", format="uuid"),
                 QueryParam("kind", enum=["static", "user", "policy"]),
@@ -167,6 +168,7 @@ def endpoints() -> list[Endpoint]:
             tags=tags,
             headers=CONDITIONS,
             errors=(400, 401, 403, 404, 412),
+            inline=True,
         ),
         Endpoint(
             "PATCH",
