@@ -92,10 +92,17 @@ def refused_by_state(response: Any, case: schemathesis.Case) -> bool:
     return body.get("appStatusCode") in APPVIEWX_STATE_CODES
 
 
+# The SCIM face arrived on main after the document was made to state what the server
+# enforces; its operations (filters, PATCH operations, required attributes) are not yet
+# stated precisely, so positive-data acceptance does not hold them yet. Every other
+# check does.
+POSITIVE_DATA_PENDING = re.compile(r"^/scim/v2/")
+
+
 def positive_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
     """schemathesis's positive-data acceptance: a request the document allows is not
     refused as bad input; state refusals (``refused_by_state``) excepted."""
-    if refused_by_state(response, case):
+    if refused_by_state(response, case) or POSITIVE_DATA_PENDING.match(case.path):
         return None
     return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
 

@@ -138,15 +138,14 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        if request.url.path.startswith(SCIM_BASE + "/"):
-            return scim_http_error(
-                request.url.path, exc.status_code, str(exc.detail), dict(exc.headers or {})
-            )
         request_id = request.scope.get("state", {}).get("request_id", "")
         headers = dict(exc.headers or {})
         detail = str(exc.detail)
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(sorted(allowed_methods(request.scope)))
+        if request.url.path.startswith(SCIM_BASE + "/"):
+            return scim_http_error(request.url.path, exc.status_code, detail, headers)
+        if exc.status_code == 405:
             detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
         elif exc.status_code == 404:
             detail = f"no resource at {request.url.path}"

@@ -448,11 +448,19 @@ class SegmentConvertor(Convertor[str]):
 
 register_url_convertor("segment", SegmentConvertor())
 _PARAM = re.compile(r"{(\w+)}")
+# Path parameters that name a resource by UUID: ``{id}``, ``{objectId}``, ``{groupUuid}``.
+# Case matters: OAA's ``{groupid}`` is a name or a number, SCIM's ``{schema}`` a URN.
+UUID_PARAM = re.compile(r"^id$|Id$|Uuid$")
 
 
 def route_path(path: str) -> str:
-    """A declared path as Starlette routes it: every parameter one segment, no colon."""
-    return _PARAM.sub(r"{\1:segment}", path)
+    """A declared path as Starlette routes it: a UUID parameter is one segment without a
+    colon, so that it never swallows a custom method; others (a SCIM schema URN) may
+    hold colons."""
+    return _PARAM.sub(
+        lambda m: f"{{{m.group(1)}:segment}}" if UUID_PARAM.search(m.group(1)) else m.group(0),
+        path,
+    )
 
 
 def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:

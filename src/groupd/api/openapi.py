@@ -9,7 +9,7 @@ import msgspec
 
 from groupd import __version__
 from groupd.api import text_rules
-from groupd.api.http import Endpoint
+from groupd.api.http import UUID_PARAM, Endpoint
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -146,9 +146,6 @@ def _operation_id(endpoint: Endpoint) -> str:
     return endpoint.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 
-# Path parameters that name a resource by UUID: ``{id}``, ``{objectId}``, ``{groupUuid}``.
-# Case matters: OAA's ``{groupid}`` is a name or a number, not a UUID.
-UUID_PARAM = re.compile(r"^id$|Id$|Uuid$")
 # RFC 3986's unreserved and sub-delimiter characters, which need no percent-encoding; no
 # ":" (``http.route_path``: it starts a custom method). The server reads more (a name
 # percent-encoded); the document names what a client can send as it is.
