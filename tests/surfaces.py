@@ -49,7 +49,15 @@ REVOKING = {"native:POST /api/v1/auth/revoke", "console:POST /console/sign-out"}
 CREDENTIAL_KINDS = ("none", "bad", "expired", "viewer", "editor", "admin")
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 # Routes every surface serves without credentials by design (health, metrics, docs).
-OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/console")
+OPEN_ROUTES = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/init.js",
+    "/console",
+)
 CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
 KINDS = (
     "static",

@@ -92,6 +92,7 @@ def test_serve_bootstraps_and_token_create_works_as_bearer(
     assert unauthenticated.status_code == 401
     docs = httpx.get(f"{base}/docs")
     assert docs.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in docs.text
+    assert httpx.get(f"{base}/docs/init.js").status_code == 200
     assert httpx.get(f"{base}/docs/static/swagger-ui-bundle.js").status_code == 200
     assert httpx.get(f"{base}/metrics").text.count("groupd_http_requests_total") > 0
 
@@ -168,7 +169,15 @@ def test_tenant_account_and_remote_delete(served: tuple[str, dict[str, str], str
     assert "released" in preview.stdout
     done = run_cli("groups", "delete", group["id"], "--release-units", env=cli_env)
     assert done.returncode == 0, done.stderr
-    assert "'devices': 4" in done.stdout
+    # the result reads as the dry run's table does: one row per kind, counts aligned
+    rows = {
+        cells[0]: cells[1]
+        for line in done.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 2
+    }
+    assert rows["devices"] == "4" and rows["groups"] == "1" and rows["activations"] == "4"
+    assert rows["units released"] == "4" and rows["units kept consumed"] == "0"
+    assert "{" not in done.stdout and f"Deleted group {group['id']}" in done.stdout
     gone = httpx.get(f"{base}/api/v1/groups/{group['id']}", headers=headers)
     assert gone.status_code == 404
     licences = httpx.get(f"{base}/api/v1/licenses", headers=headers).json()["items"]

@@ -149,3 +149,32 @@ def test_policy_groups_validate_values(
     assert bad.status_code == 400
     assert "10.0.0.300" in bad.json()["detail"]
     assert_invariants(db)
+
+
+def test_values_that_do_not_fit_the_groups_type_conflict_with_it(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    h = acme.editor.headers
+    ips = client.post(
+        "/api/v1/groups",
+        json={"name": "Blocked", "kind": "policy", "valueType": "ip", "values": ["10.0.0.1"]},
+        headers=h,
+    ).json()
+    url = f"/api/v1/groups/{ips['id']}"
+    # the request is well formed: the group's valueType, its state, refuses the value
+    refused = client.patch(url, json={"values": ["not-an-ip"]}, headers=h)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "values_do_not_fit" and "ip" in refused.json()["detail"]
+    # a static group has no values at all
+    plain = make_group(client, h, acme.root_id, "Plain")
+    no_values = client.patch(f"/api/v1/groups/{plain['id']}", json={"values": ["x"]}, headers=h)
+    assert no_values.status_code == 409 and no_values.json()["code"] == "not_a_policy_group"
+    # in a create, the type is in the same request: bad input
+    bad = client.post(
+        "/api/v1/groups",
+        json={"name": "B", "kind": "policy", "valueType": "ip", "values": ["nope"]},
+        headers=h,
+    )
+    assert bad.status_code == 400
+    assert client.get(url, headers=h).json()["values"] == ["10.0.0.1"]
+    assert_invariants(db)

@@ -45,7 +45,9 @@ def test_objects_create_get_move_status(
     )
     assert inactive.json()["status"] == "inactive"
     bad = client.patch(f"/api/v1/objects/{device['id']}", json={"status": "inactive"}, headers=h)
-    assert bad.status_code == 400 and "status" in bad.json()["detail"]
+    # the object's kind is its state: a device has no status to set
+    assert bad.status_code == 409 and "status" in bad.json()["detail"]
+    assert bad.json()["code"] == "not_a_user"
     duplicate = client.post(
         "/api/v1/objects",
         json={"kind": "user", "name": "Alice 2", "loginName": "alice", "homeGroupId": a["id"]},
@@ -57,7 +59,8 @@ def test_objects_create_get_move_status(
         json={"kind": "device", "name": "x", "homeGroupId": acme.admin_group_id},
         headers=h,
     )
-    assert into_user_group.status_code == 400
+    assert into_user_group.status_code == 409
+    assert into_user_group.json()["code"] == "not_a_static_group"
     assert_invariants(db)
 
 
@@ -104,7 +107,7 @@ def test_memberships(client: TestClient, acme: TenantFixture, db: Database) -> N
     again = client.delete(f"/api/v1/groups/{teams[0]['id']}/members/{alice['id']}", headers=h)
     assert again.status_code == 404
     static = client.put(f"/api/v1/groups/{home['id']}/members/{alice['id']}", headers=h)
-    assert static.status_code == 400
+    assert static.status_code == 409 and static.json()["code"] == "not_a_user_group"
     assert_invariants(db)
 
 

@@ -34,6 +34,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -57,17 +58,64 @@ POSITIVE_EXAMPLES = int(os.environ.get("GROUPD_FUZZ_EXAMPLES", "8"))
 NEGATIVE_EXAMPLES = max(POSITIVE_EXAMPLES // 2, 1)
 STATEFUL_SCENARIOS = 2 * POSITIVE_EXAMPLES
 STATEFUL_STEPS = 8
-# "No 5xx, no answer that breaks the schema". Schemathesis's other default checks judge
-# how precise the document is. ``positive_data_acceptance`` stays off: requests the schema
-# allows are still refused with 400 where no JSON Schema can say why (a ``cursor`` must be
-# one the server issued) or where the document does not state the rule (name characters,
-# password length, ``since`` as ISO 8601, ``341.0`` as an integer); it is not a server fault.
+PAGE_TOKENS = ("cursor", "pageToken")
+PRECONDITION_FAILURE = "type.googleapis.com/google.rpc.PreconditionFailure"
+# AppViewX's documented refusals of a delete by the group's state (its seed page).
+APPVIEWX_STATE_CODES = frozenset({"RBAC_US_019", "RBAC_US_015"})
+
+
+def refused_by_state(response: Any, case: schemathesis.Case) -> bool:
+    """A refusal that comes from the directory's state, not from the request's data, in
+    a form the schema cannot foresee: 412 for an ``If-Match`` naming another version
+    (like a 404 for an id that names nothing), and the vendors' own statuses for a state
+    that refuses (ESET files a guard or a protected group under 400 with a
+    google.rpc.PreconditionFailure, as its seed does; AppViewX's seed names its codes)."""
+    if (
+        response.status_code == 412
+        and case.headers
+        and ({"If-Match", "If-None-Match"} & set(case.headers))
+    ):
+        return True
+    if response.status_code not in (400, 405):
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    details = body.get("details")
+    if isinstance(details, list) and any(
+        isinstance(d, dict) and d.get("@type") == PRECONDITION_FAILURE for d in details
+    ):
+        return True
+    return body.get("appStatusCode") in APPVIEWX_STATE_CODES
+
+
+# The SCIM face arrived on main after the document was made to state what the server
+# enforces; its operations (filters, PATCH operations, required attributes) are not yet
+# stated precisely, so positive-data acceptance does not hold them yet. Every other
+# check does.
+POSITIVE_DATA_PENDING = re.compile(r"^/scim/v2/")
+
+
+def positive_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """schemathesis's positive-data acceptance: a request the document allows is not
+    refused as bad input; state refusals (``refused_by_state``) excepted."""
+    if refused_by_state(response, case) or POSITIVE_DATA_PENDING.match(case.path):
+        return None
+    return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
+
+
+# "No 5xx, no answer that breaks the schema, no request the document allows refused as
+# bad input": the document states what the server enforces (docs/decisions/0022).
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    positive_data_accepted,
 ]
 # A Bearer token revoked by ``POST /api/v1/auth/revoke`` must not be the one every other
 # case uses: that operation gets a fresh token per call.
@@ -159,6 +207,7 @@ class Tally:
     cases: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
+    issued: set[str] = field(default_factory=set)  # page tokens the server answered with
 
     def record(self, label: str, status: int) -> None:
         self.cases[label] += 1
@@ -223,9 +272,15 @@ def call_with_credentials(
     Every answer is checked; the last one is returned.
     """
     response = None
+    if case.meta is not None and case.meta.generation.mode.is_positive and case.query:
+        # A page token is opaque: the only valid ones are those the server issued.
+        for name in PAGE_TOKENS:
+            if name in case.query and case.query[name] not in tally.issued:
+                del case.query[name]
     for headers in credentials.tried_in_turn(label):
         response = case.call(headers=headers)
         tally.record(label, response.status_code)
+        remember_page_tokens(response, tally)
         try:
             case.validate_response(response, checks=checks)
         except BaseException as error:  # FailureGroup is an exception group
@@ -233,6 +288,17 @@ def call_with_credentials(
         if response.status_code != 401:
             break
     return response
+
+
+def remember_page_tokens(response: Any, tally: Tally) -> None:
+    try:
+        body = response.json()
+    except ValueError:
+        return
+    if isinstance(body, dict):
+        for name in ("nextCursor", "nextPageToken"):
+            if isinstance(body.get(name), str):
+                tally.issued.add(body[name])
 
 
 def settle(db: Database, timeout: float = 30.0) -> None:

@@ -286,8 +286,7 @@ def groups_delete(
     result = body.get("result") or {}
     if body["state"] != "succeeded":
         _fail(f"operation ended {body['state']}: {result}")
-    deleted = (result.get("body") or {}).get("deleted", {})
-    out.print(f"deleted: {deleted}")
+    _print_result(result.get("body") or {})
 
 
 def _follow(client: Any, operation_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -340,6 +339,20 @@ def _print_impact(body: dict[str, Any]) -> None:
             detail = blocker.get("linkedEntityType") or blocker.get("activeMembers") or ""
             blockers.add_row(blocker["rule"], blocker["groupName"], str(detail))
         out.print(blockers)
+
+
+def _print_result(body: dict[str, Any]) -> None:
+    """What a finished delete removed, in the same table as the dry run's impact."""
+    deleted = body.get("deleted") or {}
+    out.print(f"Deleted group {body.get('groupId', '')}:")
+    table = Table()
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("groups", "devices", "users", "memberships", "activations"):
+        table.add_row(key, f"{deleted.get(key, 0):,}")
+    table.add_row("units released", f"{body.get('unitsReleased', 0):,}")
+    table.add_row("units kept consumed", f"{body.get('unitsKeptConsumed', 0):,}")
+    out.print(table)
 
 
 def main() -> None:

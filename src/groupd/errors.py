@@ -98,3 +98,11 @@ class UnsupportedMediaType(InvalidInput):
 
 class NotAcceptable(InvalidInput):
     code = "not_acceptable"
+
+
+class ValuesDoNotFit(InvalidInput):
+    """Values that do not parse as the valueType of the group they are for. Bad input
+    to a vendor face that names the type in the same call; the native API, where the
+    type is the group's state, answers it as a conflict with that state."""
+
+    code = "values_do_not_fit"

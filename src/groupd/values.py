@@ -15,7 +15,7 @@ NAME_MAX = 255
 DESCRIPTION_MAX = 2000
 VALUE_MAX = 1024
 # Control, format (zero-width, bidi overrides), surrogate, private-use and unassigned.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 _USER_ID = re.compile(r"[^\s]{1,255}")
 _ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,127}")
 
@@ -25,7 +25,7 @@ def _clean_text(value: str, *, field: str, max_length: int, allow_newlines: bool
     for char in text:
         if allow_newlines and char in "\n\t":
             continue
-        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+        if unicodedata.category(char) in FORBIDDEN_CATEGORIES:
             raise InvalidInput(
                 f"{field} contains a forbidden character U+{ord(char):04X}", field=field
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,11 +14,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
-from groupd.api import console
+from groupd.api import console, docs
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint, build_route, json_response
 from groupd.api.middleware import Metrics, RequestContextMiddleware
@@ -35,14 +35,6 @@ from groupd.api.scim.surface import SCIM_BASE, scim_http_error
 from groupd.settings import Settings, get_settings
 
 log = logging.getLogger("groupd.api")
-
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>groupd API</title>
-<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
-<body><div id="ui"></div>
-<script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-</body></html>"""
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -114,9 +106,6 @@ def create_app(
     async def openapi_endpoint(_: Request) -> Response:
         return json_response(openapi)
 
-    async def docs(_: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE)
-
     routes: list[BaseRoute] = [build_route(endpoint, ctx) for endpoint in endpoints]
     routes += console.routes(ctx)
     routes += [
@@ -124,35 +113,51 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+        *docs.routes(),
     ]
-    try:
-        import swagger_ui_bundle
 
-        routes.append(
-            Mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path))
-        )
-    except ImportError:  # the docs page then shows the raw document link only
-        pass
+    def allowed_methods(scope: Scope) -> set[str]:
+        """Every method some route serves at this path (RFC 9110 §15.5.6)."""
+        allowed: set[str] = set()
+        for route in routes:
+            matched, _ = route.matches(scope)
+            if matched is Match.NONE:
+                continue
+            if isinstance(route, Route) and route.methods:
+                allowed |= route.methods
+            elif isinstance(route, Mount):  # the docs page's static files
+                allowed |= {"GET", "HEAD"}
+        return allowed
+
+    # Paths no route serves, or methods a path does not serve, answer in the form of the
+    # surface whose prefix the path has (ESET's google.rpc.Status under /v1/); the
+    # native problem+json everywhere else.
+    prefixed: dict[str, Callable[..., Response]] = {
+        prefix: surface.render_http_error  # type: ignore[attr-defined]
+        for surface in {id(e.surface): e.surface for e in endpoints}.values()
+        for prefix in getattr(surface, "http_prefixes", ())
+    }
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        if request.url.path.startswith(SCIM_BASE + "/"):
-            return scim_http_error(
-                request.url.path, exc.status_code, str(exc.detail), dict(exc.headers or {})
-            )
         request_id = request.scope.get("state", {}).get("request_id", "")
+        headers = dict(exc.headers or {})
+        detail = str(exc.detail)
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(sorted(allowed_methods(request.scope)))
+        if request.url.path.startswith(SCIM_BASE + "/"):
+            return scim_http_error(request.url.path, exc.status_code, detail, headers)
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        elif exc.status_code == 404:
+            detail = f"no resource at {request.url.path}"
+        for prefix, render in prefixed.items():
+            if request.url.path.startswith(prefix):
+                return render(exc.status_code, detail, headers=headers)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = problem(
-            exc.status_code,
-            str(exc.detail),
-            code,
-            f"{request.method} {request.url.path}: {exc.detail}",
-            request_id,
-        )
-        return json_response(
-            body, exc.status_code, media_type=PROBLEM, headers=dict(exc.headers or {})
-        )
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        body = problem(exc.status_code, title, code, detail, request_id)
+        return json_response(body, exc.status_code, media_type=PROBLEM, headers=headers)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ import base64
 import binascii
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -87,6 +89,13 @@ class QueryParam:
     enum: list[str] | None = None
     minimum: int | None = None
     maximum: int | None = None
+    pattern: str | None = None  # an ECMA regex the value must match (OpenAPI ``pattern``)
+    min_length: int | None = None
+    max_length: int | None = None
+    format: str | None = None  # OpenAPI ``format``: uuid, date-time
+    items: dict[str, Any] | None = None  # for an ``array`` (a repeated parameter)
+    min_items: int | None = None
+    max_items: int | None = None
 
 
 @dataclass
@@ -109,6 +118,7 @@ class Endpoint:
     json_body: bool = True
     errors: tuple[int, ...] = (400, 401, 403, 404)
     raw_query: bool = False
+    form: dict[str, Any] | None = None  # the JSON Schema of a form-encoded body
     # A read whose statements are short and indexed: on SQLite it runs in the event loop,
     # stopped after ``inline_read_budget_seconds`` and then run on a worker thread.
     inline: bool = False
@@ -256,7 +266,9 @@ class ApiRequest:
         try:
             return decoder.decode(self.body)  # type: ignore[no-any-return]
         except msgspec.ValidationError as error:
-            raise InvalidInput(f"invalid body: {error}") from None
+            if str(error).startswith("Expected `int`, got `float`"):
+                return _with_integral_numbers(self.body, kind)
+            raise InvalidInput(f"invalid body: {error}", field=_field_of(error)) from None
         except msgspec.DecodeError as error:
             raise InvalidInput(f"the body is not valid JSON: {error}") from None
         except UnicodeDecodeError:
@@ -300,6 +312,41 @@ class ApiRequest:
                 return result
 
         return await run_in_threadpool(retry_transient, run_once)
+
+
+# msgspec names the place of a validation error as a JSON path at the end of its message
+# (``... - at `$.group.parentGroupUuid```), and an unknown or missing field by name.
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED = re.compile(r"(?:unknown field|missing required field) `([^`]+)`")
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _with_integral_numbers(body: bytes, kind: type[T]) -> T:
+    """The body decoded again with ``3.0`` read as ``3``: JSON has one number type, and
+    JSON Schema's ``integer`` includes 3.0 (decision record 0022). Only a body that
+    failed on exactly this pays for the second pass."""
+    try:
+        return msgspec.convert(_integral(msgspec.json.decode(body)), kind, strict=True)
+    except msgspec.ValidationError as error:
+        raise InvalidInput(f"invalid body: {error}", field=_field_of(error)) from None
+
+
+def _field_of(error: msgspec.ValidationError) -> str | None:
+    """The body field a validation error is about, as a dotted path (``group.foo``)."""
+    message = str(error)
+    at = _AT.search(message)
+    named = _NAMED.search(message)
+    parts = [part for part in (at.group(1) if at else "", named.group(1) if named else "") if part]
+    return ".".join(parts) or None
 
 
 TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
@@ -384,6 +431,36 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class SegmentConvertor(Convertor[str]):
+    """A path parameter stops at ``/`` and at ``:``, so ``/v1/devices/{uuid}`` does not
+    swallow ``/v1/devices/<uuid>:move``, the custom methods the vendors' APIs use."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segment", SegmentConvertor())
+_PARAM = re.compile(r"{(\w+)}")
+# Path parameters that name a resource by UUID: ``{id}``, ``{objectId}``, ``{groupUuid}``.
+# Case matters: OAA's ``{groupid}`` is a name or a number, SCIM's ``{schema}`` a URN.
+UUID_PARAM = re.compile(r"^id$|Id$|Uuid$")
+
+
+def route_path(path: str) -> str:
+    """A declared path as Starlette routes it: a UUID parameter is one segment without a
+    colon, so that it never swallows a custom method; others (a SCIM schema URN) may
+    hold colons."""
+    return _PARAM.sub(
+        lambda m: f"{{{m.group(1)}:segment}}" if UUID_PARAM.search(m.group(1)) else m.group(0),
+        path,
+    )
 
 
 def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
@@ -490,4 +567,4 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
                 req = ApiRequest(request, endpoint, ctx, b"")
             return surface.render_internal_error(req)
 
-    return Route(endpoint.path, asgi_endpoint, methods=[endpoint.method], name=None)
+    return Route(route_path(endpoint.path), asgi_endpoint, methods=[endpoint.method], name=None)

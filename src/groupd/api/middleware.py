@@ -12,6 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("groupd.access")
+# The methods counted under their own name; any other is ``other``, so a client cannot
+# mint new series with made-up methods (unmatched paths are one label, ``unmatched``).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -78,7 +81,8 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)
-            self.metrics.count(scope["method"], route, status, elapsed)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            self.metrics.count(method, route, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 line = orjson.dumps(
                     {
@@ -100,4 +104,5 @@ class RequestContextMiddleware:
 
 def _route_of(scope: Scope) -> str:
     route = scope.get("route")
-    return getattr(route, "path", "unmatched")
+    # the declared path, as the OpenAPI document names it (``{id}``, not ``{id:segment}``)
+    return str(getattr(route, "path", "unmatched")).replace(":segment}", "}")

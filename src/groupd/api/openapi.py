@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 
 from groupd import __version__
-from groupd.api.http import Endpoint
+from groupd.api import text_rules
+from groupd.api.http import UUID_PARAM, Endpoint
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -27,6 +28,7 @@ REASONS = {
     201: "Created",
     202: "Accepted",
     204: "No content",
+    304: "Not modified: If-None-Match names the current ETag",
     400: "Bad request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -54,6 +56,13 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         ordered, ref_template="#/components/schemas/{name}"
     )
+    for kind in _struct_types():
+        # Rules between fields (``if``/``then``) that no field's type can state.
+        extra = getattr(kind, "OPENAPI_RULES", None)
+        if extra and kind.__name__ in components:
+            components[kind.__name__].update(extra)
+    components = text_rules.apply(components)
+    components.update(text_rules.components())
     ref_of: dict[Any, Any] = dict(zip(ordered, schemas, strict=True))
     for endpoint in documented:
         if isinstance(endpoint.response, tuple):
@@ -75,6 +84,11 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                 "required": True,
                 "content": {media: {"schema": ref_of[endpoint.body]}},
             }
+        elif endpoint.form is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": endpoint.form}},
+            }
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     components["Problem"] = PROBLEM_SCHEMA
     return {
@@ -90,10 +104,41 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},
+                # The two OAuth 2 token endpoints (form-encoded, RFC 6749): ESET's
+                # password grant and AppViewX's client-credentials service token.
+                "esetPassword": {
+                    "type": "oauth2",
+                    "flows": {
+                        "password": {
+                            "tokenUrl": "/oauth/token",
+                            "refreshUrl": "/oauth/token",
+                            "scopes": {},
+                        }
+                    },
+                },
+                "appviewxClient": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/avxapi/acctmgmt-get-service-token",
+                            "scopes": {},
+                        }
+                    },
+                },
             },
         },
         "security": [{"bearer": []}, {"basic": []}],
     }
+
+
+def _struct_types() -> list[type[msgspec.Struct]]:
+    found: list[type[msgspec.Struct]] = []
+    pending = [msgspec.Struct]
+    while pending:
+        for kind in pending.pop().__subclasses__():
+            found.append(kind)
+            pending.append(kind)
+    return found
 
 
 def _operation_id(endpoint: Endpoint) -> str:
@@ -101,17 +146,19 @@ def _operation_id(endpoint: Endpoint) -> str:
     return endpoint.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 
-# Path parameters that name a resource by UUID: ``{id}``, ``{objectId}``, ``{groupUuid}``.
-# Case matters: OAA's ``{groupid}`` is a name or a number, not a UUID.
-UUID_PARAM = re.compile(r"^id$|Id$|Uuid$")
+# RFC 3986's unreserved and sub-delimiter characters, which need no percent-encoding; no
+# ":" (``http.route_path``: it starts a custom method). The server reads more (a name
+# percent-encoded); the document names what a client can send as it is.
+PATH_SEGMENT = "^[A-Za-z0-9._~!$&'()*+,;=@-]+$"
 
 
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in re.findall(r"{(\w+)}", endpoint.path):
-        path_schema: dict[str, Any] = {"type": "string"}
+        # One path segment, and no ":" (``http.route_path``: it starts a custom method).
+        path_schema: dict[str, Any] = {"type": "string", "pattern": PATH_SEGMENT}
         if UUID_PARAM.search(name):
-            path_schema["format"] = "uuid"
+            path_schema = {"type": "string", "format": "uuid"}
         params.append({"name": name, "in": "path", "required": True, "schema": path_schema})
     for where, items in (("query", endpoint.query), ("header", endpoint.headers)):
         for item in items:
@@ -122,6 +169,20 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 schema["minimum"] = item.minimum
             if item.maximum is not None:
                 schema["maximum"] = item.maximum
+            if item.format is not None:
+                schema["format"] = item.format
+            if item.pattern is not None:
+                schema["pattern"] = item.pattern
+            if item.min_length is not None:
+                schema["minLength"] = item.min_length
+            if item.max_length is not None:
+                schema["maxLength"] = item.max_length
+            if item.items is not None:
+                schema["items"] = item.items
+            if item.min_items is not None:
+                schema["minItems"] = item.min_items
+            if item.max_items is not None:
+                schema["maxItems"] = item.max_items
             params.append(
                 {
                     "name": item.name,
@@ -157,6 +218,11 @@ def _responses(endpoint: Endpoint, ref_of: dict[Any, Any]) -> dict[str, Any]:
         responses["202"] = {"description": "Accepted; still running"}
         if pending:
             responses["202"]["content"] = pending
+    if endpoint.method == "GET" and any(h.name == "If-None-Match" for h in endpoint.headers):
+        responses["304"] = {
+            "description": REASONS[304],
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+        }
     if endpoint.method == "PUT" and endpoint.status == 201:
         responses["204"] = {"description": "Already so"}
     codes = (

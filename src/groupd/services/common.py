@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from groupd.errors import InvalidInput, NotFound, PermissionDenied
+from groupd.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from groupd.store.db import UnitOfWork
 from groupd.store.prepared import Prepared
 
@@ -80,6 +80,31 @@ class Page:
 
     items: list[Any]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """What a request's ``If-Match`` and ``If-None-Match`` ask of a resource's version
+    (RFC 9110 §13.1.1-2), in versions: the API turns entity tags into these.
+
+    ``match``: the version must be one of these (``None``: no condition, the header was
+    absent or ``*``; empty: no tag this server issued, so never). ``none_match``: the
+    version must be none of these; ``none_match_any``: ``If-None-Match: *``, false for
+    any resource that exists.
+    """
+
+    match: frozenset[int] | None = None
+    none_match: frozenset[int] = frozenset()
+    none_match_any: bool = False
+
+    def check(self, version: int, *, what: str) -> None:
+        """Raise PreconditionFailed unless ``what``, at ``version``, meets the condition."""
+        if self.match is not None and version not in self.match:
+            raise PreconditionFailed(
+                f"{what} is at version {version}, which If-Match does not name"
+            )
+        if self.none_match_any or version in self.none_match:
+            raise PreconditionFailed(f"{what} is at version {version}, which If-None-Match names")
 
 
 def system_actor(tenant_id: int, *, name: str = "system") -> Actor:

@@ -12,10 +12,11 @@ from uuid import UUID
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import aliased
 
-from groupd.errors import InvalidInput, NotFound, PreconditionFailed
+from groupd.errors import InvalidInput, NotFound
 from groupd.services.common import (
     Actor,
     Page,
+    Precondition,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -55,10 +56,6 @@ class GroupView:
     depth: int
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
 
 
 _VIEW_COLUMNS = (
@@ -136,12 +133,10 @@ def lock_live_group(uow: UnitOfWork, *, tenant_id: int, group_uuid: UUID) -> Gro
     return group
 
 
-def check_version(group: Group, expected: int | None) -> None:
-    """Raise PreconditionFailed when ``If-Match`` named another version of ``group``."""
-    if expected is not None and expected != group.version:
-        raise PreconditionFailed(
-            f"group '{group.uuid}' is at version {group.version}, not {expected}"
-        )
+def check_version(group: Group, precondition: Precondition | None) -> None:
+    """Raise PreconditionFailed when the request's conditions do not hold for ``group``."""
+    if precondition is not None:
+        precondition.check(group.version, what=f"group '{group.uuid}'")
 
 
 def find_group_view(uow: UnitOfWork, *, tenant_id: int, group_id: int) -> GroupView:

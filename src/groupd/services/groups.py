@@ -11,10 +11,11 @@ from uuid import UUID
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from groupd.errors import Conflict, InvalidInput, NotFound
+from groupd.errors import Conflict, InvalidInput, NotFound, ValuesDoNotFit
 from groupd.services import audit
 from groupd.services.common import (
     Actor,
+    Precondition,
     allocate_ids,
     new_uuid,
     parse_uuid,
@@ -235,10 +236,11 @@ def _insert_groups(
                 raise NotFound(f"no group '{spec.parent_uuid}' (named by {where})")
             parent_id, parent_path, parent_kind, parent_depth = parent
             if parent_kind != spec.kind:
-                raise InvalidInput(
-                    f"a {spec.kind} group cannot live under a {parent_kind} group",
-                    field="parentId",
-                )
+                message = f"a {spec.kind} group cannot live under a {parent_kind} group"
+                if spec.parent_uuid in in_batch:  # the request contradicts itself
+                    raise InvalidInput(message, field="parentId")
+                # an existing parent: its kind is the state that refuses
+                raise Conflict(message, code="parent_kind_differs", group=str(spec.parent_uuid))
             path = child_path(parent_path, group_id)
             depth = parent_depth + 1
         in_batch[group_uuid] = (group_id, path, spec.kind, depth)
@@ -299,24 +301,39 @@ def _insert_groups(
     ]
 
 
+def _values_of(group: Group, given: list[str]) -> list[str]:
+    """``given`` parsed as ``group``'s valueType; ValuesDoNotFit names both if not."""
+    assert group.value_type is not None
+    try:
+        return parse_values(group.value_type, given)
+    except InvalidInput as error:
+        raise ValuesDoNotFit(
+            f"{error.detail}: group '{group.name}' holds {group.value_type} values",
+            field="values",
+            group=str(group.uuid),
+        ) from None
+
+
 def update_group(
     uow: UnitOfWork,
     *,
     actor: Actor,
     group_id: str | UUID,
     changes: GroupChanges,
-    if_match: int | None = None,
+    precondition: Precondition | None = None,
     now: datetime,
 ) -> GroupView:
     """Change name, description, values or linked entity; bumps the version (ETag)."""
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    check_version(group, if_match)
+    check_version(group, precondition)
     values: dict[str, Any] = {}
     if changes.name is not _UNSET:
         if group.protected:
             raise Conflict(
-                f"'{group.name}' is a built-in group and keeps its name", code="protected_group"
+                f"'{group.name}' is a built-in group and keeps its name",
+                code="protected_group",
+                group=str(group.uuid),
             )
         values["name"] = clean_name(changes.name)
     if changes.description is not _UNSET:
@@ -324,11 +341,15 @@ def update_group(
     new_values = group.values
     if changes.values is not _UNSET or changes.add_values or changes.remove_values:
         if group.kind != "policy" or group.value_type is None:
-            raise InvalidInput("only policy groups have values", field="values")
+            raise Conflict(
+                f"only policy groups have values; '{group.name}' is a {group.kind} group",
+                code="not_a_policy_group",
+                group=str(group.uuid),
+            )
         base = group.values or []
         if changes.values is not _UNSET:
-            base = parse_values(group.value_type, changes.values or [])
-        added = parse_values(group.value_type, changes.add_values)
+            base = _values_of(group, changes.values or [])
+        added = _values_of(group, changes.add_values)
         # Removing a value that is not there is ignored; removals are compared normalised
         # where they parse, verbatim where they do not.
         removed = set()
@@ -370,7 +391,7 @@ def move_group(
     actor: Actor,
     group_id: str | UUID,
     new_parent_id: str | UUID,
-    if_match: int | None = None,
+    precondition: Precondition | None = None,
     now: datetime,
 ) -> GroupView:
     """Move a subtree under a new parent: two set-based statements, whatever its size.
@@ -385,21 +406,31 @@ def move_group(
         else parse_uuid(new_parent_id, what="group")
     )
     group = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    check_version(group, if_match)
+    check_version(group, precondition)
     if group.parent_id is None:
-        raise Conflict(f"'{group.name}' is a root and cannot move", code="protected_group")
+        raise Conflict(
+            f"'{group.name}' is a root and cannot move",
+            code="protected_group",
+            group=str(group.uuid),
+        )
     if group.protected:
         raise Conflict(
-            f"'{group.name}' is a built-in group and stays where it is", code="protected_group"
+            f"'{group.name}' is a built-in group and stays where it is",
+            code="protected_group",
+            group=str(group.uuid),
         )
     parent = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=parent_key)
     if parent.path.startswith(group.path):
         raise Conflict(
-            "a group cannot move under itself or its own descendants", code="move_into_self"
+            "a group cannot move under itself or its own descendants",
+            code="move_into_self",
+            group=str(parent.uuid),
         )
     if parent.kind != group.kind:
-        raise InvalidInput(
-            f"a {group.kind} group cannot live under a {parent.kind} group", field="parentId"
+        raise Conflict(
+            f"a {group.kind} group cannot live under a {parent.kind} group",
+            code="parent_kind_differs",
+            group=str(parent.uuid),
         )
     if parent.id != group.parent_id:
         _move_subtree(uow, actor=actor, group=group, parent=parent, now=now)

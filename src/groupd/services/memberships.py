@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from groupd.errors import Conflict, InvalidInput, NotFound
+from groupd.errors import Conflict, NotFound
 from groupd.services import audit
 from groupd.services.common import (
     Actor,
@@ -77,8 +77,11 @@ def _user_group(
         raise NotFound(f"no group '{group_id}'")
     group_key, group_uuid, name, kind = found
     if kind != "user":
-        raise InvalidInput(
-            f"'{name}' is a {kind} group; members belong to user groups", field="groupId"
+        # The id is well formed and names a group: its kind is the state that refuses.
+        raise Conflict(
+            f"'{name}' is a {kind} group; members belong to user groups",
+            code="not_a_user_group",
+            group=str(group_uuid),
         )
     return _UserGroup(group_key, group_uuid, name)
 
@@ -101,7 +104,10 @@ def add_member(
     group = _user_group(uow, actor=actor, group_id=group_id, lock=True)
     user = get_object(uow, actor=actor, object_id=object_id)
     if user.kind != "user":
-        raise InvalidInput("only users can be members of user groups", field="objectId")
+        raise Conflict(
+            "only users can be members of user groups; the object is a device",
+            code="not_a_user",
+        )
     pair = {"group_id": group.id, "object_id": user.id}
     # The group is locked (PostgreSQL) or the database is (SQLite): nobody adds the same
     # membership between this check and the insert.

@@ -33,6 +33,7 @@ from groupd.store.tree import subtree_bounds
 from groupd.values import clean_name
 
 BATCH_MAX = 10_000
+BATCH_GET_MAX = 1000
 ATTRIBUTES_MAX_KEYS = 64
 ATTRIBUTE_VALUE_MAX = 1024
 Home = aliased(Group)
@@ -161,28 +162,19 @@ def list_objects(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    group_id: str,
+    group_id: str | UUID | None,
     recursive: bool = False,
     kind: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page:
-    """Objects homed in a group, or anywhere in its subtree; keyset pages by key."""
+    """Objects homed in a group, or anywhere in its subtree, or (``group_id`` None) in
+    the whole tenant; keyset pages by key."""
     check_limit(limit)
     after = decode_cursor(cursor)
-    key = parse_uuid(group_id, what="group")
-    group = uow.session.execute(
-        select(Group.id, Group.path).where(
-            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
-        )
-    ).one_or_none()
-    if group is None:
-        raise NotFound(f"no group '{group_id}'")
     query = _live_query(actor.tenant_id).where(DirectoryObject.id > after)
-    if recursive:
-        query = query.where(_home_in_subtree(group.path, actor.tenant_id))
-    else:
-        query = query.where(DirectoryObject.home_group_id == group.id)
+    if group_id is not None:
+        query = query.where(_homes(uow, actor=actor, group_id=group_id, recursive=recursive))
     if kind is not None:
         if kind not in OBJECT_KINDS:
             raise InvalidInput(f"kind must be one of {', '.join(OBJECT_KINDS)}", field="kind")
@@ -190,6 +182,39 @@ def list_objects(
     rows = uow.session.execute(query.order_by(DirectoryObject.id).limit(limit + 1)).all()
     items = [_view(r) for r in rows[:limit]]
     return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+
+def _homes(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID, recursive: bool) -> Any:
+    """The condition on an object's home: the live group ``group_id``, or its subtree."""
+    key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
+    group = uow.session.execute(
+        select(Group.id, Group.path).where(
+            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
+        )
+    ).one_or_none()
+    if group is None:
+        raise NotFound(f"no group '{group_id}'")
+    if recursive:
+        return _home_in_subtree(group.path, actor.tenant_id)
+    return DirectoryObject.home_group_id == group.id
+
+
+def get_objects(
+    uow: UnitOfWork, *, actor: Actor, object_ids: Sequence[UUID], kind: str | None = None
+) -> list[ObjectView]:
+    """Live objects by id, in the order asked, all or nothing (Google AIP-231's batch
+    get): NotFound names every id that is missing or not of ``kind``."""
+    if len(object_ids) > BATCH_GET_MAX:
+        raise InvalidInput(f"at most {BATCH_GET_MAX} ids per call", field="ids")
+    wanted = list(dict.fromkeys(object_ids))
+    rows = uow.session.execute(
+        _live_query(actor.tenant_id).where(DirectoryObject.uuid.in_(wanted))
+    ).all()
+    found = {view.uuid: view for view in map(_view, rows) if kind is None or view.kind == kind}
+    missing = [str(key) for key in wanted if key not in found]
+    if missing:
+        raise NotFound(f"no {kind or 'object'} '{', '.join(missing)}'", missing=missing)
+    return [found[key] for key in object_ids]
 
 
 def _home_in_subtree(path: str, tenant_id: int) -> Any:
@@ -310,9 +335,10 @@ def _insert_objects(
         if home is None:
             raise NotFound(f"no group '{spec.home_group_uuid}'")
         if home.kind != "static":
-            raise InvalidInput(
+            raise Conflict(
                 f"objects live in static groups; '{spec.home_group_uuid}' is a {home.kind} group",
-                field="homeGroupId",
+                code="not_a_static_group",
+                group=str(spec.home_group_uuid),
             )
     ids = allocate_ids(uow, "objects", len(specs))
     uuids = [spec.uuid or new_uuid() for spec in specs]
@@ -408,7 +434,7 @@ def update_object(
         changes["name"] = clean_name(name)
     if status is not _UNSET:
         if obj.kind != "user":
-            raise InvalidInput("only users have a status", field="status")
+            raise Conflict("only users have a status; the object is a device", code="not_a_user")
         if status not in USER_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(USER_STATUSES)}", field="status")
         changes["status"] = status
@@ -451,7 +477,11 @@ def move_object(
     if home is None:
         raise NotFound(f"no group '{group_id}'")
     if home.kind != "static":
-        raise InvalidInput("objects live in static groups", field="groupId")
+        raise Conflict(
+            f"objects live in static groups; '{key}' is a {home.kind} group",
+            code="not_a_static_group",
+            group=str(key),
+        )
     uow.session.execute(
         update(DirectoryObject)
         .where(DirectoryObject.id == obj.id)
@@ -466,30 +496,21 @@ def count_objects(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    group_id: str | uuid.UUID,
+    group_id: str | uuid.UUID | None,
     recursive: bool = False,
     kind: str | None = None,
 ) -> int:
-    """How many live objects a group homes (or its whole subtree): one aggregate query,
-    the total that paged listings report beside their pages."""
-    key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
-    group = uow.session.execute(
-        select(Group.id, Group.path).where(
-            Group.uuid == key, Group.tenant_id == actor.tenant_id, Group.state == LIVE
-        )
-    ).one_or_none()
-    if group is None:
-        raise NotFound(f"no group '{group_id}'")
+    """How many live objects a group homes (or its whole subtree, or the tenant with
+    ``group_id`` None): one aggregate query, the total that paged listings report
+    beside their pages."""
     query = (
         select(func.count())
         .select_from(DirectoryObject)
         .join(Home, Home.id == DirectoryObject.home_group_id)
         .where(DirectoryObject.tenant_id == actor.tenant_id, Home.state == LIVE)
     )
-    if recursive:
-        query = query.where(_home_in_subtree(group.path, actor.tenant_id))
-    else:
-        query = query.where(DirectoryObject.home_group_id == group.id)
+    if group_id is not None:
+        query = query.where(_homes(uow, actor=actor, group_id=group_id, recursive=recursive))
     if kind is not None:
         if kind not in OBJECT_KINDS:
             raise InvalidInput(f"kind must be one of {', '.join(OBJECT_KINDS)}", field="kind")

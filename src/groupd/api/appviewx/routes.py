@@ -11,6 +11,7 @@ from starlette.responses import Response
 from groupd.api.appviewx import schemas as s
 from groupd.api.appviewx.surface import (
     APPVIEWX,
+    GWSOURCE,
     LOGIN_PATH,
     SERVICE_TOKEN_PATH,
     check_gwkey,
@@ -247,11 +248,21 @@ async def delete_user_group(req: ApiRequest) -> Response:
     )
 
 
+# A user group's name in the query: visible ASCII, not padded (a ';' or '&' would end it).
+NAME_VALUE = "^[!-%'-:<-~]([ -%'-:<-~]*[!-%'-:<-~])?$"
+# A header value as clients send one: visible ASCII, not padded.
+HEADER_VALUE = "^[!-~]([ -~]*[!-~])?$"
+SERVICE_TOKEN_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {"grant_type": {"const": "client_credentials"}},
+}
 GATEWAY = [
     QueryParam(
         "gwsource",
         required=True,
         description="where the call comes from (web, external, ...); recorded in the audit trail",
+        pattern=f"^{GWSOURCE.pattern}$",
     ),
     QueryParam("gwkey", description="the tenant's name; must match the credentials"),
 ]
@@ -280,7 +291,10 @@ def endpoints() -> list[Endpoint]:
             summary="AppViewX: log in (username/password headers) for a sessionId",
             response=s.Envelope,
             query=GATEWAY,
-            headers=[QueryParam("username"), QueryParam("password")],
+            headers=[
+                QueryParam("username", required=True, pattern=HEADER_VALUE),
+                QueryParam("password", required=True, pattern=HEADER_VALUE),
+            ],
             errors=(400, 401),
             **common,
         ),
@@ -294,6 +308,7 @@ def endpoints() -> list[Endpoint]:
             summary="AppViewX: a service token for Basic clientId:clientSecret",
             response=s.Envelope,
             query=GATEWAY,
+            form=SERVICE_TOKEN_FORM,
             errors=(400, 401),
             **common,
         ),
@@ -349,7 +364,10 @@ def endpoints() -> list[Endpoint]:
             summary="AppViewX: delete a user group (the Admin group and groups with "
             "active users are refused)",
             response=s.Envelope,
-            query=[QueryParam("userGroupName", required=True), *GATEWAY],
+            query=[
+                QueryParam("userGroupName", required=True, pattern=NAME_VALUE, max_length=255),
+                *GATEWAY,
+            ],
             headers=CREDENTIALS,
             errors=(400, 401, 403, 404, 405),
             **common,

@@ -6,7 +6,7 @@ applied, and groupd has no roles to apply, so it says so instead of ignoring the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -33,13 +33,33 @@ class In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+# The fields AppViewX's own codes name when missing (ACCT_USERGROUP_001, ACCT_US_015) stay
+# optional in the types, so that the server answers with those codes; the document marks
+# them required (``OPENAPI_RULES``), which is what the server enforces.
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 class UserGroupAdd(In):
     name: str | None = None
     description: str | None = None
 
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "required": ["name"],
+        "properties": {
+            "name": _ref("Name"),
+            "description": {"anyOf": [_ref("Description"), {"type": "null"}]},
+        },
+    }
+
 
 class UserGroupAddBody(In):
     payload: UserGroupAdd | None = None
+
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "required": ["payload"],
+        "properties": {"payload": _ref("UserGroupAdd")},
+    }
 
 
 class UserGroupSearch(In, rename="camel"):
@@ -48,6 +68,16 @@ class UserGroupSearch(In, rename="camel"):
     sort_column: str = "name"
     sort_order: str = "asc"
     filter_value: str | None = None
+
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "startIndex": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000},
+            "maxSize": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "sortColumn": {"enum": ["name", "_id", "description"]},
+            "sortOrder": {"enum": ["asc", "desc", "ASC", "DESC"]},
+            "filterValue": {"anyOf": [{"type": "string", "maxLength": 255}, {"type": "null"}]},
+        }
+    }
 
 
 class UserGroupSearchBody(In):
@@ -61,9 +91,29 @@ class UserGroupAssignment(In, rename="camel"):
     # AppViewX's 2020 guide spells it with a capital A; both are accepted, not together.
     un_assign_user_groups: list[str] | None = None
 
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "required": ["loginName"],
+        "properties": {
+            "loginName": _ref("Name"),
+            "assignUserGroups": {"type": "array", "items": _ref("Name"), "maxItems": 1000},
+            "unassignUserGroups": {
+                "anyOf": [
+                    {"type": "array", "items": _ref("Name"), "maxItems": 1000},
+                    {"type": "null"},
+                ]
+            },
+        },
+        "not": {"required": ["unAssignUserGroups"]},
+    }
+
 
 class UserGroupAssignmentBody(In):
     payload: UserGroupAssignment | None = None
+
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "required": ["payload"],
+        "properties": {"payload": _ref("UserGroupAssignment")},
+    }
 
 
 class ServiceTokenPayload(In):

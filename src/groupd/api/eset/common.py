@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from groupd.api.conditional import entity_tag
 from groupd.api.eset import schemas as s
 from groupd.api.http import ApiRequest
 from groupd.errors import InvalidInput, NotFound
@@ -88,7 +89,7 @@ def device_group(view: groups.GroupView) -> s.EsetDeviceGroup:
         linked_entity_type=linked_entity_type(view),
         # groupd has no security groups: every group is a plain device group
         is_security_group=False,
-        etag=view.etag,
+        etag=entity_tag(view.version),
         parent_group_uuid=str(view.parent_uuid) if view.parent_uuid else None,
     )
 

@@ -9,7 +9,7 @@ from groupd.api.eset import common
 from groupd.api.eset import schemas as s
 from groupd.api.eset.surface import DOCUMENTED, ESET
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
-from groupd.errors import NotFound
+from groupd.errors import InvalidInput, NotFound
 from groupd.services import groups, licensing, objects
 from groupd.services.common import parse_uuid_field
 
@@ -64,13 +64,63 @@ def list_group_devices(req: ApiRequest) -> Response:
     )
 
 
-def get_device(req: ApiRequest) -> Response:
+def _device(req: ApiRequest) -> objects.ObjectView:
     key = common.path_uuid(req, "deviceUuid")
     view = objects.get_object(req.uow, actor=req.actor, object_id=key)
     if view.kind != "device":
         # users are directory objects too, but ESET's device API knows only devices
         raise NotFound(f"no device '{key}'")
+    return view
+
+
+def _device_answer(req: ApiRequest, view: objects.ObjectView) -> Response:
     return json_response(s.EsetDeviceResponse(device=_devices(req, [view])[0]))
+
+
+def get_device(req: ApiRequest) -> Response:
+    return _device_answer(req, _device(req))
+
+
+def list_devices(req: ApiRequest) -> Response:
+    size, token = common.page_size(req), common.page_token(req)
+    page = objects.list_objects(
+        req.uow, actor=req.actor, group_id=None, kind="device", limit=size, cursor=token
+    )
+    total = objects.count_objects(req.uow, actor=req.actor, group_id=None, kind="device")
+    return json_response(
+        s.EsetDevicePage(
+            devices=_devices(req, page.items), total_size=total, next_page_token=page.next_cursor
+        )
+    )
+
+
+def batch_get(req: ApiRequest) -> Response:
+    values = [value for value in req.query.get("devicesUuids", []) if value]
+    if not values:
+        raise InvalidInput("devicesUuids is required: one or more device uuids", field="ids")
+    keys = [parse_uuid_field(value, field="ids") for value in values]
+    views = objects.get_objects(req.uow, actor=req.actor, object_ids=keys, kind="device")
+    return json_response(s.EsetDeviceList(devices=_devices(req, views)))
+
+
+def move_device(req: ApiRequest) -> Response:
+    view = _device(req)
+    body = req.decode(s.EsetMoveDeviceRequest)
+    new_group = parse_uuid_field(body.new_parent_uuid, field="groupId")
+    common.static_group(req.uow, actor=req.actor, group_uuid=new_group)
+    moved = objects.move_object(
+        req.uow, actor=req.actor, object_id=view.uuid, group_id=new_group, now=req.now
+    )
+    return _device_answer(req, moved)
+
+
+def rename_device(req: ApiRequest) -> Response:
+    view = _device(req)
+    body = req.decode(s.EsetRenameDeviceRequest)
+    renamed = objects.update_object(
+        req.uow, actor=req.actor, object_id=view.uuid, name=body.display_name, now=req.now
+    )
+    return _device_answer(req, renamed)
 
 
 def _activation(item: str | s.EsetActiveProductIn) -> objects.ActivationSpec:
@@ -124,6 +174,65 @@ def endpoints() -> list[Endpoint]:
                 QueryParam("recurseSubgroups", "boolean", "include the devices of every subgroup"),
                 *PAGING,
             ],
+        ),
+        Endpoint(
+            "GET",
+            "/v1/devices",
+            list_devices,
+            ESET,
+            summary="ESET: list the devices",
+            response=s.EsetDevicePage,
+            tags=tags,
+            document=DOCUMENTED,
+            query=PAGING,
+        ),
+        Endpoint(
+            "GET",
+            "/v1/devices:batchGet",
+            batch_get,
+            ESET,
+            summary="ESET: get devices by uuid, all or none",
+            response=s.EsetDeviceList,
+            tags=tags,
+            document=DOCUMENTED,
+            query=[
+                QueryParam(
+                    "devicesUuids",
+                    "array",
+                    "a device uuid; repeat the parameter for each, "
+                    f"at most {objects.BATCH_GET_MAX}",
+                    required=True,
+                    items={"type": "string", "format": "uuid"},
+                    min_items=1,
+                    max_items=objects.BATCH_GET_MAX,
+                )
+            ],
+        ),
+        Endpoint(
+            "POST",
+            "/v1/devices/{deviceUuid}:move",
+            move_device,
+            ESET,
+            role="editor",
+            write=True,
+            summary="ESET: move a device into another group",
+            body=s.EsetMoveDeviceRequest,
+            response=s.EsetDeviceResponse,
+            tags=tags,
+            document=DOCUMENTED,
+        ),
+        Endpoint(
+            "POST",
+            "/v1/devices/{deviceUuid}:rename",
+            rename_device,
+            ESET,
+            role="editor",
+            write=True,
+            summary="ESET: rename a device",
+            body=s.EsetRenameDeviceRequest,
+            response=s.EsetDeviceResponse,
+            tags=tags,
+            document=DOCUMENTED,
         ),
         Endpoint(
             "GET",

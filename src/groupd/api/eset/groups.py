@@ -215,6 +215,7 @@ def endpoints() -> list[Endpoint]:
                     "response-id",
                     "string",
                     "the response-id of an earlier 202, to collect its result",
+                    format="uuid",
                 )
             ],
             errors=(400, 401, 403, 404, 504),

@@ -79,6 +79,7 @@ def endpoints() -> list[Endpoint]:
             tags=["eset"],
             document=DOCUMENTED,
             json_body=False,
+            form=s.TOKEN_FORM,
             errors=(400, 415),
         ),
     ]

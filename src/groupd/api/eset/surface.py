@@ -65,6 +65,9 @@ FIELD_NAMES_BY_PATH: dict[str, dict[str, str]] = {
     "/v1/groups/{groupUuid}:move": {"parentId": "newParentUuid"},
     "/v1/groups/{groupUuid}:rename": {"name": "displayName"},
     "/v1/devices:batchImport": {"name": "devices.displayName", "uuid": "devices.uuid"},
+    "/v1/devices:batchGet": {"ids": "devicesUuids"},
+    "/v1/devices/{deviceUuid}:move": {"groupId": "newParentUuid"},
+    "/v1/devices/{deviceUuid}:rename": {"name": "displayName"},
 }
 
 
@@ -105,6 +108,15 @@ def _blocker_description(blocker: dict[str, Any]) -> str:
     return f"{name} is a built-in group"
 
 
+def _subject(error: Conflict) -> str:
+    """The resource a refusal is about, as AIP names it: the group, or the licence."""
+    if error.extra.get("group"):
+        return f"groups/{error.extra['group']}"
+    if error.extra.get("licence"):
+        return f"licenses/{error.extra['licence']}"
+    return ""
+
+
 def _precondition_failure(error: Conflict) -> list[dict[str, Any]]:
     """google.rpc.PreconditionFailure: one violation per blocking group (or the rule)."""
     blockers = wire.error_extra(error.extra).get("blockers") or []
@@ -115,7 +127,7 @@ def _precondition_failure(error: Conflict) -> list[dict[str, Any]]:
             "description": _blocker_description(blocker),
         }
         for blocker in blockers
-    ] or [{"type": error.code.upper(), "subject": "", "description": error.detail}]
+    ] or [{"type": error.code.upper(), "subject": _subject(error), "description": error.detail}]
     return [{"@type": TYPE_PREFIX + "PreconditionFailure", "violations": violations}]
 
 
@@ -210,6 +222,8 @@ class EsetSurface:
     """Bearer access tokens only; a missing or malformed header is the seed's 400."""
 
     name = "eset"
+    # Unknown paths and methods under these prefixes answer in ESET's form too.
+    http_prefixes = ("/v1/", "/oauth/")
     # For the OpenAPI document: every error is a google.rpc.Status, a delete still running
     # answers 202 with ``[]``, and a delete whose response-id wait ran out answers 504.
     openapi_error_content: dict[str, Any] = {"application/json": {"schema": STATUS_SCHEMA}}
@@ -240,6 +254,10 @@ class EsetSurface:
 
     def render_internal_error(self, req: ApiRequest) -> Response:
         return internal_error(req)
+
+    def render_http_error(self, status: int, message: str, *, headers: dict[str, str]) -> Response:
+        """A path no ESET call has (404), or a method its path does not take (405)."""
+        return error_response(status, message, headers=headers)
 
 
 class EsetTokenSurface(EsetSurface):

@@ -20,7 +20,8 @@ def _time(req: ApiRequest, name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        # RFC 3339 allows a lower-case "t" and "z"
+        value = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{name} must be an ISO 8601 time", field=name) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -54,10 +55,10 @@ def endpoints() -> list[Endpoint]:
             response=s.AuditPage,
             tags=["audit"],
             query=[
-                QueryParam("target", description="id of the target"),
+                QueryParam("target", description="id of the target", format="uuid"),
                 QueryParam("action", description="e.g. group.delete.accepted"),
-                QueryParam("since", description="ISO 8601, inclusive"),
-                QueryParam("until", description="ISO 8601, exclusive"),
+                QueryParam("since", description="RFC 3339 time, inclusive", format="date-time"),
+                QueryParam("until", description="RFC 3339 time, exclusive", format="date-time"),
                 *PAGING,
             ],
         ),

@@ -5,12 +5,27 @@ from __future__ import annotations
 import uuid
 
 from groupd.api.http import ApiRequest, QueryParam
-from groupd.errors import InvalidInput
 from groupd.services.common import parse_uuid_field
 
 PAGING = [
     QueryParam("limit", "integer", "page size (1-1000, default 50)", minimum=1, maximum=1000),
     QueryParam("cursor", "string", "nextCursor of the previous page"),
+]
+# RFC 9110 §13 conditions on a resource with an ETag (api/conditional.py).
+ENTITY_TAGS = r'^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$'
+CONDITIONS = [
+    QueryParam(
+        "If-Match",
+        "string",
+        "'*' or ETags, one of which the resource must still have (strong comparison)",
+        pattern=ENTITY_TAGS,
+    ),
+    QueryParam(
+        "If-None-Match",
+        "string",
+        "'*' or ETags the resource must not have; on a read, a match answers 304",
+        pattern=ENTITY_TAGS,
+    ),
 ]
 
 
@@ -19,24 +34,6 @@ def limit_and_cursor(req: ApiRequest) -> tuple[int, str | None]:
         req.query_int("limit", 50, minimum=1, maximum=1000),
         req.query_str("cursor"),
     )
-
-
-def if_match(req: ApiRequest) -> int | None:
-    """The version an ``If-Match`` header names (``"3"``, ``W/"3"``), ``*`` meaning any."""
-    header = req.headers.get("if-match")
-    if header is None:
-        return None
-    value = header.strip()
-    if value == "*":
-        return None
-    if value.startswith("W/"):
-        value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit() or len(value) > 12:
-        raise InvalidInput(
-            f"If-Match '{header}' is not an ETag this server issued", field="If-Match"
-        )
-    return int(value)
 
 
 def optional_uuid(value: str | None, *, field: str) -> uuid.UUID | None:

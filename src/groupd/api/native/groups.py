@@ -5,10 +5,11 @@ from __future__ import annotations
 from msgspec import UNSET
 from starlette.responses import Response
 
+from groupd.api import conditional
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.native import render
 from groupd.api.native import schemas as s
-from groupd.api.native.common import PAGING, if_match, limit_and_cursor, optional_uuid
+from groupd.api.native.common import CONDITIONS, PAGING, limit_and_cursor, optional_uuid
 from groupd.api.native.surface import NATIVE
 from groupd.services import groups
 from groupd.services.common import parse_uuid_field
@@ -33,7 +34,7 @@ def _spec(body: s.GroupCreate, *, group_uuid: str | None = None) -> groups.Group
 
 
 def _group_response(view: groups.GroupView, status: int = 200) -> Response:
-    headers = {"ETag": view.etag}
+    headers = {"ETag": conditional.entity_tag(view.version)}
     if status == 201:
         headers["Location"] = f"/api/v1/groups/{view.uuid}"
     return json_response(render.group(view), status, headers=headers)
@@ -54,7 +55,8 @@ def batch_create(req: ApiRequest) -> Response:
 
 def get_group(req: ApiRequest) -> Response:
     view = groups.get_group(req.uow, actor=req.actor, group_id=req.path_params["id"])
-    return _group_response(view)
+    unchanged = conditional.not_modified(req, version=view.version, what=f"group '{view.uuid}'")
+    return unchanged or _group_response(view)
 
 
 def list_groups(req: ApiRequest) -> Response:
@@ -90,7 +92,7 @@ def update_group(req: ApiRequest) -> Response:
         actor=req.actor,
         group_id=req.path_params["id"],
         changes=changes,
-        if_match=if_match(req),
+        precondition=conditional.precondition(req),
         now=req.now,
     )
     return _group_response(view)
@@ -103,13 +105,10 @@ def move_group(req: ApiRequest) -> Response:
         actor=req.actor,
         group_id=req.path_params["id"],
         new_parent_id=parse_uuid_field(body.parent_id, field="parentId"),
-        if_match=if_match(req),
+        precondition=conditional.precondition(req),
         now=req.now,
     )
     return _group_response(view)
-
-
-IF_MATCH = [QueryParam("If-Match", "string", "ETag of the version this change is based on")]
 
 
 def endpoints() -> list[Endpoint]:
@@ -153,7 +152,7 @@ def endpoints() -> list[Endpoint]:
             tags=tags,
             inline=True,
             query=[
-                QueryParam("parentId", description="children of this group"),
+                QueryParam("parentId", description="children of this group", format="uuid"),
                 QueryParam("kind", enum=["static", "user", "policy"]),
                 QueryParam("name", description="exact name"),
                 *PAGING,
@@ -167,6 +166,8 @@ def endpoints() -> list[Endpoint]:
             summary="Get a group",
             response=s.GroupOut,
             tags=tags,
+            headers=CONDITIONS,
+            errors=(400, 401, 403, 404, 412),
             inline=True,
         ),
         Endpoint(
@@ -180,7 +181,7 @@ def endpoints() -> list[Endpoint]:
             body=s.GroupUpdate,
             response=s.GroupOut,
             tags=tags,
-            headers=IF_MATCH,
+            headers=CONDITIONS,
             errors=(400, 401, 403, 404, 409, 412),
         ),
         Endpoint(
@@ -194,7 +195,7 @@ def endpoints() -> list[Endpoint]:
             body=s.GroupMove,
             response=s.GroupOut,
             tags=tags,
-            headers=IF_MATCH,
+            headers=CONDITIONS,
             errors=(400, 401, 403, 404, 409, 412),
         ),
     ]

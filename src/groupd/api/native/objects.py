@@ -199,6 +199,7 @@ def endpoints() -> list[Endpoint]:
             body=s.ObjectUpdate,
             response=s.ObjectOut,
             tags=tags,
+            errors=(400, 401, 403, 404, 409),
         ),
         Endpoint(
             "POST",
@@ -211,6 +212,7 @@ def endpoints() -> list[Endpoint]:
             body=s.ObjectMove,
             response=s.ObjectOut,
             tags=tags,
+            errors=(400, 401, 403, 404, 409),
         ),
         Endpoint(
             "GET",
@@ -246,6 +248,7 @@ def endpoints() -> list[Endpoint]:
             status=201,
             tags=member_tags,
             json_body=False,
+            errors=(400, 401, 403, 404, 409),
         ),
         Endpoint(
             "DELETE",
@@ -258,6 +261,7 @@ def endpoints() -> list[Endpoint]:
             status=204,
             tags=member_tags,
             json_body=False,
+            errors=(400, 401, 403, 404, 409),
         ),
         Endpoint(
             "GET",
@@ -268,5 +272,6 @@ def endpoints() -> list[Endpoint]:
             response=s.ObjectPage,
             tags=member_tags,
             query=PAGING,
+            errors=(400, 401, 403, 404, 409),
         ),
     ]

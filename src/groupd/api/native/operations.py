@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 from starlette.responses import Response
 
-from groupd.api import wire
+from groupd.api import conditional, wire
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.native import render
 from groupd.api.native import schemas as s
-from groupd.api.native.common import if_match
+from groupd.api.native.common import CONDITIONS
 from groupd.api.native.surface import NATIVE
 from groupd.api.waiting import wait_for_operation
 from groupd.services import deletion, operations
@@ -19,10 +21,13 @@ async def delete_group(req: ApiRequest) -> Response:
     settings = req.ctx.settings
     release = req.query_bool("releaseConsumedUnits", False)
     dry_run = req.query_bool("dryRun", False)
-    wait = req.query_float(
-        "wait", settings.delete_wait_seconds, minimum=0, maximum=settings.delete_max_wait_seconds
+    # Longer than the server allows is capped, not refused: a bound a client cannot
+    # know from the document (it is a setting) must not turn a request into a 400.
+    wait = min(
+        req.query_float("wait", settings.delete_wait_seconds, minimum=0, maximum=math.inf),
+        settings.delete_max_wait_seconds,
     )
-    expected_version = if_match(req)
+    condition = conditional.precondition(req)
     actor = req.actor
     group_id = req.path_params["id"]
 
@@ -33,7 +38,7 @@ async def delete_group(req: ApiRequest) -> Response:
             group_id=group_id,
             release_units=release,
             dry_run=dry_run,
-            if_match=expected_version,
+            precondition=condition,
             now=req.ctx.clock(),
         )
 
@@ -92,9 +97,15 @@ def endpoints() -> list[Endpoint]:
                     "return the units of every deleted object's activations",
                 ),
                 QueryParam("dryRun", "boolean", "only report the impact and blockers"),
-                QueryParam("wait", "number", "seconds to wait for the end before 202"),
+                QueryParam(
+                    "wait",
+                    "number",
+                    "seconds to wait for the end before 202; capped at the server's "
+                    "GROUPD_DELETE_MAX_WAIT_SECONDS",
+                    minimum=0,
+                ),
             ],
-            headers=[QueryParam("If-Match", "string", "ETag the group must still have")],
+            headers=CONDITIONS,
             errors=(400, 401, 403, 404, 409, 412),
             json_body=False,
         ),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+from groupd.api.text_rules import RULE, VALUE_SCHEMAS, Description, EntityType, Name, PolicyValue
 
 Scalar = str | int | float | bool | None
 
@@ -26,6 +28,9 @@ Units = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
 TotalUnits = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 TtlSeconds = Annotated[int, msgspec.Meta(ge=60, le=315_360_000)]
 BATCH_MAX = 10_000
+# ``services.objects``: at most 64 attributes; keys are names; values 64-bit integers,
+# numbers, booleans, null or text of up to 1024 characters.
+Attributes = Annotated[dict[str, Scalar], msgspec.Meta(extra_json_schema={RULE: "Attributes"})]
 
 
 class In(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -38,19 +43,60 @@ class Out(msgspec.Struct, rename="camel", kw_only=True):
 
 # groups ---------------------------------------------------------------------------
 class LinkedEntity(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    type: str
-    ref: str | None = None
+    type: EntityType
+    ref: Name | None = None
+
+
+NO_VALUES = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
 
 
 class GroupCreate(In):
-    name: str
+    name: Name
     parent_id: Uuid | None = None
     kind: GroupKind = "static"
-    description: str | None = None
+    description: Description | None = None
     value_type: ValueType | None = None
     values: list[str] | None = None
     linked_entity: LinkedEntity | None = None
-    agent_id: str | None = None
+    agent_id: Name | None = None
+
+    # What ``services.groups`` requires of each kind, one variant each (faster to
+    # generate test data from than ``if``/``then``): a static group has a parent; a
+    # policy group has none, but a valueType and values of that type; only policy groups
+    # have values.
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {
+                "required": ["parentId"],
+                "properties": {
+                    "kind": {"const": "static"},
+                    "parentId": {"type": "string"},
+                    "valueType": {"type": "null"},
+                    "values": NO_VALUES,
+                },
+            },
+            {
+                "required": ["kind"],
+                "properties": {
+                    "kind": {"const": "user"},
+                    "valueType": {"type": "null"},
+                    "values": NO_VALUES,
+                },
+            },
+            *[
+                {
+                    "required": ["kind", "valueType"],
+                    "properties": {
+                        "kind": {"const": "policy"},
+                        "parentId": {"type": "null"},
+                        "valueType": {"const": value_type},
+                        "values": {"anyOf": [{"type": "null"}, {"type": "array", "items": schema}]},
+                    },
+                }
+                for value_type, schema in VALUE_SCHEMAS.items()
+            ],
+        ]
+    }
 
 
 class GroupBatchItem(GroupCreate, kw_only=True):
@@ -65,9 +111,9 @@ class GroupBatch(In):
 
 
 class GroupUpdate(In):
-    name: str | UnsetType = UNSET
-    description: str | UnsetType = UNSET
-    values: list[str] | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    values: list[PolicyValue] | UnsetType = UNSET
     linked_entity: LinkedEntity | None | UnsetType = UNSET
 
 
@@ -103,18 +149,34 @@ class GroupBatchOut(Out):
 class ActivationIn(In):
     units: Units = 1
     license_id: Uuid | None = None
-    product: str | None = None
+    product: Name | None = None
+
+    # ``services.licensing``: an activation names its licence, or the licence's product.
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["licenseId"], "properties": {"licenseId": {"type": "string"}}},
+            {"required": ["product"], "properties": {"product": {"type": "string"}}},
+        ]
+    }
 
 
 class ObjectCreate(In):
     kind: ObjectKind
-    name: str
+    name: Name
     home_group_id: Uuid
-    login_name: str | None = None
+    login_name: Name | None = None
     status: UserStatus | None = None
-    attributes: dict[str, Scalar] = {}
+    attributes: Attributes = {}
     id: Uuid | None = None
     activations: list[ActivationIn] = []
+
+    # ``services.objects``: a user has a loginName (and may have a status); a device
+    # has neither.
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"kind": {"const": "user"}}},
+        "then": {"required": ["loginName"], "properties": {"loginName": {"type": "string"}}},
+        "else": {"properties": {"loginName": {"type": "null"}, "status": {"type": "null"}}},
+    }
 
 
 class ObjectBatch(In):
@@ -125,9 +187,9 @@ class ObjectBatch(In):
 
 
 class ObjectUpdate(In):
-    name: str | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
     status: UserStatus | UnsetType = UNSET
-    attributes: dict[str, Scalar] | UnsetType = UNSET
+    attributes: Attributes | UnsetType = UNSET
 
 
 class ObjectMove(In):
@@ -165,7 +227,7 @@ class MembershipList(Out):
 
 # licences -------------------------------------------------------------------------
 class LicenseCreate(In):
-    product: str
+    product: Name
     unit_kind: UnitKind
     total_units: TotalUnits
 
@@ -261,6 +323,21 @@ class TokenRequest(In):
     password: str | None = None
     refresh_token: str | None = None
 
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"grantType": {"const": "password"}}},
+        "then": {
+            "required": ["username", "password"],
+            "properties": {
+                "username": {"type": "string", "minLength": 1},
+                "password": {"type": "string", "minLength": 1},
+            },
+        },
+        "else": {
+            "required": ["refreshToken"],
+            "properties": {"refreshToken": {"type": "string", "minLength": 1}},
+        },
+    }
+
 
 class TokenOut(Out):
     access_token: str
@@ -271,7 +348,7 @@ class TokenOut(Out):
 
 class ApiTokenCreate(In):
     ttl_seconds: TtlSeconds | None = None
-    label: str | None = None
+    label: Name | None = None
 
 
 class ApiTokenOut(Out):
@@ -280,7 +357,7 @@ class ApiTokenOut(Out):
 
 
 class AccountCreate(In):
-    username: str
+    username: Name
     role: Role
     password: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 8, "maxLength": 1024})]
 

@@ -25,6 +25,7 @@ from groupd.errors import (
     RateLimited,
     Unavailable,
     UnsupportedMediaType,
+    ValuesDoNotFit,
 )
 from groupd.services.accounts import AccountView
 
@@ -35,6 +36,8 @@ STATUS_BY_ERROR: tuple[tuple[type[GroupdError], int, str], ...] = (
     (PayloadTooLarge, 413, "Payload too large"),
     (UnsupportedMediaType, 415, "Unsupported media type"),
     (NotAcceptable, 406, "Not acceptable"),
+    # The group's valueType is its state: values that do not fit it conflict with it.
+    (ValuesDoNotFit, 409, "Conflict"),
     (InvalidInput, 400, "Bad request"),
     (NotFound, 404, "Not found"),
     (Conflict, 409, "Conflict"),

@@ -14,6 +14,7 @@ from groupd.api.http import ApiRequest, Endpoint, QueryParam
 from groupd.api.oaa.surface import OAA
 from groupd.api.oaa.wire import (
     COLLECTION,
+    GROUP_TYPE_VALUES,
     ITEM,
     Format,
     OaaAllGroupResponse,
@@ -37,14 +38,9 @@ from groupd.values import clean_description, clean_name
 log = logging.getLogger("groupd.api.oaa")
 
 # OAA's group types and the core's value types, one to one.
-VALUE_TYPES = {
-    "User ID": "user_id",
-    "Generic Strings": "string",
-    "Actions": "action",
-    "IP Ranges": "ip_range",
-    "IPs": "ip",
-}
+VALUE_TYPES = GROUP_TYPE_VALUES
 GROUP_TYPES = {value_type: name for name, value_type in VALUE_TYPES.items()}
+GROUP_TYPE = f"({'|'.join(VALUE_TYPES)})"
 _VALUE_TYPES_FOLDED = {name.casefold(): value_type for name, value_type in VALUE_TYPES.items()}
 
 
@@ -218,8 +214,12 @@ def endpoints() -> list[Endpoint]:
             summary="OAA: an agent's policy groups",
             response=OaaAllGroupResponse,
             query=[
-                QueryParam("agentid", description="the agent's UUID", required=True),
-                QueryParam("grouptype", description="comma-separated group types"),
+                QueryParam("agentid", description="the agent's UUID", required=True, format="uuid"),
+                QueryParam(
+                    "grouptype",
+                    description="comma-separated group types",
+                    pattern=f"^{GROUP_TYPE}(,{GROUP_TYPE})*$",
+                ),
             ],
             **common,
         ),

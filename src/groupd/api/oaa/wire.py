@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from groupd.api.http import ApiRequest, json_response
+from groupd.api.text_rules import VALUE_SCHEMAS, Description, Name
 from groupd.errors import InvalidInput, NotAcceptable, UnsupportedMediaType
 
 T = TypeVar("T")
@@ -71,22 +72,51 @@ class OaaAllGroupResponse(msgspec.Struct, kw_only=True):
 WireValues = list[str | int] | None
 
 
+GROUP_TYPE_VALUES = {
+    "User ID": "user_id",
+    "Generic Strings": "string",
+    "Actions": "action",
+    "IP Ranges": "ip_range",
+    "IPs": "ip",
+}
+AgentId = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
+GroupType = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(GROUP_TYPE_VALUES)})]
+
+
 class OaaGroupCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The body of ``POST /oaa-policy/group/v1``. ``null`` counts as absent."""
 
-    agentid: str
-    grouptype: str
-    groupname: str
-    description: str | None = None
+    agentid: AgentId
+    grouptype: GroupType
+    groupname: Name
+    description: Description | None = None
     values: WireValues = None
     groupid: str | None = None  # Oracle's schema lists it; the server makes the id
+
+    # The values each group type takes (``values.PARSERS``), one variant per type.
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {
+                "properties": {
+                    "grouptype": {"const": name},
+                    "values": {
+                        "anyOf": [
+                            {"type": "null"},
+                            {"type": "array", "items": VALUE_SCHEMAS[value_type]},
+                        ]
+                    },
+                }
+            }
+            for name, value_type in GROUP_TYPE_VALUES.items()
+        ]
+    }
 
 
 class OaaGroupUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The body of ``PUT /oaa-policy/group/v1/{groupid}``. ``null`` counts as absent."""
 
-    groupname: str | None = None
-    description: str | None = None
+    groupname: Name | None = None
+    description: Description | None = None
     addvalues: WireValues = None
     removevalues: WireValues = None
 

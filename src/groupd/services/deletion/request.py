@@ -16,7 +16,7 @@ from uuid import UUID
 from sqlalchemy import update
 
 from groupd.services import audit, operations
-from groupd.services.common import Actor, parse_uuid
+from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.deletion.impact import (
     Impact,
     find_blockers,
@@ -55,7 +55,7 @@ def request_delete(
     group_id: str | UUID,
     release_units: bool,
     dry_run: bool = False,
-    if_match: int | None = None,
+    precondition: Precondition | None = None,
     policy: DeletePolicy = STANDARD,
     now: datetime,
 ) -> DeletePlan:
@@ -69,7 +69,7 @@ def request_delete(
     actor.require("editor")
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     root = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
-    check_version(root, if_match)
+    check_version(root, precondition)
     if dry_run:
         impact = measure_impact(
             uow,
