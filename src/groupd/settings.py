@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     # file keeps its own). 4096 is SQLite's own default; 8192 made a million-device
     # delete about 5 % faster and small writes about 5 % slower (docs/benchmarks.md).
     sqlite_page_size: int = Field(default=4096, ge=512, le=65_536)
+    # SQLite only: how long a writer waits for its turn among this process's writers
+    # before the database is busy (a request then answers 503; a delete's chunk is
+    # retried, decision 0013).
+    sqlite_writer_wait_seconds: float = Field(default=30.0, gt=0)
     redis_url: str | None = None
 
     # serving

@@ -228,6 +228,10 @@ class OperationOut(Out):
     expires_at: str | None
 
 
+class OperationList(Out):
+    items: list[OperationOut]
+
+
 class DeletePreview(Out):
     dry_run: bool
     group: TargetOut
