@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 import groupd.services  # noqa: F401  (imports every service: their statements are made)
 from conftest import TenantFixture
 from groupd.errors import Unavailable
-from groupd.services import accounts, audit, common, groups
+from groupd.services import accounts, audit, common, group_views, groups
 from groupd.store.db import Database, create_db_engine, request_deadline, transaction
 from groupd.store.models import AuditEvent, Group, table_of
 from groupd.store.prepared import Prepared
@@ -58,8 +58,11 @@ def test_rows_are_what_sqlalchemy_gives(db: Database, acme: TenantFixture) -> No
             now=now,
         )
     for prepared, params in (
-        (groups._GET_LIVE_GROUP, {"group_uuid": policy.uuid, "tenant_id": acme.id}),
-        (groups._GET_LIVE_GROUP, {"group_uuid": uuid.UUID(acme.root_id), "tenant_id": acme.id}),
+        (group_views._GET_LIVE_GROUP, {"group_uuid": policy.uuid, "tenant_id": acme.id}),
+        (
+            group_views._GET_LIVE_GROUP,
+            {"group_uuid": uuid.UUID(acme.root_id), "tenant_id": acme.id},
+        ),
         (accounts._TOKEN_LOOKUP, {"token_hash": accounts.hash_secret(acme.admin.token)}),
     ):
         with db.unit_of_work(write=False) as uow:
@@ -73,7 +76,7 @@ def test_rows_are_what_sqlalchemy_gives(db: Database, acme: TenantFixture) -> No
     assert got.created_at.tzinfo is not None
     assert abs(got.created_at - now) < timedelta(seconds=1)
     with db.unit_of_work(write=False) as uow:
-        missing = groups._GET_LIVE_GROUP.one_or_none(
+        missing = group_views._GET_LIVE_GROUP.one_or_none(
             uow, {"group_uuid": uuid.uuid4(), "tenant_id": acme.id}
         )
     assert missing is None

@@ -15,12 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from groupd.errors import AccountLocked, AuthenticationFailed
-from groupd.services.accounts import (
-    AccountView,
-    equalise_hash_cost,
-    verify_hash,
-    view_of_account,
-)
+from groupd.services import accounts
+from groupd.services.accounts import AccountView
 from groupd.store.db import UnitOfWork
 from groupd.store.models import Account
 
@@ -115,13 +111,13 @@ def _verify_password(
         select(Account).where(Account.username == username)
     ).scalar_one_or_none()
     if account is None or not account.active:
-        equalise_hash_cost(password)
+        accounts.equalise_hash_cost(password)
         return PasswordCheck(None, None, False, AuthenticationFailed("invalid credentials"), False)
     if account.locked_until is not None and account.locked_until > now:
         wait = int((account.locked_until - now).total_seconds()) + 1
         locked = AccountLocked(f"too many failed logins; try again in {wait} s", retry_after=wait)
         return PasswordCheck(account.id, None, False, locked, False)
-    if verify_hash(account.password_hash, password):
+    if accounts.verify_hash(account.password_hash, password):
         reset = bool(account.failed_logins) or account.locked_until is not None
-        return PasswordCheck(account.id, view_of_account(account), True, None, reset)
+        return PasswordCheck(account.id, accounts.view_of_account(account), True, None, reset)
     return PasswordCheck(account.id, None, False, None, False)
