@@ -36,6 +36,8 @@ from groupd.store.db import Database, UnitOfWork
 from groupd.store.models import OPERATION_STATES, Operation
 
 DELETE_KIND = "delete_group"
+# The audit action of each kind of operation, for its ".failed" and ".resumed" events.
+AUDIT_ACTIONS = {DELETE_KIND: "group.delete"}
 FINISHED = ("succeeded", "failed")
 UNFINISHED = ("accepted", "running")
 
@@ -432,7 +434,7 @@ def fail(uow: UnitOfWork, *, operation_id: int, error: str, now: datetime, ttl: 
     audit.record_event(
         uow,
         actor=system_actor(operation.tenant_id, name=operation.actor),
-        action="group.delete.failed",
+        action=f"{AUDIT_ACTIONS.get(operation.kind, operation.kind)}.failed",
         target_type="group",
         target_uuid=operation.target_uuid,
         target_name=operation.target_name,
@@ -475,7 +477,7 @@ def resume(
     audit.record_event(
         uow,
         actor=actor,
-        action="group.delete.resumed",
+        action=f"{AUDIT_ACTIONS.get(op.kind, op.kind)}.resumed",
         target_type="group",
         target_uuid=op.target_uuid,
         target_name=op.target_name,
