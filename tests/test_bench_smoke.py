@@ -75,3 +75,9 @@ def test_delete_in_process_bench_runs_to_the_end(bench_db: str) -> None:
     )
     assert "x the floor" in stdout and "DELETE FROM objects" in stdout
     assert "the worker thread: statements" in stdout
+
+
+def test_scim_bench_runs_to_the_end(bench_db: str) -> None:
+    stdout = _run_bench("scim.py", f"--db={bench_db}", "--users=2500", "--runs=3")
+    for line in ("filter userName eq", "page at 1 ", "page at 1250 ", "patch +1000 members"):
+        assert line in stdout, stdout
