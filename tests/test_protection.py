@@ -387,14 +387,14 @@ def test_a_failed_basic_login_on_a_read_route_survives_a_concurrent_write(
     """A wrong Basic password on a GET counts the failure, which writes the account row
     from a transaction that began reading. Another process committing meanwhile (here,
     while the password is being checked) must not turn the 401 into a 500."""
-    verify = accounts_service._verify
+    verify = accounts_service.verify_hash
 
     def verify_while_another_process_writes(password_hash: str, password: str) -> bool:
         with transaction(world.db) as uow:  # another connection commits a write
             system.set_maintenance(uow, enabled=False, message="", now=world.ctx.clock())
         return verify(password_hash, password)
 
-    monkeypatch.setattr(accounts_service, "_verify", verify_while_another_process_writes)
+    monkeypatch.setattr(accounts_service, "verify_hash", verify_while_another_process_writes)
     username = world.add_account("acme", "viewer")
     response = world.client.get(
         f"/api/v1/groups/{world.ids['acme']['static']}",

@@ -28,11 +28,15 @@ tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 groups_app = typer.Typer(help="Groups, through a running server's API.", no_args_is_help=True)
+operations_app = typer.Typer(
+    help="Operations (long deletes), through a running server's API.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(account_app, name="account")
 app.add_typer(token_app, name="token")
 app.add_typer(groups_app, name="groups")
+app.add_typer(operations_app, name="operations")
 app.add_typer(webhooks_app, name="webhooks")
 err = Console(stderr=True)
 out = Console()
@@ -287,6 +291,98 @@ def groups_delete(
     if body["state"] != "succeeded":
         _fail(f"operation ended {body['state']}: {result}")
     _print_result(result.get("body") or {})
+
+
+URL_OPTION = typer.Option(help="server URL (or GROUPD_URL)")
+TOKEN_OPTION = typer.Option(help="API token (or GROUPD_TOKEN)")
+
+
+@operations_app.command("list")
+def operations_list(
+    state: Annotated[str | None, typer.Option(help="accepted, running, succeeded, failed")] = None,
+    url: Annotated[str | None, URL_OPTION] = None,
+    token: Annotated[str | None, TOKEN_OPTION] = None,
+) -> None:
+    """The tenant's operations, newest first."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        items = client.list_operations(state=state)
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+    for item in items:
+        groups = (item.get("progress") or {}).get("groups") or {}
+        done = f"{groups.get('done', 0)}/{groups.get('total') or '?'} groups"
+        fields = (item["id"], item["state"], item["kind"], item["target"]["name"], done)
+        out.print("  ".join((*fields, item["createdAt"])), soft_wrap=True, highlight=False)
+
+
+@operations_app.command("show")
+def operations_show(
+    operation_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Annotated[str | None, URL_OPTION] = None,
+    token: Annotated[str | None, TOKEN_OPTION] = None,
+) -> None:
+    """One operation: its state, progress and result."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        body = client.get_operation(operation_id)
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+    _print_operation(body)
+
+
+@operations_app.command("resume")
+def operations_resume(
+    operation_id: Annotated[str, typer.Argument(metavar="ID")],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="return once accepted")] = False,
+    url: Annotated[str | None, URL_OPTION] = None,
+    token: Annotated[str | None, TOKEN_OPTION] = None,
+) -> None:
+    """Resume a failed operation (admin) and follow it to the end."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        body = client.resume_operation(operation_id)
+        err.print(f"operation {operation_id} accepted again")
+        if not no_wait:
+            body = _follow(client, operation_id, body)
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+    _print_operation(body)
+    if not no_wait and body["state"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _print_operation(body: dict[str, Any]) -> None:
+    table = Table(title=f"Operation {body['id']}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("kind", body["kind"])
+    table.add_row("state", body["state"])
+    table.add_row("target", f"{body['target']['name']} ({body['target']['id']})")
+    for key, counter in (body.get("progress") or {}).items():
+        if isinstance(counter, dict):
+            table.add_row(key, f"{counter['done']:,} of {counter.get('total') or '?'}")
+        else:
+            table.add_row(key, f"{counter:,}")
+    result = body.get("result")
+    if result:
+        table.add_row("result", f"{result['status']} {result['body']}")
+    for key in ("createdAt", "startedAt", "finishedAt"):
+        if body.get(key):
+            table.add_row(key, body[key])
+    out.print(table)
 
 
 def _follow(client: Any, operation_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,14 @@ class GroupdClient:
     def get_operation(self, operation_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/api/v1/operations/{operation_id}"))  # type: ignore[no-any-return]
 
+    def list_operations(self, *, state: str | None = None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else {}
+        body = self._json(self.http.get("/api/v1/operations", params=params))
+        return body["items"]  # type: ignore[no-any-return]
+
+    def resume_operation(self, operation_id: str) -> dict[str, Any]:
+        return self._json(self.http.post(f"/api/v1/operations/{operation_id}/resume"))  # type: ignore[no-any-return]
+
     def get_group(self, group_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/api/v1/groups/{group_id}"))  # type: ignore[no-any-return]
 

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # faster and small writes as much slower (measured in c8139be; see git history of
     # docs/benchmarks.md), so the default stays.
     sqlite_page_size: int = Field(default=4096, ge=512, le=65_536)
+    # SQLite only: how long a writer waits for its turn among this process's writers
+    # before the database is busy (a request then answers 503; a delete's chunk is
+    # retried, decision 0013).
+    sqlite_writer_wait_seconds: float = Field(default=30.0, gt=0)
     redis_url: str | None = None
 
     # serving

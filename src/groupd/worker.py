@@ -19,6 +19,7 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from groupd.clock import Clock, system_clock
+from groupd.errors import Unavailable
 from groupd.services import deletion, operations
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
@@ -26,6 +27,10 @@ from groupd.store.deletion import step_objects_for
 
 log = logging.getLogger("groupd.worker")
 MAX_CHUNK_RETRIES = 5
+# A busy database (the SQLite writer queue's wait ran out), a lock or statement timeout,
+# a lost connection, a serialization failure, a deadlock, or any other refusal of the
+# database to a chunk that races other work. Anything else is a bug: the operation fails.
+TRANSIENT = (Unavailable, OperationalError, DBAPIError)
 
 
 class Worker:
@@ -110,11 +115,10 @@ class Worker:
                     count = None  # stored (a refusal is tried again after the next chunk)
                 try:
                     step = self._chunk(operation_id, steps_left)
-                except (OperationalError, DBAPIError) as error:
-                    # Lock timeouts, serialization failures, a dropped connection, a
-                    # deadlock: the chunk rolled back whole, so trying it again is safe. An
-                    # accepted delete must still finish: after a few quick retries the
-                    # operation is handed back for a while, never failed for it.
+                except TRANSIENT as error:
+                    # The chunk rolled back whole, so trying it again is safe. An accepted
+                    # delete must still finish: after a few quick retries the operation is
+                    # handed back for a while, never failed for it (decision 0013).
                     failures += 1
                     log.warning("chunk of operation %s failed (%s), retrying", operation_id, error)
                     if failures >= MAX_CHUNK_RETRIES:
@@ -169,7 +173,7 @@ class Worker:
                 deletion.record_totals(
                     uow, operation_id=count.operation_id, worker_id=self.id, totals=count.totals
                 )
-        except (OperationalError, DBAPIError) as error:
+        except TRANSIENT as error:
             log.warning("storing the totals of operation %s failed (%s)", count.operation_id, error)
             return False
         return True

@@ -4,46 +4,18 @@ from __future__ import annotations
 
 from groupd.api.http import ApiRequest, parse_basic
 from groupd.errors import AuthenticationFailed
-from groupd.services import accounts
-from groupd.store.db import UnitOfWork
+from groupd.services import accounts, login
 
 TOKEN_KINDS = ("access", "api")
 
 
 def password_login(req: ApiRequest, username: str, password: str) -> accounts.AccountView:
-    """Check a password in the request's unit of work, counting failures (lock-out is
-    shared by every login path because it lives on the account row)."""
+    """Check a password with the login service (its failures are counted apart)."""
     settings = req.ctx.settings
-    if not username or not password:
-        raise AuthenticationFailed("a username and a password are required")
-
-    check = accounts.verify_password(req.uow, username=username, password=password, now=req.now)
-
-    def record(uow: UnitOfWork) -> accounts.LoginOutcome:
-        return accounts.record_login(
-            uow,
-            check=check,
-            now=req.now,
-            max_failures=settings.login_max_failures,
-            lockout_seconds=settings.login_lockout_seconds,
-        )
-
-    if req.uow.write:
-        outcome = record(req.uow)
-        if outcome.error is not None:
-            # The refusal must not roll back what it counted: keep the failure count.
-            req.uow.commit()
-    else:
-        # A read transaction cannot always become a write one (SQLite refuses once another
-        # connection has committed since it began): record in a short transaction of its
-        # own, opened only now that argon2 is done.
-        with req.ctx.db.unit_of_work() as own:
-            outcome = record(own)
-            own.commit()
-    if outcome.error is not None:
-        raise outcome.error
-    assert outcome.account is not None
-    return outcome.account
+    policy = login.LoginPolicy(settings.login_max_failures, settings.login_lockout_seconds)
+    return login.check_password(
+        req.uow, username=username, password=password, now=req.now, policy=policy
+    )
 
 
 def bearer_account(

@@ -491,12 +491,7 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
             req.rate_counted = True
         if endpoint.role is not None:
             req._uow = uow
-            try:
-                req.account = surface.authenticate(req)
-            except AuthenticationFailed:
-                # Keep what the attempt counted (failed logins, lock-out) and refuse.
-                uow.commit()
-                raise
+            req.account = surface.authenticate(req)
             req.actor.require(endpoint.role)
 
     # The time budget runs from the request's arrival, so time spent queueing for a worker

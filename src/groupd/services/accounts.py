@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from groupd.errors import AccountLocked, AuthenticationFailed, Conflict, InvalidInput, NotFound
+from groupd.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from groupd.services import audit, groups
 from groupd.services.common import Actor, allocate_ids, new_uuid, system_actor
 from groupd.store.db import UnitOfWork
@@ -144,7 +144,8 @@ class AccountView:
     active: bool
 
 
-def _account_view(account: Account) -> AccountView:
+def view_of_account(account: Account) -> AccountView:
+    """The view of an account row."""
     return AccountView(
         account.id, account.uuid, account.tenant_id, account.username, account.role, account.active
     )
@@ -174,7 +175,7 @@ def create_account(
             uow.session.flush()
     except IntegrityError:
         raise Conflict(f"the username '{username}' is taken", code="username_taken") from None
-    return _account_view(account)
+    return view_of_account(account)
 
 
 def add_account(
@@ -211,135 +212,27 @@ def get_account(uow: UnitOfWork, *, username: str) -> AccountView:
     ).scalar_one_or_none()
     if account is None:
         raise NotFound(f"no account '{username}'")
-    return _account_view(account)
+    return view_of_account(account)
 
 
 def list_accounts(uow: UnitOfWork, *, actor: Actor) -> list[AccountView]:
     rows = uow.session.execute(
         select(Account).where(Account.tenant_id == actor.tenant_id).order_by(Account.id)
     ).scalars()
-    return [_account_view(a) for a in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class LoginOutcome:
-    """The result of a password check. A failure still has state to commit (the count)."""
-
-    account: AccountView | None
-    error: AuthenticationFailed | None
-    attempts_left: int
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordCheck:
-    """What reading the account and running argon2 found, before anything is written."""
-
-    account_id: int | None
-    account: AccountView | None
-    verified: bool
-    error: AuthenticationFailed | None
-    needs_reset: bool
-
-
-def verify_password(
-    uow: UnitOfWork, *, username: str, password: str, now: datetime
-) -> PasswordCheck:
-    """Read the account (no lock) and verify the password (argon2, with no lock held)."""
-    account = uow.session.execute(
-        select(Account).where(Account.username == username)
-    ).scalar_one_or_none()
-    if account is None or not account.active:
-        _hasher_cost_equaliser(password)
-        return PasswordCheck(None, None, False, AuthenticationFailed("invalid credentials"), False)
-    if account.locked_until is not None and account.locked_until > now:
-        wait = int((account.locked_until - now).total_seconds()) + 1
-        locked = AccountLocked(f"too many failed logins; try again in {wait} s", retry_after=wait)
-        return PasswordCheck(account.id, None, False, locked, False)
-    if _verify(account.password_hash, password):
-        reset = bool(account.failed_logins) or account.locked_until is not None
-        return PasswordCheck(account.id, _account_view(account), True, None, reset)
-    return PasswordCheck(account.id, None, False, None, False)
-
-
-def record_login(
-    uow: UnitOfWork,
-    *,
-    check: PasswordCheck,
-    now: datetime,
-    max_failures: int,
-    lockout_seconds: int,
-) -> LoginOutcome:
-    """Write what a password check means for the account, with atomic UPDATEs: a success
-    clears the failure count, a failure adds one and locks the account at the limit."""
-    if check.verified:
-        if check.needs_reset:
-            uow.session.execute(
-                update(Account)
-                .where(Account.id == check.account_id)
-                .values(failed_logins=0, locked_until=None)
-            )
-        return LoginOutcome(check.account, None, max_failures)
-    if check.error is not None or check.account_id is None:
-        return LoginOutcome(
-            None, check.error, 0 if isinstance(check.error, AccountLocked) else max_failures
-        )
-    failures = int(
-        uow.session.execute(
-            update(Account)
-            .where(Account.id == check.account_id)
-            .values(failed_logins=Account.failed_logins + 1)
-            .returning(Account.failed_logins)
-        ).scalar_one()
-    )
-    if failures >= max_failures:
-        uow.session.execute(
-            update(Account)
-            .where(Account.id == check.account_id)
-            .values(failed_logins=0, locked_until=now + timedelta(seconds=lockout_seconds))
-        )
-        return LoginOutcome(
-            None,
-            AccountLocked(
-                f"too many failed logins; locked for {lockout_seconds} s",
-                retry_after=lockout_seconds,
-            ),
-            0,
-        )
-    return LoginOutcome(
-        None, AuthenticationFailed("invalid credentials"), max(max_failures - failures, 0)
-    )
-
-
-def check_password(
-    uow: UnitOfWork,
-    *,
-    username: str,
-    password: str,
-    now: datetime,
-    max_failures: int,
-    lockout_seconds: int,
-) -> LoginOutcome:
-    """Verify a password, counting failures and locking the account after too many.
-
-    Every login path (token grant, Basic, AppViewX login, ESET token) goes through here
-    (or through its two halves, ``verify_password`` and ``record_login``), so the throttle
-    is shared. The caller commits even when the outcome is a failure.
-    """
-    check = verify_password(uow, username=username, password=password, now=now)
-    return record_login(
-        uow, check=check, now=now, max_failures=max_failures, lockout_seconds=lockout_seconds
-    )
+    return [view_of_account(a) for a in rows]
 
 
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
-def _hasher_cost_equaliser(password: str) -> None:
-    # An unknown username costs as much as a wrong password: no username probing by timing.
-    _verify(_DUMMY_HASH, password)
+def equalise_hash_cost(password: str) -> None:
+    """Spend what checking a password costs: an unknown username costs as much as a
+    wrong password, so usernames cannot be probed by timing."""
+    verify_hash(_DUMMY_HASH, password)
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def verify_hash(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches an argon2 ``password_hash``."""
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -492,7 +385,7 @@ def refresh_tokens(
     credential.revoked_at = now
     return issue_token_pair(
         uow,
-        account=_account_view(account),
+        account=view_of_account(account),
         now=now,
         access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,

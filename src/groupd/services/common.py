@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -51,10 +50,6 @@ def new_uuid() -> uuid.UUID:
                 value = ((millis + 1) & (2**48 - 1)) << 80 | _VERSION_7 | _RFC_9562_VARIANT
         _last_uuid = value
     return uuid.UUID(int=value)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,15 +146,6 @@ def get_licence(uow: UnitOfWork, *, actor: Actor, licence_id: str | UUID) -> Lic
     return _licence_view(_find_licence(uow, actor=actor, licence_id=licence_id))
 
 
-def get_licence_by_product(uow: UnitOfWork, *, actor: Actor, product: str) -> LicenceView:
-    licence = uow.session.execute(
-        select(Licence).where(Licence.tenant_id == actor.tenant_id, Licence.product == product)
-    ).scalar_one_or_none()
-    if licence is None:
-        raise NotFound(f"no licence for product '{product}'")
-    return _licence_view(licence)
-
-
 def list_licences(
     uow: UnitOfWork, *, actor: Actor, limit: int = 50, cursor: str | None = None
 ) -> Page:

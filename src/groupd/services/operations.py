@@ -28,14 +28,16 @@ from uuid import UUID
 import anyio.to_thread
 from sqlalchemy import delete, or_, select, update
 
-from groupd.errors import Conflict, NotFound
+from groupd.errors import Conflict, InvalidInput, NotFound
 from groupd.services import audit
-from groupd.services.common import Actor, new_uuid, parse_uuid, system_actor
+from groupd.services.common import Actor, check_limit, new_uuid, parse_uuid, system_actor
 from groupd.services.progress import Progress
 from groupd.store.db import Database, UnitOfWork
-from groupd.store.models import Operation
+from groupd.store.models import OPERATION_STATES, Operation
 
 DELETE_KIND = "delete_group"
+# The audit action of each kind of operation, for its ".failed" and ".resumed" events.
+AUDIT_ACTIONS = {DELETE_KIND: "group.delete"}
 FINISHED = ("succeeded", "failed")
 UNFINISHED = ("accepted", "running")
 
@@ -141,7 +143,11 @@ def get_operation(
 def list_operations(
     uow: UnitOfWork, *, actor: Actor, state: str | None = None, limit: int = 100, now: datetime
 ) -> list[OperationView]:
-    """The tenant's operations, newest first (``state``: only those in it)."""
+    """The tenant's operations whose results are still kept, newest first (``state``:
+    only those in it; ``limit``: at most that many)."""
+    check_limit(limit)
+    if state is not None and state not in OPERATION_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(OPERATION_STATES)}", field="state")
     query = select(Operation).where(
         Operation.tenant_id == actor.tenant_id,
         or_(Operation.expires_at.is_(None), Operation.expires_at > now),
@@ -428,7 +434,7 @@ def fail(uow: UnitOfWork, *, operation_id: int, error: str, now: datetime, ttl: 
     audit.record_event(
         uow,
         actor=system_actor(operation.tenant_id, name=operation.actor),
-        action="group.delete.failed",
+        action=f"{AUDIT_ACTIONS.get(operation.kind, operation.kind)}.failed",
         target_type="group",
         target_uuid=operation.target_uuid,
         target_name=operation.target_name,
@@ -472,7 +478,7 @@ def resume(
     audit.record_event(
         uow,
         actor=actor,
-        action="group.delete.resumed",
+        action=f"{AUDIT_ACTIONS.get(op.kind, op.kind)}.resumed",
         target_type="group",
         target_uuid=op.target_uuid,
         target_name=op.target_name,

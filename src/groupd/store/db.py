@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection, SingletonThreadPool
 
@@ -44,6 +44,7 @@ from groupd.store.sqlite import (
     configure_sqlite,
 )
 
+T = TypeVar("T")
 __all__ = ["Database", "UnitOfWork", "create_db_engine", "request_deadline", "transaction"]
 log = logging.getLogger("groupd.db")
 
@@ -128,13 +129,19 @@ class Database:
         *,
         checkpoint_interval: float | None = CHECKPOINT_INTERVAL_SECONDS,
         loop_engine: Engine | None = None,
+        writer_wait_seconds: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
     ) -> None:
         """``checkpoint_interval``: SQLite, how often a background thread folds the WAL
         back into the database (``None``: never; ``checkpoint()`` still does).
         ``loop_engine`` (SQLite): one connection per thread, for short reads run in the
-        event loop (``unit_of_work(in_loop=True)``); without it, none run there."""
+        event loop (``unit_of_work(in_loop=True)``); without it, none run there.
+        ``writer_wait_seconds``: SQLite, how long a writer waits for its turn in the
+        writer queue before the database is busy (``Unavailable``)."""
         self.engine = engine
         self.loop_engine = loop_engine
+        self.writer_wait_seconds = writer_wait_seconds
+        # Called with the SQL of every statement (``watch_statements``).
+        self.statement_watchers: list[Callable[[str], None]] = []
         # The loop's connection stays checked out between its units: the pool's checkout
         # and checkin cost more than a short read (decision 0070).
         self._held = threading.local()
@@ -160,6 +167,23 @@ class Database:
         to do."""
         return checkpoint(self.engine) if self.is_sqlite else True
 
+    @contextmanager
+    def watch_statements(self) -> Iterator[list[str]]:
+        """Every statement sent to the database in this block, through SQLAlchemy or as a
+        ``Prepared`` one on the driver's cursor, as its SQL (for tests and diagnosis)."""
+        seen: list[str] = []
+
+        def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            seen.append(statement)
+
+        event.listen(self.engine, "before_cursor_execute", on_execute)
+        self.statement_watchers.append(seen.append)
+        try:
+            yield seen
+        finally:
+            self.statement_watchers.remove(seen.append)
+            event.remove(self.engine, "before_cursor_execute", on_execute)
+
     def wal_folds(self) -> WalFolds:
         """The folds of the WAL between a delete's chunks (nothing to fold on PostgreSQL)."""
         return WalFolds(self.checkpoint, sqlite=self.is_sqlite)
@@ -181,7 +205,11 @@ class Database:
         # in this process under a progress handler that stops them at the deadline. A
         # PostgreSQL statement is a round trip the loop would sit idle in.
         in_loop = main.dialect.name == "sqlite" and settings.inline_read_budget_seconds > 0
-        return cls(main, loop_engine=engine(per_thread=True) if in_loop else None)
+        return cls(
+            main,
+            loop_engine=engine(per_thread=True) if in_loop else None,
+            writer_wait_seconds=settings.sqlite_writer_wait_seconds,
+        )
 
     @property
     def reads_in_loop(self) -> bool:
@@ -225,8 +253,8 @@ class UnitOfWork:
     (``begin_sqlite``, ``begin_postgres``). Prepared statements run on it directly
     (``raw_cursor``): the hot paths (the token check, a get, a create) pay for nothing
     else. SQLAlchemy's ``connection`` is wrapped around it, and the ORM ``session``
-    joined to that, only when a service asks for them (see docs/benchmarks.md, "Where
-    groupd's time goes"). Read units run in autocommit (``Database.reader``).
+    joined to that, only when a service asks for them (decision 0003). Read units run
+    in autocommit (``Database.reader``, decision 0006).
     """
 
     def __init__(
@@ -304,7 +332,7 @@ class UnitOfWork:
         self._queued = self.write and self.db.writer_queue is not None
         if self._queued:
             assert self.db.writer_queue is not None
-            self.db.writer_queue.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000)
+            self.db.writer_queue.acquire(self.db.writer_wait_seconds)
         return self
 
     def __exit__(
@@ -365,15 +393,10 @@ class UnitOfWork:
         return self._queued and queue is not None and queue.others_waiting()
 
     def plan_by_index(self) -> None:
-        """Have PostgreSQL drive the rest of this transaction's joins by index.
-
-        For bulk work in bounded chunks (phase 2 of a delete): each statement joins a
-        chunk's few thousand keys to a big table, which must cost what the chunk holds.
-        PostgreSQL's default costs (``random_page_cost = 4``, as for uncached disks)
-        make it answer ``activations.object_id IN (the chunk's objects)`` with a hash
-        join over a scan of the whole table instead: 237 ms a chunk against 34 ms with
-        nested index probes, for 20,000 objects among 1,000,000 (docs/benchmarks.md).
-        ``SET LOCAL`` ends with the transaction. SQLite always probes by index here.
+        """Have PostgreSQL drive the rest of this transaction's joins by index (decision
+        0011): for bulk work in bounded chunks, where each statement joins a chunk's keys
+        to a big table and must cost what the chunk holds. ``SET LOCAL`` ends with the
+        transaction. SQLite always probes by index here.
         """
         if self.is_sqlite:
             return
@@ -393,6 +416,23 @@ class UnitOfWork:
         return translate_driver_error(
             pooled, self.dialect, error, statement, params, invalidate=invalidate
         )
+
+    def run_apart(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run ``work`` in a short transaction of its own, committed whatever this unit
+        does next (a failed login's count, kept although the request is refused).
+
+        On SQLite a write unit holds the only write lock from its start, so a second
+        writer of this thread would wait for it forever: there ``work`` runs in this unit,
+        which commits at once. Callers use it before they change anything else.
+        """
+        if self.write and self.is_sqlite:
+            result = work(self)
+            self.commit()
+            return result
+        with self.db.unit_of_work() as own:
+            result = work(own)
+            own.commit()
+        return result
 
     def commit(self) -> None:
         if self._session is not None:

@@ -1,12 +1,12 @@
 """Hot statements, compiled once per dialect and run straight on the DB-API cursor.
 
-SQLAlchemy spends 30 to 150 µs of CPU per statement on its execution machinery (the
-compiled cache lookup, the execution context, events, the result object), against 5 to
-10 µs for the same SQL on the driver's cursor (docs/benchmarks.md, "Where groupd's time
-goes"). On the paths every request takes (the token check, a get, an audit append) that
-is most of a request. A ``Prepared`` statement keeps SQLAlchemy for what it does well,
-writing the SQL from a Core statement and converting values with the columns' own types
-(their bind and result processors), and skips the rest: it runs in the unit of work's
+SQLAlchemy spends several times more CPU per statement on its execution machinery (the
+compiled cache lookup, the execution context, events, the result object) than the same
+SQL costs on the driver's cursor (decision 0003). On the paths every request takes (the
+token check, a get, an audit append) that is most of a request. A ``Prepared``
+statement keeps SQLAlchemy for what it does well, writing the SQL from a Core
+statement and converting values with the columns' own types (their bind and result
+processors), and skips the rest: it runs in the unit of work's
 transaction on the connection's DB-API cursor, with the unit's deadline, and turns driver
 errors into SQLAlchemy's exceptions as a Core execution would.
 
@@ -98,6 +98,8 @@ class Prepared:
         if not compiled.positional:
             arguments = dict(zip(compiled.names, values, strict=True))
         cursor = uow.raw_cursor()
+        for watch in uow.db.statement_watchers:
+            watch(compiled.sql)
         try:
             cursor.execute(compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as error:

@@ -55,8 +55,7 @@ def configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
         # commit of whichever writer crossed the threshold: a big delete's chunks would
         # otherwise each pay for copying thousands of pages back into the database.
         cursor.execute("PRAGMA wal_autocheckpoint=0")
-        # SQLite's own default, 2 MiB, unless configured: a bigger cache made a
-        # million-object delete 3% faster, and the server 60 MB bigger (docs/benchmarks.md).
+        # SQLite's own default, 2 MiB, unless configured (decision 0014).
         cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
         cursor.close()
 

@@ -18,6 +18,7 @@ from groupd.api.appviewx.surface import (
     envelope,
     source_of,
 )
+from groupd.api.auth import password_login
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, parse_basic
 from groupd.api.waiting import wait_for_operation
 from groupd.errors import AuthenticationFailed, InvalidInput, NotFound
@@ -45,25 +46,6 @@ def _header(req: ApiRequest, name: str) -> str:
         return raw
 
 
-def _password_check(req: ApiRequest, username: str, password: str) -> accounts.LoginOutcome:
-    """The shared throttle: failures count on the account row, and the count is kept
-    (committed) even though the request then fails."""
-    settings = req.ctx.settings
-    outcome = accounts.check_password(
-        req.uow,
-        username=username,
-        password=password,
-        now=req.now,
-        max_failures=settings.login_max_failures,
-        lockout_seconds=settings.login_lockout_seconds,
-    )
-    if outcome.error is not None:
-        req.uow.commit()
-        outcome.error.extra["attempts_left"] = outcome.attempts_left
-        raise outcome.error
-    return outcome
-
-
 def login(req: ApiRequest) -> Response:
     source_of(req)
     username = _header(req, "username")
@@ -72,12 +54,11 @@ def login(req: ApiRequest) -> Response:
         raise InvalidInput(
             "the username and password headers are required", code="login_credentials_missing"
         )
-    outcome = _password_check(req, username, password)
-    assert outcome.account is not None
-    check_gwkey(req, outcome.account)
+    account = password_login(req, username, password)
+    check_gwkey(req, account)
     session = accounts.log_in(
         req.uow,
-        account=outcome.account,
+        account=account,
         now=req.now,
         idle_timeout_seconds=req.ctx.settings.session_idle_timeout_seconds,
         request_id=req.request_id,
@@ -87,7 +68,7 @@ def login(req: ApiRequest) -> Response:
         s.LoginResult(
             status="SUCCESS",
             session_id=session.secret,
-            available_login_attempt_count=outcome.attempts_left,
+            available_login_attempt_count=req.ctx.settings.login_max_failures,
         ),
         headers={"Cache-Control": "no-store"},
     )
@@ -124,12 +105,11 @@ def service_token(req: ApiRequest) -> Response:
             code="client_credentials_invalid",
             field="grant_type",
         )
-    outcome = _password_check(req, client_id, client_secret)
-    assert outcome.account is not None
-    check_gwkey(req, outcome.account)
+    account = password_login(req, client_id, client_secret)
+    check_gwkey(req, account)
     token = accounts.create_token(
         req.uow,
-        account=outcome.account,
+        account=account,
         kind="service",
         ttl_seconds=req.ctx.settings.access_token_ttl_seconds,
         label="appviewx service token",

@@ -8,7 +8,7 @@ from groupd.api.auth import password_login
 from groupd.api.eset import schemas as s
 from groupd.api.eset.surface import DOCUMENTED, ESET_TOKEN
 from groupd.api.http import ApiRequest, Endpoint, json_response
-from groupd.errors import AuthenticationFailed, InvalidInput
+from groupd.errors import InvalidInput
 from groupd.services import accounts
 
 GRANTS = ("password", "refresh_token")
@@ -27,12 +27,7 @@ def issue_token(req: ApiRequest) -> Response:
     settings = req.ctx.settings
     if grant == "password":
         username, password = _required(form, "username"), _required(form, "password")
-        try:
-            account = password_login(req, username, password)
-        except AuthenticationFailed:
-            # Keep the failed-login count (lock-out is shared by every login path).
-            req.uow.commit()
-            raise
+        account = password_login(req, username, password)
         pair = accounts.issue_token_pair(
             req.uow,
             account=account,

@@ -76,6 +76,25 @@ def get_operation(req: ApiRequest) -> Response:
     return json_response(render.operation(view))
 
 
+def list_operations(req: ApiRequest) -> Response:
+    views = operations.list_operations(
+        req.uow,
+        actor=req.actor,
+        state=req.query_str("state"),
+        limit=req.query_int("limit", 100),
+        now=req.now,
+    )
+    return json_response(s.OperationList(items=[render.operation(view) for view in views]))
+
+
+def resume_operation(req: ApiRequest) -> Response:
+    view = operations.resume(
+        req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
+    )
+    req.ctx.worker.notify()
+    return json_response(render.operation(view))
+
+
 def endpoints() -> list[Endpoint]:
     return [
         Endpoint(
@@ -117,5 +136,31 @@ def endpoints() -> list[Endpoint]:
             summary="State, progress and result of an operation",
             response=s.OperationOut,
             tags=["operations"],
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/operations",
+            list_operations,
+            NATIVE,
+            summary="The tenant's operations, newest first",
+            response=s.OperationList,
+            tags=["operations"],
+            query=[
+                QueryParam("state", "string", "only operations in this state"),
+                QueryParam("limit", "integer", "at most this many (1 to 1000)"),
+            ],
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/operations/{id}/resume",
+            resume_operation,
+            NATIVE,
+            role="admin",
+            write=True,
+            summary="Accept a failed operation again, from where it stopped",
+            response=s.OperationOut,
+            tags=["operations"],
+            errors=(400, 401, 403, 404, 409),
+            json_body=False,
         ),
     ]

@@ -290,6 +290,10 @@ class OperationOut(Out):
     expires_at: str | None
 
 
+class OperationList(Out):
+    items: list[OperationOut]
+
+
 class DeletePreview(Out):
     dry_run: bool
     group: TargetOut

@@ -82,7 +82,9 @@ class NativeSurface:
 
     def render_error(self, error: GroupdError, req: ApiRequest) -> Response:
         status, title = status_of(error)
-        extra = wire.error_extra({k: v for k, v in error.extra.items() if k != "retry_after"})
+        extra = wire.error_extra(
+            {k: v for k, v in error.extra.items() if k not in ("retry_after", "attempts_left")}
+        )
         headers: dict[str, str] = {}
         if isinstance(error, AuthenticationFailed):
             headers["WWW-Authenticate"] = 'Bearer realm="groupd", Basic realm="groupd"'

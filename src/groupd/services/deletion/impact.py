@@ -159,8 +159,7 @@ def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> GuardFl
         .cte("subtree")
     )
     # Joins, not IN: both sides are unique (group ids, object ids), and an IN over a
-    # common table expression makes PostgreSQL de-duplicate it first (a hash of 500,000
-    # object ids, spilled to disk, for a 100,000-group subtree).
+    # common table expression makes PostgreSQL de-duplicate it first (decision 0011).
     homed = (
         select(DirectoryObject.id, DirectoryObject.kind)
         .join(subtree, DirectoryObject.home_group_id == subtree.c.id)
