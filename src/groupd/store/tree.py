@@ -25,3 +25,8 @@ def in_subtree(path: str, *, tenant_id: int) -> ColumnElement[bool]:
     """Filter on ``groups`` selecting the subtree rooted at ``path`` (the root included)."""
     low, high = subtree_bounds(path)
     return and_(Group.tenant_id == tenant_id, Group.path >= low, Group.path < high)
+
+
+def ancestor_ids(path: str) -> list[int]:
+    """The ids along ``path``, root first, the group itself last."""
+    return [int(part) for part in path.strip("/").split("/")]
