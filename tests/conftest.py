@@ -33,6 +33,7 @@ REDIS_URL = os.environ.get("GROUPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("GROUPD_TEST_REQUIRE_SERVICES") == "1"
 TABLES = (
     "audit_events",
+    "bin_entries",
     "memberships",
     "activations",
     "objects",

@@ -59,6 +59,9 @@ USER_STATUSES = ("active", "inactive")
 UNIT_KINDS = ("seat", "user")
 CREDENTIAL_KINDS = ("access", "refresh", "api", "session", "service")
 OPERATION_STATES = ("accepted", "running", "succeeded", "failed")
+# live: shown. deleted: in the recycle bin, hidden, kept whole for a restore.
+# deleting: hidden, its rows being removed by an operation (a purge, a permanent delete).
+GROUP_STATES = ("live", "deleted", "deleting")
 
 # A live group, compared as a literal in the SQL rather than a bound parameter. SQLite
 # prepares a statement again on every run when a parameter is compared with a term of a
@@ -162,8 +165,9 @@ class Group(Base):
 
     ``path`` lists the ancestors' ids and the group's own, as ``/1/7/42/``: the subtree of
     a group is ``path >= '/1/7/' AND path < '/1/70'`` (``'0'`` follows ``'/'``), one
-    index range scan on both databases. ``state = 'deleting'`` hides a group from every
-    read from the moment a delete is accepted until phase 2 removes the row.
+    index range scan on both databases. A state other than ``live`` hides a group from
+    every read: ``deleted`` while it waits in the recycle bin (``operation_id`` is then the
+    delete that put it there), ``deleting`` while an operation removes its rows.
     """
 
     __tablename__ = "groups"
@@ -171,7 +175,7 @@ class Group(Base):
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "parent_id"], ["groups.tenant_id", "groups.id"]),
         CheckConstraint(_in("kind", GROUP_KINDS), name="kind"),
-        CheckConstraint(_in("state", ("live", "deleting")), name="state"),
+        CheckConstraint(_in("state", GROUP_STATES), name="state"),
         CheckConstraint("depth >= 0", name="depth"),
         CheckConstraint("(kind = 'policy') = (value_type IS NOT NULL)", name="policy_value_type"),
         CheckConstraint(
@@ -346,6 +350,10 @@ class Activation(Base):
 
     When an object is deleted without releasing its units, the activation stays, orphaned
     (``object_id`` NULL, ``orphaned_at`` set), still counted, until released.
+
+    ``released_at``: the object is in the recycle bin and its delete gave the units back;
+    the activation remembers ``units`` so that a restore takes them again. A licence's
+    ``used_units`` is the sum of its activations not released (invariant 3).
     """
 
     __tablename__ = "activations"
@@ -384,6 +392,7 @@ class Activation(Base):
     units: Mapped[int] = mapped_column(Integer)
     orphaned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Operation(Base):
@@ -419,6 +428,41 @@ class Operation(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BinEntry(Base):
+    """A subtree in the recycle bin: one row per deleted root (docs/decisions/0030).
+
+    The subtree's rows stay where they were, hidden (groups ``deleted``, marked with the
+    delete's ``operation_id``); this row keeps what the bin shows and what a restore
+    needs: who deleted it and when, when it is purged, what it held (``counts``), and the
+    units its delete gave back per licence (``units``), which a restore takes again.
+    """
+
+    __tablename__ = "bin_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"]),
+        Index("ix_bin_entries_tenant_id_id", "tenant_id", "id"),
+        Index("ix_bin_entries_purge_at", "purge_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    # The deleted root; its uuid is the entry's id on the API.
+    group_id: Mapped[int] = mapped_column(BigIntKey, unique=True)
+    group_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
+    # The delete that put the subtree here: its groups carry this operation_id.
+    operation_id: Mapped[int] = mapped_column(BigIntKey)
+    operation_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey)
+    path_names: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    release_units: Mapped[bool] = mapped_column(Boolean)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    units: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    # Set while a restore of the entry is accepted and not yet run.
+    restore_operation_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_by: Mapped[str] = mapped_column(String(150))
+    purge_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):
