@@ -124,6 +124,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "delete_wait_seconds": 5.0,
         "worker_poll_seconds": 0.05,
         "maintenance_cache_seconds": 0.0,
+        # Deletes purge at once unless a test is about the recycle bin (tests/test_bin*.py).
+        "retention_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)
