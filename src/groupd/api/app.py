@@ -27,6 +27,7 @@ from groupd.api.native import groups as native_groups
 from groupd.api.native import licenses as native_licenses
 from groupd.api.native import objects as native_objects
 from groupd.api.native import operations as native_operations
+from groupd.api.native import bin as native_bin
 from groupd.api.native.surface import PROBLEM, problem
 from groupd.api.openapi import build_openapi
 from groupd.settings import Settings, get_settings
@@ -52,6 +53,7 @@ def all_endpoints() -> list[Endpoint]:
         native_accounts,
         native_licenses,
         native_operations,
+        native_bin,
         native_audit,
     ):
         endpoints.extend(module.endpoints())

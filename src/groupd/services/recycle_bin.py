@@ -105,6 +105,15 @@ class Accepted:
     group_uuid: UUID
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an operation run here ended: its answer's status and body."""
+
+    status: int
+    body: dict[str, Any]
+    progress: dict[str, Any]
+
+
 Parent = aliased(Group)
 
 
@@ -183,6 +192,15 @@ def get_entry(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) -> BinEntr
 
 
 # putting a subtree in the bin ---------------------------------------------------------
+def goes_to_bin(actor: Actor, *, permanent: bool, retention_seconds: int) -> bool:
+    """Whether a delete puts its subtree in the bin: every delete does while retention
+    is on, but one an admin asks to be ``permanent``."""
+    if permanent:
+        actor.require("admin")
+        return False
+    return retention_seconds > 0
+
+
 def open_entry(
     uow: UnitOfWork,
     *,
@@ -262,6 +280,33 @@ def settle_binned_delete(
     total = sum(item.units for item in licences)
     released = total if entry.release_units else 0
     return Settled(dict(counts), released, total - released, entry.purge_at)
+
+
+def run_binned_delete(
+    uow: UnitOfWork, *, operation: Operation, counts: dict[str, int], licences: list[BinUnits],
+    now: datetime,
+) -> Outcome:
+    """A delete to the bin after phase 1, whole, in the caller's transaction: the units
+    given back when asked, the entry's counts. ``counts`` and ``licences`` are what the
+    subtree holds (the delete's impact, measured over its marked groups)."""
+    settled = settle_binned_delete(
+        uow, operation_id=operation.id, counts=counts, licences=licences, now=now
+    )
+    progress: dict[str, Any] = {
+        kind: {"done": n, "total": n} for kind, n in settled.counts.items()
+    }
+    progress["unitsReleased"] = settled.units_released
+    progress["unitsKeptConsumed"] = settled.units_kept
+    body = {
+        "operationId": str(operation.uuid),
+        "groupId": str(operation.target_uuid),
+        "binned": settled.counts,
+        "releaseConsumedUnits": bool((operation.params or {}).get("releaseConsumedUnits")),
+        "unitsReleased": settled.units_released,
+        "unitsKeptConsumed": settled.units_kept,
+        "purgeAt": settled.purge_at.isoformat().replace("+00:00", "Z"),
+    }
+    return Outcome(200, body, progress)
 
 
 # restoring ----------------------------------------------------------------------------
@@ -457,8 +502,15 @@ def _restore_entry(
         raise conflicts.error(root.name)
     session = uow.session
     not_live = _memberships_to_groups_not_live(uow, entry=entry)
+    taken = 0
     try:
         with session.begin_nested():
+            if entry.release_units:
+                # Before the groups go live: the subtree is named by its delete's mark.
+                held = bin_store.take_back_units_of_subtree(
+                    uow, operation_id=entry.operation_id, tenant_id=entry.tenant_id
+                )
+                taken = sum(item.units for item in held.values())
             _put_back(uow, entry=entry, root=root, target=target, now=now)
     except IntegrityError:
         # A live group took a name after the check (a create racing this restore).
@@ -468,12 +520,6 @@ def _restore_entry(
         if not again.items:
             again = Conflicts([{"kind": "name_taken", "groupId": str(root.uuid), "name": target.name}])
         raise again.error(root.name) from None
-    taken = 0
-    if entry.release_units:
-        held = bin_store.take_back_units_of_subtree(
-            uow, operation_id=entry.operation_id, tenant_id=entry.tenant_id
-        )
-        taken = sum(item.units for item in held.values())
     counts = {kind: int(entry.counts.get(kind, 0)) for kind in COUNTED}
     session.execute(delete(BinEntry).where(BinEntry.id == entry.id))
     result = Restored(root.uuid, counts, taken, not_live)
@@ -610,15 +656,6 @@ def _new_operation(
     return operation
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an operation run here ended: its answer's status and body."""
-
-    status: int
-    body: dict[str, Any]
-    progress: dict[str, Any]
-
-
 def run_restore(uow: UnitOfWork, *, operation: Operation, now: datetime) -> Outcome:
     """The accepted restore ``operation``, whole, in the caller's transaction. A conflict
     that arose since it was accepted ends it with a 409 answer, nothing changed."""
@@ -653,6 +690,40 @@ def run_restore(uow: UnitOfWork, *, operation: Operation, now: datetime) -> Outc
     return Outcome(200, restored.as_result(), progress)
 
 
+def finish_operation(
+    uow: UnitOfWork,
+    *,
+    operation: Operation,
+    outcome: Outcome,
+    action: str | None,
+    now: datetime,
+    ttl_seconds: int,
+) -> None:
+    """Record how a bin operation ended, with its audit event, in the caller's transaction."""
+    operation.state = "succeeded"
+    operation.progress = outcome.progress
+    operation.result_status = outcome.status
+    operation.result_body = outcome.body
+    operation.finished_at = now
+    operation.expires_at = now + timedelta(seconds=ttl_seconds)
+    operation.claimed_by = None
+    operation.lease_until = None
+    if action is None or outcome.status >= 400:
+        return  # a restore records its own event; a refused one changed nothing
+    audit.record_event(
+        uow,
+        actor=_operation_actor(operation),
+        action=action,
+        target_type="group",
+        target_uuid=operation.target_uuid,
+        target_name=operation.target_name,
+        outcome="succeeded",
+        counts=outcome.body,
+        detail=f"operation {operation.uuid}",
+        now=now,
+    )
+
+
 def _operation_actor(operation: Operation) -> Actor:
     return Actor(
         tenant_id=operation.tenant_id,
@@ -676,7 +747,7 @@ def start_purge(
         actor=actor,
         kind=PURGE_KIND,
         root=root,
-        params={"releaseConsumedUnits": False, "path": root.path, "binned": dict(entry.counts)},
+        params={"releaseConsumedUnits": False, "path": root.path, "mayHoldReleased": True},
         now=now,
     )
     session = uow.session
@@ -697,6 +768,39 @@ def start_purge(
     groups = int(entry.counts.get("groups", 0))
     operation.progress = {"groups": {"done": 0, "total": groups or None}, "chunks": 0}
     return operation
+
+
+def take_along_binned(uow: UnitOfWork, *, operation_id: int) -> bool:
+    """For a delete that skips the bin: take along, into its removal, every subtree
+    binned earlier inside the groups it marked (their rows would otherwise keep its
+    groups from going), and drop their entries. True when there was one; such a
+    subtree's released activations must then be removed without crediting units twice."""
+    session = uow.session
+    root = session.execute(
+        select(Group.tenant_id, Group.path)
+        .where(Group.operation_id == operation_id)
+        .order_by(Group.depth)
+        .limit(1)
+    ).first()
+    if root is None:
+        return False
+    taken = session.execute(
+        update(Group)
+        .where(in_subtree(root.path, tenant_id=root.tenant_id), Group.state == "deleted")
+        .values(state="deleting", operation_id=operation_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not taken:
+        return False
+    session.execute(
+        delete(BinEntry)
+        .where(
+            BinEntry.tenant_id == root.tenant_id,
+            BinEntry.group_id.in_(select(Group.id).where(Group.operation_id == operation_id)),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return True
 
 
 def purge_now(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID, now: datetime) -> Accepted:

@@ -18,6 +18,7 @@ async def delete_group(req: ApiRequest) -> Response:
     settings = req.ctx.settings
     release = req.query_bool("releaseConsumedUnits", False)
     dry_run = req.query_bool("dryRun", False)
+    permanent = req.query_bool("permanent", False)
     wait = req.query_float(
         "wait", settings.delete_wait_seconds, minimum=0, maximum=settings.delete_max_wait_seconds
     )
@@ -34,6 +35,8 @@ async def delete_group(req: ApiRequest) -> Response:
             dry_run=dry_run,
             if_match=expected_version,
             now=req.ctx.clock(),
+            permanent=permanent,
+            retention_seconds=settings.retention_seconds,
         )
 
     plan = await req.transact(phase_one, write=not dry_run)
@@ -91,6 +94,9 @@ def endpoints() -> list[Endpoint]:
                     "return the units of every deleted object's activations",
                 ),
                 QueryParam("dryRun", "boolean", "only report the impact and blockers"),
+                QueryParam(
+                    "permanent", "boolean", "admin: remove at once instead of to the recycle bin"
+                ),
                 QueryParam("wait", "number", "seconds to wait for the end before 202"),
             ],
             headers=[QueryParam("If-Match", "string", "ETag the group must still have")],
