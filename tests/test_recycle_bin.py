@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,9 +13,12 @@ from starlette.testclient import TestClient
 from conftest import TenantFixture, make_settings, seed_tenant
 from groupd.api.app import create_app
 from groupd.api.context import AppContext
-from groupd.clock import ManualClock
+from groupd.clock import ManualClock, system_clock
+from groupd.errors import Conflict
+from groupd.services import groups, recycle_bin
+from groupd.services.common import Actor
 from groupd.settings import Settings
-from groupd.store.db import Database
+from groupd.store.db import Database, transaction
 from helpers import build_tree, create, devices, licence, user
 from invariants import assert_invariants
 
@@ -296,3 +300,52 @@ def test_another_tenants_bin_ids_answer_404(
     assert client.delete(url, headers=globex.admin.headers).status_code == 404
     assert client.get("/api/v1/deleted-groups", headers=globex.admin.headers).json()["items"] == []
     assert_invariants(db)
+
+
+def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    actor = Actor(tenant_id=acme.id, account_id=None, username="racer", role="editor")
+    outcomes: list[tuple[str, str]] = []
+    for round_ in range(6):
+        name = f"Race {round_}"
+        group = create(client, acme.editor.headers, "/api/v1/groups", {"name": name, "kind": "user"})
+        assert delete(client, acme.editor.headers, group["id"]).status_code == 200
+        start = threading.Barrier(2)
+        results: dict[str, str] = {}
+
+        def restoring(group_id: str = group["id"]) -> None:
+            start.wait()
+            try:
+                with transaction(db) as uow:
+                    recycle_bin.restore(uow, actor=actor, group_id=group_id, now=system_clock())
+                results["restore"] = "won"
+            except Conflict as error:
+                results["restore"] = error.code
+
+        def creating(name: str = name) -> None:
+            start.wait()
+            try:
+                with transaction(db) as uow:
+                    groups.create_group(
+                        uow, actor=actor, spec=groups.GroupSpec(name=name, kind="user"), now=system_clock()
+                    )
+                results["create"] = "won"
+            except Conflict as error:
+                results["create"] = error.code
+
+        threads = [threading.Thread(target=restoring), threading.Thread(target=creating)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(results.values()).count("won") == 1, results
+        outcomes.append((results["restore"], results["create"]))
+        listed = client.get(
+            "/api/v1/groups", params={"kind": "user", "name": name}, headers=acme.editor.headers
+        ).json()["items"]
+        assert len(listed) == 1
+        assert_invariants(db)
+    # A refused restore names the taken name and leaves the subtree in the bin.
+    for restore_outcome, _create in outcomes:
+        assert restore_outcome in ("won", "restore_conflict")
