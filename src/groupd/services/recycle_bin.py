@@ -1,12 +1,12 @@
 """The recycle bin: what a delete puts there, listing it, restoring it, purging it.
 
 A delete hides its subtree at once (phase 1 marks its groups ``deleted``) and opens a bin
-entry; its operation then gives the units back when asked, each activation remembering
-what it held, and counts what the subtree holds. The rows stay until the entry's
-``purge_at``: then, or when an admin asks, a purge operation removes them (phase 2 of a
-delete, as before the bin). A restore brings the whole subtree back with the same ids
-and takes the units again, in one transaction, or names every conflict and changes
-nothing (docs/decisions/0030).
+entry; its operation then counts what the subtree holds and, when asked, gives the units
+its activations hold back to their licences. The activations stay as they are, and
+remember their units. The rows stay until the entry's ``purge_at``: then, or when an
+admin asks, a purge operation removes them (phase 2 of a delete, as before the bin). A
+restore brings the whole subtree back with the same ids and takes the units again, in
+one transaction, or names every conflict and changes nothing (docs/decisions/0030).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _entries_query(tenant_id: int) -> Any:
         select(BinEntry, Group, Parent.uuid)
         .join(Group, Group.id == BinEntry.group_id)
         .outerjoin(Parent, Parent.id == Group.parent_id)
-        .where(BinEntry.tenant_id == tenant_id)
+        .where(BinEntry.tenant_id == tenant_id, BinEntry.purging.is_(False))
     )
 
 
@@ -227,6 +227,8 @@ def open_entry(
             operation_uuid=operation.uuid,
             path_names=[names[key] for key in ancestors if key in names],
             release_units=release_units,
+            released=False,
+            purging=False,
             counts={},
             units=[],
             deleted_at=now,
@@ -255,20 +257,21 @@ def settle_binned_delete(
     licences: list[BinUnits],
     now: datetime,
 ) -> Settled:
-    """The work of a delete to the bin after phase 1, in one transaction: with
-    ``releaseConsumedUnits`` every activation of the subtree gives its units back and
-    remembers them; the entry gets the counts (``counts``, measured over the subtree)
-    and the units per licence."""
+    """The work of a delete to the bin after phase 1, in one transaction: the entry gets
+    what the subtree holds (``counts`` and ``licences``, measured over its groups), and
+    with ``releaseConsumedUnits`` the units its activations hold go back to their
+    licences, one UPDATE per licence. The activations are left as they are."""
     entry = uow.session.execute(
         select(BinEntry).where(BinEntry.operation_id == operation_id).with_for_update()
     ).scalar_one()
-    if entry.release_units:
-        bin_store.release_units_of_subtree(
-            uow, operation_id=operation_id, tenant_id=entry.tenant_id, now=now
-        )
+    keys = _licence_keys(uow, [item.licence_uuid for item in licences])
+    if entry.release_units and not entry.released:
+        bin_store.add_used_units(uow, {keys[item.licence_uuid]: -item.units for item in licences})
+        entry.released = True
     entry.counts = dict(counts)
     entry.units = [
         {
+            "key": keys[item.licence_uuid],
             "licenceId": str(item.licence_uuid),
             "product": item.product,
             "unitKind": item.unit_kind,
@@ -307,6 +310,13 @@ def run_binned_delete(
         "purgeAt": settled.purge_at.isoformat().replace("+00:00", "Z"),
     }
     return Outcome(200, body, progress)
+
+
+def _licence_keys(uow: UnitOfWork, uuids: list[UUID]) -> dict[UUID, int]:
+    if not uuids:
+        return {}
+    rows = uow.session.execute(select(Licence.uuid, Licence.id).where(Licence.uuid.in_(uuids)))
+    return {licence_uuid: int(key) for licence_uuid, key in rows}
 
 
 # restoring ----------------------------------------------------------------------------
@@ -408,14 +418,11 @@ def find_conflicts(
     for binned_uuid, _key, kind, binned_group_name, holder in taken:
         shown = target.name if binned_uuid == root.uuid else binned_group_name
         items.append(_name_taken(binned_uuid, shown, kind, holder))
-    if entry.release_units and entry.units:
-        wanted = {UUID(item["licenceId"]): int(item["units"]) for item in entry.units}
-        keys = list(
-            session.execute(select(Licence.id).where(Licence.uuid.in_(list(wanted)))).scalars()
-        )
-        for licence in bin_store.lock_licences(uow, licence_ids=keys):
+    if entry.released:
+        wanted = {int(item["key"]): int(item["units"]) for item in entry.units}
+        for licence in bin_store.lock_licences(uow, licence_ids=list(wanted)):
             free = licence.total_units - licence.used_units
-            needed = wanted[licence.uuid]
+            needed = wanted[licence.id]
             if needed > free:
                 items.append(
                     {
@@ -505,12 +512,10 @@ def _restore_entry(
     taken = 0
     try:
         with session.begin_nested():
-            if entry.release_units:
-                # Before the groups go live: the subtree is named by its delete's mark.
-                held = bin_store.take_back_units_of_subtree(
-                    uow, operation_id=entry.operation_id, tenant_id=entry.tenant_id
-                )
-                taken = sum(item.units for item in held.values())
+            if entry.released:
+                taken_back = {int(item["key"]): int(item["units"]) for item in entry.units}
+                bin_store.add_used_units(uow, taken_back)
+                taken = sum(taken_back.values())
             _put_back(uow, entry=entry, root=root, target=target, now=now)
     except IntegrityError:
         # A live group took a name after the check (a create racing this restore).
@@ -740,67 +745,66 @@ def start_purge(
     uow: UnitOfWork, *, actor: Actor, entry: BinEntry, root: Group, now: datetime
 ) -> Operation:
     """Hand a bin entry to the removal of its rows (phase 2 of a delete): a purge
-    operation takes every group of the subtree still in the bin, a subtree binned
-    earlier inside it included (its entry goes too), and the entries go at once."""
+    operation takes over its groups (marked ``deleting`` for it) and the entry, which
+    leaves the bin and goes when the purge ends (``close_purged``). Whether the units
+    were given back is the entry's: the purge removes such activations without touching
+    the books, and orphans the others, still counted (docs/decisions/0030)."""
     operation = _new_operation(
         uow,
         actor=actor,
         kind=PURGE_KIND,
         root=root,
-        params={"releaseConsumedUnits": False, "path": root.path, "mayHoldReleased": True},
+        params={
+            "releaseConsumedUnits": False,
+            "unitsReleased": entry.released,
+            "path": root.path,
+        },
         now=now,
     )
-    session = uow.session
-    session.execute(
+    uow.session.execute(
         update(Group)
-        .where(in_subtree(root.path, tenant_id=entry.tenant_id), Group.state == "deleted")
+        .where(
+            Group.operation_id == entry.operation_id,
+            Group.tenant_id == entry.tenant_id,
+            Group.state == "deleted",
+        )
         .values(state="deleting", operation_id=operation.id)
         .execution_options(synchronize_session=False)
     )
-    session.execute(
-        delete(BinEntry)
-        .where(
-            BinEntry.tenant_id == entry.tenant_id,
-            BinEntry.group_id.in_(select(Group.id).where(Group.operation_id == operation.id)),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    entry.operation_id = operation.id
+    entry.purging = True
     groups = int(entry.counts.get("groups", 0))
     operation.progress = {"groups": {"done": 0, "total": groups or None}, "chunks": 0}
     return operation
 
 
-def take_along_binned(uow: UnitOfWork, *, operation_id: int) -> bool:
-    """For a delete that skips the bin: take along, into its removal, every subtree
-    binned earlier inside the groups it marked (their rows would otherwise keep its
-    groups from going), and drop their entries. True when there was one; such a
-    subtree's released activations must then be removed without crediting units twice."""
-    session = uow.session
-    root = session.execute(
-        select(Group.tenant_id, Group.path)
-        .where(Group.operation_id == operation_id)
-        .order_by(Group.depth)
-        .limit(1)
-    ).first()
-    if root is None:
-        return False
-    taken = session.execute(
-        update(Group)
-        .where(in_subtree(root.path, tenant_id=root.tenant_id), Group.state == "deleted")
-        .values(state="deleting", operation_id=operation_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if not taken:
-        return False
-    session.execute(
-        delete(BinEntry)
+def purge_inside(uow: UnitOfWork, *, actor: Actor, tenant_id: int, path: str, now: datetime) -> int:
+    """Start the purge of every entry still in the bin whose root lies under ``path``
+    (a subtree binned earlier inside one being purged or deleted for good): their rows
+    would keep the enclosing groups from going, whose removal waits for them."""
+    rows = uow.session.execute(
+        select(BinEntry, Group)
+        .join(Group, Group.id == BinEntry.group_id)
         .where(
-            BinEntry.tenant_id == root.tenant_id,
-            BinEntry.group_id.in_(select(Group.id).where(Group.operation_id == operation_id)),
+            in_subtree(path, tenant_id=tenant_id),
+            Group.path != path,
+            BinEntry.purging.is_(False),
         )
+        .order_by(BinEntry.id)
+        .with_for_update(of=BinEntry)
+    ).all()
+    for entry, root in rows:
+        start_purge(uow, actor=actor, entry=entry, root=root, now=now)
+    return len(rows)
+
+
+def close_purged(uow: UnitOfWork, *, operation_id: int) -> None:
+    """The purge ``operation_id`` has removed its rows: its entry goes too."""
+    uow.session.execute(
+        delete(BinEntry)
+        .where(BinEntry.operation_id == operation_id, BinEntry.purging.is_(True))
         .execution_options(synchronize_session=False)
     )
-    return True
 
 
 def purge_now(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID, now: datetime) -> Accepted:
@@ -811,6 +815,9 @@ def purge_now(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID, now: datet
     )
     if entry.restore_operation_id is not None:
         raise Conflict(f"a restore of '{root.name}' is under way", code="restore_pending")
+    # Those inside first: their operations come first in the workers' order, and the
+    # enclosing purge's removal waits for them.
+    purge_inside(uow, actor=actor, tenant_id=entry.tenant_id, path=root.path, now=now)
     operation = start_purge(uow, actor=actor, entry=entry, root=root, now=now)
     return Accepted(operation.uuid, root.uuid)
 
@@ -820,24 +827,25 @@ def start_due_purges(uow: UnitOfWork, *, now: datetime, limit: int = PURGES_PER_
     entry being restored waits. Entries another worker is starting are skipped."""
     due = uow.session.execute(
         select(BinEntry)
-        .where(BinEntry.purge_at <= now, BinEntry.restore_operation_id.is_(None))
+        .where(
+            BinEntry.purge_at <= now,
+            BinEntry.restore_operation_id.is_(None),
+            BinEntry.purging.is_(False),
+        )
         .order_by(BinEntry.purge_at, BinEntry.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).scalars().all()
     started = 0
     for entry in due:
-        still = uow.session.execute(select(BinEntry.id).where(BinEntry.id == entry.id)).first()
-        if still is None:
-            continue  # taken along by an enclosing entry's purge just now
         root = uow.session.get(Group, entry.group_id)
         assert root is not None
-        start_purge(
-            uow,
-            actor=system_actor(entry.tenant_id, name="retention"),
-            entry=entry,
-            root=root,
-            now=now,
+        if entry.purging:
+            continue  # started just now, inside an enclosing entry due before it
+        actor = system_actor(entry.tenant_id, name="retention")
+        started += purge_inside(
+            uow, actor=actor, tenant_id=entry.tenant_id, path=root.path, now=now
         )
+        start_purge(uow, actor=actor, entry=entry, root=root, now=now)
         started += 1
     return started

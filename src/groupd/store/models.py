@@ -351,9 +351,9 @@ class Activation(Base):
     When an object is deleted without releasing its units, the activation stays, orphaned
     (``object_id`` NULL, ``orphaned_at`` set), still counted, until released.
 
-    ``released_at``: the object is in the recycle bin and its delete gave the units back;
-    the activation remembers ``units`` so that a restore takes them again. A licence's
-    ``used_units`` is the sum of its activations not released (invariant 3).
+    An activation of an object in the recycle bin is left as it is: when its delete gave
+    the units back, its bin entry says so (``BinEntry.released``), and ``units`` is what a
+    restore takes again (invariant 3 leaves such activations out).
     """
 
     __tablename__ = "activations"
@@ -392,7 +392,6 @@ class Activation(Base):
     units: Mapped[int] = mapped_column(Integer)
     orphaned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Operation(Base):
@@ -436,12 +435,15 @@ class BinEntry(Base):
     The subtree's rows stay where they were, hidden (groups ``deleted``, marked with the
     delete's ``operation_id``); this row keeps what the bin shows and what a restore
     needs: who deleted it and when, when it is purged, what it held (``counts``), and the
-    units its delete gave back per licence (``units``), which a restore takes again.
+    units its activations held per licence (``units``). ``released``: those units are
+    back in their licences (the delete asked for it and has run); a restore takes them
+    again. While ``purging``, ``operation_id`` is the purge's, which marks the groups then.
     """
 
     __tablename__ = "bin_entries"
     __table_args__ = (
-        ForeignKeyConstraint(["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"]),
+        # No foreign key to the root: the entry outlives its rows by the purge's last
+        # step, which removes both (invariant 7 checks that they agree until then).
         Index("ix_bin_entries_tenant_id_id", "tenant_id", "id"),
         Index("ix_bin_entries_purge_at", "purge_at"),
     )
@@ -456,6 +458,8 @@ class BinEntry(Base):
     operation_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey)
     path_names: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
     release_units: Mapped[bool] = mapped_column(Boolean)
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+    purging: Mapped[bool] = mapped_column(Boolean, default=False)
     counts: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     units: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
     # Set while a restore of the entry is accepted and not yet run.

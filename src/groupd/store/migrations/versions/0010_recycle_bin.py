@@ -1,4 +1,4 @@
-"""the recycle bin: groups kept ``deleted``, activations' released units, bin entries
+"""the recycle bin: groups kept ``deleted``, bin entries
 
 Revision ID: 0010
 Revises: 0009
@@ -6,9 +6,8 @@ Create Date: 2026-12-07 02:40:00
 
 A delete now puts its subtree in the recycle bin (docs/decisions/0030): the rows stay,
 hidden, until their purge. Groups gain the state ``deleted`` (in the bin) beside
-``live`` and ``deleting`` (being removed); an activation whose delete gave its units
-back keeps them, with ``released_at`` set, so that a restore takes them again; and
-``bin_entries`` holds one row per deleted root.
+``live`` and ``deleting`` (being removed), and ``bin_entries`` holds one row per deleted
+root, with the units its activations held per licence and whether they were given back.
 
 On SQLite a CHECK is part of the table's definition: ``groups`` is copied with the new
 one (batch mode), its triggers' neighbours kept aside and made again as in 0009.
@@ -63,10 +62,6 @@ def _replace_state_check(states: str) -> None:
 
 def upgrade() -> None:
     _replace_state_check(STATES)
-    op.add_column(
-        "activations",
-        sa.Column("released_at", groupd.store.types.UTCDateTime(timezone=True), nullable=True),
-    )
     op.create_table(
         "bin_entries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -83,6 +78,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("release_units", sa.Boolean(), nullable=False),
+        sa.Column("released", sa.Boolean(), nullable=False),
+        sa.Column("purging", sa.Boolean(), nullable=False),
         sa.Column(
             "counts",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
@@ -102,11 +99,6 @@ def upgrade() -> None:
         sa.Column("deleted_by", sa.String(length=150), nullable=False),
         sa.Column("purge_at", groupd.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["tenant_id", "group_id"],
-            ["groups.tenant_id", "groups.id"],
-            name=op.f("fk_bin_entries_tenant_id_group_id_groups"),
-        ),
-        sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_bin_entries_tenant_id_tenants")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bin_entries")),
@@ -125,5 +117,4 @@ def downgrade() -> None:
     op.drop_index("ix_bin_entries_purge_at", table_name="bin_entries")
     op.drop_index("ix_bin_entries_tenant_id_id", table_name="bin_entries")
     op.drop_table("bin_entries")
-    op.drop_column("activations", "released_at")
     _replace_state_check(OLD_STATES)
