@@ -69,13 +69,14 @@ def phase_two(
     from sqlalchemy import event, select, update
 
     from groupd.clock import system_clock
-    from groupd.services import deletion
+    from groupd.services import deletion, operations
     from groupd.services.common import Actor
     from groupd.settings import Settings
     from groupd.store.db import Database, UnitOfWork, transaction
     from groupd.store.models import Group, Tenant
     from groupd.store.prepared import Prepared
-    from groupd.worker import WalFolds, Worker
+    from groupd.store.sqlite import WalFolds
+    from groupd.worker import Worker
 
     # Through the constructor, so that GROUPD_* variables apply as on a server.
     values: dict[str, Any] = {"database_url": db.url, **settings_overrides}
@@ -195,7 +196,7 @@ def phase_two(
         if rate > 0:
             writer.join(10)
         with transaction(database) as uow:
-            operation = deletion.get_operation(
+            operation = operations.get_operation(
                 uow, actor=actor, operation_id=plan.operation_uuid, now=system_clock()
             )
         deleted = (operation.result_body or {}).get("deleted", {})

@@ -151,7 +151,7 @@ def run_groupd(
     from sqlalchemy import select, update
 
     from groupd.clock import system_clock
-    from groupd.services import deletion, recycle_bin
+    from groupd.services import deletion, recycle_bin, restore
     from groupd.services.common import Actor
     from groupd.settings import Settings
     from groupd.store.db import Database, transaction
@@ -169,7 +169,9 @@ def run_groupd(
 
     def small_write() -> None:
         with transaction(database) as uow:
-            uow.session.execute(update(Tenant).where(Tenant.id == tenant_id).values(name=Tenant.name))
+            uow.session.execute(
+                update(Tenant).where(Tenant.id == tenant_id).values(name=Tenant.name)
+            )
 
     def run_worker() -> None:
         thread = threading.Thread(target=Worker(database, settings).run_until_idle, daemon=True)
@@ -204,7 +206,7 @@ def run_groupd(
         with writer.beside() as waits:
             began = time.perf_counter()
             with transaction(database) as uow:
-                recycle_bin.accept_restore(uow, actor=actor, group_id=key, now=system_clock())
+                restore.accept_restore(uow, actor=actor, group_id=key, now=system_clock())
             run_worker()
             figures["restore"] = (time.perf_counter() - began, max(waits, default=0.0))
         with transaction(database) as uow:

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, event, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from groupd.clock import system_clock
-from groupd.services import accounts, deletion, groups
+from groupd.services import accounts, deletion, groups, operations
 from groupd.services.common import Actor, system_actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
@@ -84,11 +84,11 @@ def _delete(db: Database, settings: Settings, actor: Actor, top: uuid.UUID) -> d
     assert plan.operation_uuid is not None
     Worker(db, settings).run_until_idle()
     with db.unit_of_work(write=False) as uow:
-        view = deletion.get_operation(
+        view = operations.get_operation(
             uow, actor=actor, operation_id=plan.operation_uuid, now=system_clock()
         )
     assert view.state == "succeeded", view
-    return view.progress
+    return view.progress.to_record()
 
 
 @pytest.fixture
@@ -132,12 +132,12 @@ def test_live_group_under_a_marked_one_is_taken_along(db: Database, settings: Se
     Worker(db, settings).run_until_idle()
     with db.unit_of_work(write=False) as uow:
         assert plan.operation_uuid is not None
-        view = deletion.get_operation(
+        view = operations.get_operation(
             uow, actor=actor, operation_id=plan.operation_uuid, now=system_clock()
         )
     assert view.state == "succeeded"
-    assert view.progress["adopted"] == 1
-    assert view.progress["groups"]["done"] == 4
+    assert view.progress.adopted == 1
+    assert view.progress.groups.done == 4
     assert_invariants(db)
 
 

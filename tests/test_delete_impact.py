@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from groupd.api import wire
 from groupd.clock import system_clock
 from groupd.services import accounts, deletion, groups, licensing, memberships, objects
 from groupd.services.common import Actor, system_actor
@@ -204,7 +205,7 @@ def test_dry_run_impact_matches_a_count_of_the_rows(db: Database, plan: dict[str
             now=system_clock(),
         )
     impact = preview.impact
-    body = impact.as_dict()
+    body = wire.impact(impact)
     for what in ("memberships", "activations", "users", "devices", "blockers"):
         event(f"{what}: {'some' if expected[what] else 'none'}")
     assert {k: v for k, v in body["groups"].items() if k != "total"} == expected["groups"]

@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import and_, event
+from sqlalchemy import event
 
 from conftest import create_engine_for
+from groupd.api import wire
 from groupd.clock import system_clock
-from groupd.services import accounts, deletion, groups, licensing, memberships, objects
+from groupd.services import accounts, deletion, groups, licensing, memberships, objects, operations
 from groupd.services.common import Actor, system_actor
+from groupd.services.deletion.purge import _select_chunk
 from groupd.settings import Settings
+from groupd.store import deletion as store
 from groupd.store.db import Database, transaction
-from groupd.store.models import DirectoryObject
+from groupd.store.models import Operation
 from groupd.worker import Worker
 from invariants import assert_invariants
 
@@ -114,7 +117,7 @@ def _accept(db: Database, actor: Actor, top: uuid.UUID) -> int:
         )
     with db.unit_of_work(write=False) as uow:
         assert plan.operation_uuid is not None
-        view = deletion.get_operation(
+        view = operations.get_operation(
             uow, actor=actor, operation_id=plan.operation_uuid, now=system_clock()
         )
     return view.id
@@ -171,14 +174,16 @@ def _impact(db: Database, actor: Actor, top: uuid.UUID) -> dict[str, Any]:
     """What deleting ``top`` would remove now (a dry run's figures)."""
     with transaction(db) as uow:
         path = groups.lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=top).path
-        return deletion.measure_impact(
-            uow, tenant_id=actor.tenant_id, path=path, release_units=True
-        ).as_dict()
+        return wire.impact(
+            deletion.measure_impact(uow, tenant_id=actor.tenant_id, path=path, release_units=True)
+        )
 
 
 def _progress(db: Database, operation_id: int) -> dict[str, Any]:
     with db.unit_of_work(write=False) as uow:
-        return deletion.get_operation_by_key(uow, operation_id=operation_id).progress
+        operation = uow.session.get(Operation, operation_id)
+        assert operation is not None
+        return operation.progress
 
 
 def test_totals_counted_after_some_chunks_add_up(db: Database, settings: Settings) -> None:
@@ -345,7 +350,7 @@ def test_steps_left_that_are_stale_still_remove_exactly_the_chunk(
     operation_id = _accept(db, actor, top)
     worker = _claim(db, settings)
     with transaction(db) as uow:
-        chunk, _ = deletion._select_chunk(uow, operation_id=operation_id, chunk_groups=6)
+        chunk, _ = _select_chunk(uow, operation_id=operation_id, chunk_groups=6)
     result = _chunk(
         db,
         worker,
@@ -498,14 +503,13 @@ def test_step_bounds_sorted_here_are_the_bounds_the_database_numbers(
             )
     with transaction(db) as uow:
         chunk = [leaf.id for leaf in leaves]
-        in_chunk = and_(
-            DirectoryObject.home_group_id.in_(chunk), DirectoryObject.tenant_id == tenant.id
-        )
-        numbered = deletion._step_bounds(uow, in_chunk=in_chunk, step=step, budget=budget)
-        sorted_here = deletion._step_bounds_sorted_here(
+        numbered = store.step_bounds_numbered(
             uow, chunk=chunk, tenant_id=tenant.id, step=step, budget=budget
         )
-        if deletion.SORTED_HERE_PER_BUDGET * budget + 1 <= 30:  # the 30 devices
+        sorted_here = store.step_bounds_sorted_here(
+            uow, chunk=chunk, tenant_id=tenant.id, step=step, budget=budget
+        )
+        if store.SORTED_HERE_PER_BUDGET * budget + 1 <= 30:  # the 30 devices
             assert sorted_here is None
         else:
             assert sorted_here == numbered

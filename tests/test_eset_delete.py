@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from conftest import TenantFixture
 from groupd.clock import ManualClock, system_clock
-from groupd.services import deletion
+from groupd.services import operations
 from groupd.services.common import system_actor
 from groupd.store.db import Database, transaction
 from helpers import licence
@@ -264,10 +264,10 @@ def test_failed_operation_is_500(database_url: str, db: Database, acme: TenantFi
         worker.stop()
         group, response_id = _pending_delete(client, h, acme.root_id, "Doomed")
         with transaction(db) as uow:
-            operation = deletion.get_operation(
+            operation = operations.get_operation(
                 uow, actor=system_actor(acme.id), operation_id=response_id, now=system_clock()
             )
-            deletion.fail_operation(
+            operations.fail(
                 uow, operation_id=operation.id, error="simulated", now=system_clock(), ttl=60
             )
         failed = delete(client, h, group, release=True, response_id=response_id)

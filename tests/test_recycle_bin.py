@@ -15,7 +15,8 @@ from groupd.api.app import create_app
 from groupd.api.context import AppContext
 from groupd.clock import ManualClock, system_clock
 from groupd.errors import Conflict
-from groupd.services import groups, recycle_bin
+from groupd.services import groups
+from groupd.services import restore as bin_restore
 from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
@@ -177,15 +178,15 @@ def test_purge_by_retention_removes_the_rows_and_says_so(
         activations = connection.execute(text("SELECT count(*) FROM activations"))
         assert activations.scalar_one() == 4
     assert used(client, h, seats["id"]) == 4
-    events = client.get("/api/v1/audit", params={"action": "group.purge"}, headers=acme.admin.headers)
+    events = client.get(
+        "/api/v1/audit", params={"action": "group.purge"}, headers=acme.admin.headers
+    )
     purged = [e for e in events.json()["items"] if e["action"] == "group.purge"]
     assert purged and purged[0]["counts"]["deleted"]["groups"] == 7
     assert_invariants(db)
 
 
-def test_purge_now_is_for_admins(
-    client: TestClient, acme: TenantFixture, db: Database
-) -> None:
+def test_purge_now_is_for_admins(client: TestClient, acme: TenantFixture, db: Database) -> None:
     h = acme.editor.headers
     ids, seats, _person = branch_with_devices(client, acme)
     assert delete(client, h, ids[0], releaseConsumedUnits=True).status_code == 200
@@ -278,8 +279,12 @@ def test_parent_gone_and_names_taken_in_one_answer(
 ) -> None:
     h = acme.editor.headers
     top = create(client, h, "/api/v1/groups", {"name": "Staff", "kind": "user"})
-    mid = create(client, h, "/api/v1/groups", {"name": "Ops", "kind": "user", "parentId": top["id"]})
-    leaf = create(client, h, "/api/v1/groups", {"name": "Oncall", "kind": "user", "parentId": mid["id"]})
+    mid = create(
+        client, h, "/api/v1/groups", {"name": "Ops", "kind": "user", "parentId": top["id"]}
+    )
+    leaf = create(
+        client, h, "/api/v1/groups", {"name": "Oncall", "kind": "user", "parentId": mid["id"]}
+    )
     assert delete(client, h, mid["id"]).status_code == 200
     assert delete(client, h, top["id"]).status_code == 200
     create(client, h, "/api/v1/groups", {"name": "Ops", "kind": "user"})
@@ -301,7 +306,9 @@ def test_another_tenants_bin_ids_answer_404(
     client: TestClient, acme: TenantFixture, db: Database
 ) -> None:
     globex = seed_tenant(db, "globex")
-    group = create(client, acme.editor.headers, "/api/v1/groups", {"name": "Lab", "parentId": acme.root_id})
+    group = create(
+        client, acme.editor.headers, "/api/v1/groups", {"name": "Lab", "parentId": acme.root_id}
+    )
     assert delete(client, acme.editor.headers, group["id"]).status_code == 200
     url = f"/api/v1/deleted-groups/{group['id']}"
     assert client.get(url, headers=globex.admin.headers).status_code == 404
@@ -318,7 +325,9 @@ def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
     outcomes: list[tuple[str, str]] = []
     for round_ in range(6):
         name = f"Race {round_}"
-        group = create(client, acme.editor.headers, "/api/v1/groups", {"name": name, "kind": "user"})
+        group = create(
+            client, acme.editor.headers, "/api/v1/groups", {"name": name, "kind": "user"}
+        )
         assert delete(client, acme.editor.headers, group["id"]).status_code == 200
         start = threading.Barrier(2)
         results: dict[str, str] = {}
@@ -327,7 +336,7 @@ def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
             start.wait()
             try:
                 with transaction(db) as uow:
-                    recycle_bin.restore(uow, actor=actor, group_id=group_id, now=system_clock())
+                    bin_restore.restore(uow, actor=actor, group_id=group_id, now=system_clock())
                 results["restore"] = "won"
             except Conflict as error:
                 results["restore"] = error.code
@@ -337,7 +346,10 @@ def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
             try:
                 with transaction(db) as uow:
                     groups.create_group(
-                        uow, actor=actor, spec=groups.GroupSpec(name=name, kind="user"), now=system_clock()
+                        uow,
+                        actor=actor,
+                        spec=groups.GroupSpec(name=name, kind="user"),
+                        now=system_clock(),
                     )
                 results["create"] = "won"
             except Conflict as error:

@@ -171,7 +171,8 @@ def run_actions(
             name = str(target)
             response = client.delete(f"/api/v1/deleted-groups/{ids[name]}", headers=admin)
             if name in model.entries:
-                assert response.status_code == 200, response.text
+                # 202 when the purge waits for one binned inside it (below: the clock).
+                assert response.status_code in (200, 202), response.text
                 model.purge(name)
             else:
                 assert response.status_code == 404, response.text
@@ -181,6 +182,12 @@ def run_actions(
             moved += seconds
             ctx.worker.run_until_idle()
             model.advance(seconds)
+        # A purge waiting for another one inside it is handed back until a moment later
+        # by the clock, which only moves here.
+        clock.advance(1)
+        moved += 1
+        ctx.worker.run_until_idle()
+        model.advance(1)
         for name in NAMES:
             shown = client.get(f"/api/v1/groups/{ids[name]}", headers=h).status_code
             assert shown == (200 if model.live(name) else 404), (name, model)

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from groupd.services import deletion
+from groupd.store import deletion
 from groupd.store.db import Database
 from invariants import assert_invariants
 
@@ -71,9 +71,9 @@ def test_a_delete_step_finds_its_devices_through_the_home_index(db: Database) ->
     )
     try:
         for prepared in (
-            deletion._RELEASE_STEP_ACTIVATIONS,
-            deletion._ORPHAN_STEP_ACTIVATIONS,
-            deletion._DELETE_STEP_DEVICES,
+            deletion.RELEASE_STEP_ACTIVATIONS,
+            deletion.ORPHAN_STEP_ACTIVATIONS,
+            deletion.DELETE_STEP_DEVICES,
         ):
             sql = prepared.compiled_for(db.engine.dialect).sql
             plan = " | ".join(

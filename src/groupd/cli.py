@@ -27,9 +27,7 @@ tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 groups_app = typer.Typer(help="Groups, through a running server's API.", no_args_is_help=True)
-bin_app = typer.Typer(
-    help="The recycle bin, through a running server's API.", no_args_is_help=True
-)
+bin_app = typer.Typer(help="The recycle bin, through a running server's API.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(account_app, name="account")

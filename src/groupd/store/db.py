@@ -1,88 +1,50 @@
 """Engines and the unit of work.
 
-SQLite runs in WAL mode with foreign keys on; writers open their transaction with
-``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on upgrade.
-PostgreSQL runs through psycopg 3 with a connection pool.
-
-A request's database work runs under a deadline (``request_deadline``): PostgreSQL gets
-``SET LOCAL statement_timeout`` for the rest of the budget, SQLite a progress handler and a
-busy timeout that stop at the deadline, and no statement starts after it. Work outside such
-a block (the delete worker, the CLI) has no deadline.
+PostgreSQL runs through psycopg 3 with a connection pool; SQLite's own machinery (its
+pragmas, the writer queue, the WAL folds) is ``groupd.store.sqlite``'s, and the deadline
+that bounds a request's statements ``groupd.store.driver``'s.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import Dialect, ExceptionContext
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import PoolProxiedConnection
 
-from groupd.errors import Unavailable
 from groupd.settings import Settings
-from groupd.store.prepared import wrap_driver_error
+from groupd.store.driver import (
+    AUTOCOMMIT,
+    UNIT_BEGUN,
+    apply_deadline,
+    begin_postgres,
+    configure_deadlines,
+    request_deadline,
+    reset_session,
+    run_on_driver,
+    translate_driver_error,
+)
+from groupd.store.sqlite import (
+    CHECKPOINT_INTERVAL_SECONDS,
+    DEFAULT_SQLITE_CACHE_MIB,
+    DEFAULT_SQLITE_PAGE_SIZE,
+    SQLITE_BUSY_TIMEOUT_MS,
+    Checkpointer,
+    WalFolds,
+    WriterQueue,
+    begin_sqlite,
+    checkpoint,
+    configure_sqlite,
+)
 
+__all__ = ["Database", "UnitOfWork", "create_db_engine", "request_deadline", "transaction"]
 log = logging.getLogger("groupd.db")
-CHECKPOINT_INTERVAL_SECONDS = 1.0
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-DEFAULT_SQLITE_CACHE_MIB = 2
-DEFAULT_SQLITE_PAGE_SIZE = 4096
-# SQLite calls the progress handler every this many virtual-machine steps (~0.1-1 ms).
-SQLITE_PROGRESS_STEPS = 10_000
-# How early SQLite's busy handler may give up before the deadline it was set to.
-SQLITE_BUSY_SLACK = 0.1
-PG_QUERY_CANCELED = "57014"
-TIMEOUT_KEY = "groupd_statement_timeout_ms"  # the timeout in force in this transaction
-AUTOCOMMIT = "AUTOCOMMIT"
-UNIT_BEGUN = "groupd_unit_begun"  # a unit of work began the transaction on the driver
-SESSION_DEFAULT_KEY = "groupd_session_timeout_ms"  # the connection's default timeout
-SESSION_TIMEOUT_SET = "groupd_session_timeout_set"  # a read unit changed the session's
-
-
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    at: float  # time.monotonic()
-    budget_seconds: float
-
-    def remaining_ms(self) -> int:
-        return max(1, int((self.at - time.monotonic()) * 1000))
-
-    def passed(self) -> bool:
-        return time.monotonic() >= self.at
-
-
-_deadline: ContextVar[Deadline | None] = ContextVar("groupd_db_deadline", default=None)
-
-
-@contextmanager
-def request_deadline(at: float, budget_seconds: float) -> Iterator[None]:
-    """Bound the database work started in this block (in this thread or task) so that it
-    ends by ``at`` (a ``time.monotonic()`` value); past it, statements fail with
-    ``Unavailable`` (code ``time_budget_exceeded``)."""
-    token = _deadline.set(Deadline(at, budget_seconds))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-def budget_exceeded(deadline: Deadline) -> Unavailable:
-    return Unavailable(
-        f"the request did not finish within its time budget of "
-        f"{deadline.budget_seconds:g} s; try again later or ask for less at once",
-        code="time_budget_exceeded",
-    )
 
 
 def _dumps(value: Any) -> str:
@@ -123,8 +85,8 @@ def create_db_engine(
             pool_use_lifo=True,  # the busiest connections stay warm
             **JSON_CODEC,
         )
-        _configure_sqlite(engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size)
-        _configure_deadlines(engine)
+        configure_sqlite(engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size)
+        configure_deadlines(engine)
         return engine
     connect_args: dict[str, Any] = {}
     default_ms = 0
@@ -141,215 +103,8 @@ def create_db_engine(
         connect_args=connect_args,
         **JSON_CODEC,
     )
-    _configure_deadlines(engine, session_timeout_ms=default_ms)
+    configure_deadlines(engine, session_timeout_ms=default_ms)
     return engine
-
-
-def _configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        # Take transaction control from the sqlite3 module so BEGIN is ours to choose.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # Takes effect only while the file is still empty, so before WAL mode writes its
-        # header; an existing database keeps its page size.
-        cursor.execute(f"PRAGMA page_size={page_size}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        # Checkpoints run in the background (Database's checkpointer), not inside the
-        # commit of whichever writer crossed the threshold: a big delete's chunks would
-        # otherwise each pay for copying thousands of pages back into the database.
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
-        # SQLite's own default, 2 MiB, unless configured: a bigger cache made a
-        # million-object delete 3% faster, and the server 60 MB bigger (docs/benchmarks.md).
-        cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        pooled = connection.connection
-        if pooled.info.pop(UNIT_BEGUN, False):
-            return  # a unit of work began it on the driver already
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        begin_sqlite(pooled, connection.dialect, mode)
-
-
-def begin_sqlite(pooled: PoolProxiedConnection, dialect: Dialect, mode: str) -> None:
-    """Bound the coming work by the deadline, and BEGIN ``mode`` (IMMEDIATE, DEFERRED,
-    or nothing for AUTOCOMMIT: each statement its own transaction) on the driver:
-    SQLAlchemy's execution machinery would cost more than the BEGIN itself."""
-    _bound_sqlite_transaction(pooled)
-    if mode != AUTOCOMMIT:
-        run_on_driver(pooled, dialect, f"BEGIN {mode}")
-
-
-def _bound_sqlite_transaction(pooled: Any) -> None:
-    # Set per transaction, since pooled connections serve requests and the worker in turn:
-    # under a deadline, long statements are interrupted and lock waits end at it.
-    dbapi_connection = pooled.dbapi_connection
-    deadline = _deadline.get()
-    if deadline is None:
-        busy_ms = SQLITE_BUSY_TIMEOUT_MS
-        dbapi_connection.set_progress_handler(None, 0)
-    else:
-        busy_ms = min(SQLITE_BUSY_TIMEOUT_MS, deadline.remaining_ms())
-        dbapi_connection.set_progress_handler(deadline.passed, SQLITE_PROGRESS_STEPS)
-    if pooled.info.get("busy_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
-        pooled.info["busy_ms"] = busy_ms
-
-
-def _configure_deadlines(engine: Engine, *, session_timeout_ms: int = 0) -> None:
-    is_postgres = engine.dialect.name == "postgresql"
-
-    if is_postgres:
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-            record.info[SESSION_DEFAULT_KEY] = session_timeout_ms
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            pooled = connection.connection
-            if pooled.info.pop(UNIT_BEGUN, False):
-                return  # a unit of work began it on the driver already
-            begin_postgres(pooled, connection.dialect)
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before_execute(connection: Connection, cursor: Any, *_: Any) -> None:
-        apply_deadline(connection.connection, connection.dialect, cursor)
-
-    @event.listens_for(engine, "handle_error")
-    def _on_error(context: ExceptionContext) -> None:
-        deadline = _deadline.get()
-        if deadline is not None and _is_budget_error(
-            context.original_exception, is_postgres, deadline
-        ):
-            raise budget_exceeded(deadline) from context.original_exception
-
-
-def begin_postgres(pooled: PoolProxiedConnection, dialect: Dialect) -> None:
-    """The statement timeout a unit starts with. The session default (the whole budget)
-    fits a request that has just begun, the hot path, so that costs no statement; work
-    without a deadline lifts it."""
-    session_default = int(pooled.info.get(SESSION_DEFAULT_KEY, 0))
-    deadline = _deadline.get()
-    if deadline is None:
-        if session_default:
-            _set_statement_timeout(pooled, dialect, None, 0)
-        return
-    remaining = deadline.remaining_ms()
-    if _tighter(session_default, remaining, deadline):
-        _set_statement_timeout(pooled, dialect, None, remaining)
-    else:
-        pooled.info[TIMEOUT_KEY] = session_default
-
-
-def apply_deadline(pooled: PoolProxiedConnection, dialect: Dialect, cursor: Any) -> None:
-    """Before a statement: refuse it past the deadline, and on PostgreSQL make sure the
-    statement timeout in force ends it by the deadline."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return
-    if deadline.passed():
-        raise budget_exceeded(deadline)
-    if dialect.name == "postgresql":
-        # A statement timeout bounds each statement, not the transaction: near the
-        # end, shorten it so that no statement outlives the deadline by much.
-        remaining = deadline.remaining_ms()
-        if _tighter(pooled.info.get(TIMEOUT_KEY, 0), remaining, deadline):
-            _set_statement_timeout(pooled, dialect, cursor, remaining)
-
-
-def _set_statement_timeout(
-    pooled: PoolProxiedConnection, dialect: Dialect, cursor: Any, ms: int
-) -> None:
-    """PostgreSQL's statement timeout for the rest of the unit. In a transaction, SET LOCAL
-    ends with it. A read unit runs in autocommit (no BEGIN and COMMIT round trips), where
-    only a session-wide SET works: the unit undoes it when it ends (``reset_session``)."""
-    if pooled.dbapi_connection.autocommit:  # type: ignore[union-attr]
-        statement = f"SET statement_timeout = {ms}"
-        pooled.info[SESSION_TIMEOUT_SET] = True
-    else:
-        statement = f"SET LOCAL statement_timeout = {ms}"
-    if cursor is None:
-        run_on_driver(pooled, dialect, statement, deadline=False)
-    else:
-        cursor.execute(statement)
-    pooled.info[TIMEOUT_KEY] = ms
-
-
-def reset_session(pooled: PoolProxiedConnection, dialect: Dialect) -> None:
-    """Undo what a unit set for the whole database session, before the connection goes
-    back to the pool; a connection that cannot be reset is discarded."""
-    if not pooled.is_valid or not pooled.info.pop(SESSION_TIMEOUT_SET, False):
-        return
-    try:
-        run_on_driver(pooled, dialect, "RESET statement_timeout", deadline=False)
-    except Exception:
-        log.warning("could not reset a connection's statement timeout; discarding it")
-        pooled.invalidate()
-
-
-def translate_driver_error(
-    pooled: PoolProxiedConnection,
-    dialect: Dialect,
-    error: Exception,
-    statement: str,
-    params: Any,
-    *,
-    invalidate: Callable[[BaseException], None] | None = None,
-) -> Exception:
-    """A driver error as a Core execution would say it: the time budget, or SQLAlchemy's
-    exception (a lost connection invalidated, so a retry gets a fresh one)."""
-    deadline = _deadline.get()
-    if deadline is not None and _is_budget_error(error, dialect.name == "postgresql", deadline):
-        return budget_exceeded(deadline)
-    invalidated = False
-    if isinstance(error, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
-        error, pooled.dbapi_connection, None
-    ):
-        (invalidate or pooled.invalidate)(error)
-        invalidated = True
-    return wrap_driver_error(error, statement, params, dialect, invalidated=invalidated)
-
-
-def run_on_driver(
-    pooled: PoolProxiedConnection, dialect: Dialect, statement: str, *, deadline: bool = True
-) -> None:
-    """Run a statement without parameters or rows (BEGIN, SET) on the DB-API connection."""
-    cursor = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if deadline:
-            apply_deadline(pooled, dialect, cursor)
-        cursor.execute(statement)
-    except dialect.loaded_dbapi.Error as error:
-        raise translate_driver_error(pooled, dialect, error, statement, ()) from error
-    finally:
-        cursor.close()
-
-
-def _tighter(in_force_ms: int, remaining_ms: int, deadline: Deadline) -> bool:
-    """Whether the timeout in force lets a statement run past the deadline by more than a
-    tenth of the budget (or is none at all)."""
-    slack = deadline.budget_seconds * 100
-    return not in_force_ms or not remaining_ms <= in_force_ms <= remaining_ms + slack
-
-
-def _is_budget_error(error: BaseException, is_postgres: bool, deadline: Deadline) -> bool:
-    if is_postgres:
-        return getattr(error, "sqlstate", None) == PG_QUERY_CANCELED
-    message = str(error)
-    if message == "interrupted":  # the progress handler stopped the statement
-        return True
-    # The busy timeout, cut to the rest of the budget, ran out while another writer held
-    # the database. (SQLite also says "locked" at once when a read transaction cannot
-    # become a write one; that is not the budget, and stays what it is.)
-    return message.startswith("database is locked") and (
-        time.monotonic() >= deadline.at - SQLITE_BUSY_SLACK
-    )
 
 
 class Database:
@@ -376,44 +131,19 @@ class Database:
             **({"sqlite_begin": AUTOCOMMIT} if self.is_sqlite else {"isolation_level": AUTOCOMMIT})
         )
         self.writer_queue = WriterQueue() if self.is_sqlite else None
-        self._stop_checkpoints = threading.Event()
-        self._checkpointer: threading.Thread | None = None
+        self._checkpointer: Checkpointer | None = None
         if self.is_sqlite and checkpoint_interval is not None:
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop,
-                args=(checkpoint_interval,),
-                name="groupd-wal-checkpoint",
-                daemon=True,
-            )
-            self._checkpointer.start()
-
-    def _checkpoint_loop(self, interval: float) -> None:
-        while not self._stop_checkpoints.wait(interval):
-            try:
-                self.checkpoint()
-            except Exception as error:  # the file may be gone (tests); try again later
-                log.debug("WAL checkpoint skipped: %s", error)
+            self._checkpointer = Checkpointer(self.checkpoint, interval=checkpoint_interval)
 
     def checkpoint(self) -> bool:
-        """SQLite: fold the WAL back into the database without blocking anyone (PASSIVE:
-        it copies what no reader still needs and never waits for a lock). True when it
-        copied every frame: the next writer then starts the WAL again from its beginning
-        instead of appending to it. PostgreSQL: nothing to do."""
-        if not self.is_sqlite:
-            return True
-        # A raw connection: it is in autocommit mode, outside any transaction, which a
-        # checkpoint needs.
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            raw.close()
-        assert row is not None, "PRAGMA wal_checkpoint answers one row"
-        busy, frames, copied = row
-        return not busy and frames == copied
+        """SQLite: fold the WAL back into the database without blocking anyone; True when
+        it copied every frame (``groupd.store.sqlite.checkpoint``). PostgreSQL: nothing
+        to do."""
+        return checkpoint(self.engine) if self.is_sqlite else True
+
+    def wal_folds(self) -> WalFolds:
+        """The folds of the WAL between a delete's chunks (nothing to fold on PostgreSQL)."""
+        return WalFolds(self.checkpoint, sqlite=self.is_sqlite)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -437,58 +167,9 @@ class Database:
         return UnitOfWork(self, write=False, snapshot=True)
 
     def dispose(self) -> None:
-        self._stop_checkpoints.set()
         if self._checkpointer is not None:
-            self._checkpointer.join(timeout=5)
+            self._checkpointer.stop()
         self.engine.dispose()
-
-
-class WriterQueue:
-    """First come, first served among this process's SQLite writers.
-
-    SQLite lets one writer in at a time, and a writer that finds the lock taken sleeps in
-    SQLite's busy handler and polls; a worker committing chunk after chunk re-takes the
-    lock between two polls, so a small write could wait for seconds. Queueing here, before
-    ``BEGIN IMMEDIATE``, hands the lock to whoever asked first.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._waiting: deque[threading.Event] = deque()
-        self._held = False
-
-    def acquire(self, timeout: float) -> None:
-        """Wait for this writer's turn: at most ``timeout``, or until the request's
-        deadline when one is set (then the answer is the time-budget refusal)."""
-        deadline = _deadline.get()
-        if deadline is not None:
-            timeout = min(timeout, max((deadline.at - time.monotonic()), 0.0))
-        with self._mutex:
-            if not self._held and not self._waiting:
-                self._held = True
-                return
-            turn = threading.Event()
-            self._waiting.append(turn)
-        if turn.wait(timeout):
-            return
-        with self._mutex:
-            if turn in self._waiting:
-                self._waiting.remove(turn)
-                if deadline is not None:
-                    raise budget_exceeded(deadline)
-                raise Unavailable("the database is busy; try again", code="database_busy")
-        # handed the lock just as the wait timed out: it is ours
-
-    def others_waiting(self) -> bool:
-        """Whether a writer is queued behind the one holding the lock."""
-        return bool(self._waiting)
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiting:
-                self._waiting.popleft().set()  # straight to the next in line
-            else:
-                self._held = False
 
 
 class UnitOfWork:

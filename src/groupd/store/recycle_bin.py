@@ -36,7 +36,10 @@ def lock_licences(uow: UnitOfWork, *, licence_ids: list[int]) -> list[Licence]:
         return []
     return list(
         uow.session.execute(
-            select(Licence).where(Licence.id.in_(licence_ids)).order_by(Licence.id).with_for_update()
+            select(Licence)
+            .where(Licence.id.in_(licence_ids))
+            .order_by(Licence.id)
+            .with_for_update()
         ).scalars()
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from groupd.api import wire
 from groupd.api.appviewx.schemas import Envelope, LoginResult
 from groupd.api.http import ApiRequest, json_response
 from groupd.errors import (
@@ -237,7 +238,7 @@ class AppViewXSurface:
         tags: dict[str, object] = {"detail": error.detail, "requestId": req.request_id}
         tags.update(
             (key, value)
-            for key, value in error.extra.items()
+            for key, value in wire.error_extra(error.extra).items()
             if key not in ("retry_after", "attempts_left")
         )
         headers: dict[str, str] = {}

@@ -9,12 +9,13 @@ from groupd.api.http import ApiRequest
 from groupd.errors import InvalidInput, NotFound
 from groupd.services import groups
 from groupd.services.common import Actor, decode_cursor, parse_uuid_field
-from groupd.services.deletion import UNSPECIFIED_ENTITY
 from groupd.services.licensing import ObjectProduct
 from groupd.services.objects import ObjectView
 from groupd.store.db import UnitOfWork
 
 LINKED_ENTITY_TYPES = ("CUSTOMER", "MSP", "SITE", "HOUSEHOLD")
+# ESET's "no linked entity": the core stores no linked entity for it.
+UNSPECIFIED_ENTITY = "GROUP_ENTITY_TYPE_UNSPECIFIED"
 _ENUM_PREFIX = "GROUP_ENTITY_TYPE_"
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000

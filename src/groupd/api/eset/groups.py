@@ -4,7 +4,6 @@ ESET's response-id protocol for deletes that outlast the wait budget."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from starlette.responses import Response
 
@@ -13,8 +12,8 @@ from groupd.api.eset import schemas as s
 from groupd.api.eset.surface import DOCUMENTED, ESET, error_response, internal_error
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, encode, json_response
 from groupd.api.waiting import wait_for_operation
-from groupd.errors import InvalidInput, NotFound
-from groupd.services import deletion, groups
+from groupd.errors import InvalidInput
+from groupd.services import deletion, groups, operations
 from groupd.services.common import Actor, parse_uuid_field
 from groupd.store.db import UnitOfWork
 
@@ -77,7 +76,7 @@ def _pending(operation_uuid: uuid.UUID) -> Response:
     )
 
 
-def _result(view: deletion.OperationView, req: ApiRequest) -> Response:
+def _result(view: operations.OperationView, req: ApiRequest) -> Response:
     if view.state == "succeeded":
         return json_response(s.EsetDeleteGroupResponse())
     return internal_error(req)  # a failed operation is a bug, never the client's doing
@@ -94,7 +93,12 @@ async def delete_group(req: ApiRequest) -> Response:
     def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
         common.static_group(uow, actor=actor, group_uuid=group_uuid)
         return deletion.request_delete(
-            uow, actor=actor, group_id=group_uuid, release_units=release, now=req.ctx.clock()
+            uow,
+            actor=actor,
+            group_id=group_uuid,
+            release_units=release,
+            now=req.ctx.clock(),
+            retention_seconds=req.ctx.settings.retention_seconds,
         )
 
     plan = await req.transact(phase_one)
@@ -107,25 +111,20 @@ async def delete_group(req: ApiRequest) -> Response:
         operation_uuid=operation_uuid,
         budget_seconds=req.ctx.settings.eset_wait_seconds,
     )
-    if view.done:
-        # Answered now: nothing is left to collect with the response-id.
-        await req.transact(
-            lambda uow: deletion.mark_collected(
-                uow, operation_uuid=operation_uuid, now=req.ctx.clock()
-            )
-        )
-        return _result(view, req)
     await req.transact(
-        lambda uow: deletion.mark_pending(uow, operation_uuid=operation_uuid, now=req.ctx.clock())
+        lambda uow: operations.record_answer(
+            uow, operation_uuid=operation_uuid, finished=view.done, now=req.ctx.clock()
+        )
     )
-    return _pending(operation_uuid)
+    return _result(view, req) if view.done else _pending(operation_uuid)
 
 
 async def _collect(
     req: ApiRequest, actor: Actor, group_uuid: uuid.UUID, release: bool, response_id: str
 ) -> Response:
     """A resend with ``response-id``: 202 while the delete runs, its result once (then
-    404), 504 once the polling window is over, 404 once the result was left too long."""
+    404), 504 once the polling window is over, 404 once the result was left too long
+    (``operations.collect``)."""
     settings = req.ctx.settings
     try:
         operation_uuid = uuid.UUID(response_id.strip())
@@ -133,37 +132,23 @@ async def _collect(
         raise InvalidInput(
             f"response-id '{response_id}' is not a UUID", field="response-id"
         ) from None
-
-    def collect(uow: UnitOfWork) -> deletion.OperationView | None:
-        now = req.ctx.clock()
-        view = deletion.get_operation(uow, actor=actor, operation_id=operation_uuid, now=now)
-        identical = (
-            view.kind == deletion.DELETE_KIND
-            and view.target_uuid == group_uuid
-            and bool(view.params.get("releaseConsumedUnits")) == release
+    collected = await req.transact(
+        lambda uow: operations.collect(
+            uow,
+            actor=actor,
+            operation_uuid=operation_uuid,
+            kind=operations.DELETE_KIND,
+            target_uuid=group_uuid,
+            params={"releaseConsumedUnits": release},
+            now=req.ctx.clock(),
+            poll_timeout_seconds=settings.eset_poll_timeout_seconds,
+            uncollected_ttl_seconds=settings.eset_uncollected_ttl_seconds,
         )
-        if not identical:
-            raise NotFound(f"no pending result '{operation_uuid}' for this request")
-        if view.collected_at is not None:
-            raise NotFound(f"the result of '{operation_uuid}' was already collected")
-        if view.done:
-            assert view.finished_at is not None
-            kept_until = view.finished_at + timedelta(seconds=settings.eset_uncollected_ttl_seconds)
-            if now >= kept_until or not deletion.mark_collected(
-                uow, operation_uuid=operation_uuid, now=now
-            ):
-                raise NotFound(f"the result of '{operation_uuid}' is no longer kept")
-            return view
-        first_pending = view.first_pending_at or view.created_at
-        if now >= first_pending + timedelta(seconds=settings.eset_poll_timeout_seconds):
-            return None
-        return view
-
-    view = await req.transact(collect)
-    if view is None:
+    )
+    if collected.outcome is operations.Collected.TIMED_OUT:
         return error_response(504, "Action took too long; timeout reached")
-    if view.done:
-        return _result(view, req)
+    if collected.outcome is operations.Collected.FINISHED:
+        return _result(collected.view, req)
     return _pending(operation_uuid)
 
 

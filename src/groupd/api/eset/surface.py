@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from groupd.api import wire
 from groupd.api.auth import bearer_account
 from groupd.api.http import ApiRequest, json_response
 from groupd.errors import (
@@ -106,7 +107,7 @@ def _blocker_description(blocker: dict[str, Any]) -> str:
 
 def _precondition_failure(error: Conflict) -> list[dict[str, Any]]:
     """google.rpc.PreconditionFailure: one violation per blocking group (or the rule)."""
-    blockers: list[dict[str, Any]] = error.extra.get("blockers") or []
+    blockers = wire.error_extra(error.extra).get("blockers") or []
     violations = [
         {
             "type": str(blocker["rule"]).upper(),

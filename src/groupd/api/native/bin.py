@@ -11,7 +11,7 @@ from groupd.api.native.common import PAGING, limit_and_cursor, optional_uuid
 from groupd.api.native.surface import NATIVE
 from groupd.api.waiting import wait_for_operation
 from groupd.errors import NotFound, RestoreConflict
-from groupd.services import recycle_bin
+from groupd.services import recycle_bin, restore
 from groupd.store.db import UnitOfWork
 
 
@@ -64,8 +64,12 @@ async def restore_deleted(req: ApiRequest) -> Response:
     actor, group_id = req.actor, req.path_params["id"]
 
     def accept(uow: UnitOfWork) -> recycle_bin.Accepted:
-        return recycle_bin.accept_restore(
-            uow, actor=actor, group_id=group_id, parent_uuid=parent, name=body.name,
+        return restore.accept_restore(
+            uow,
+            actor=actor,
+            group_id=group_id,
+            parent_uuid=parent,
+            name=body.name,
             now=req.ctx.clock(),
         )
 

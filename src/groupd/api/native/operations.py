@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from groupd.api import wire
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.native import render
 from groupd.api.native import schemas as s
 from groupd.api.native.common import if_match
 from groupd.api.native.surface import NATIVE
 from groupd.api.waiting import wait_for_operation
-from groupd.services import deletion
+from groupd.services import deletion, operations
 from groupd.store.db import UnitOfWork
 
 
@@ -45,7 +46,7 @@ async def delete_group(req: ApiRequest) -> Response:
             s.DeletePreview(
                 dry_run=True,
                 group=s.TargetOut(id=str(plan.group_uuid), name=plan.group_name),
-                impact=plan.impact.as_dict(),
+                impact=wire.impact(plan.impact),
             )
         )
     assert plan.operation_uuid is not None
@@ -67,7 +68,7 @@ async def delete_group(req: ApiRequest) -> Response:
 
 
 def get_operation(req: ApiRequest) -> Response:
-    view = deletion.get_operation(
+    view = operations.get_operation(
         req.uow, actor=req.actor, operation_id=req.path_params["id"], now=req.now
     )
     return json_response(render.operation(view))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from groupd.api import wire
 from groupd.api.native import schemas as s
 from groupd.services.audit import AuditView
-from groupd.services.deletion import OperationView
 from groupd.services.groups import GroupView
 from groupd.services.licensing import ActivationView, LicenceView
 from groupd.services.objects import ObjectView
+from groupd.services.operations import OperationView
 from groupd.services.recycle_bin import BinEntryView
 
 
@@ -84,8 +85,8 @@ def operation(view: OperationView) -> s.OperationOut:
         kind=view.kind,
         state=view.state,
         target=s.TargetOut(id=str(view.target_uuid), name=view.target_name),
-        parameters={"releaseConsumedUnits": bool(view.params.get("releaseConsumedUnits"))},
-        progress=view.progress,
+        parameters={"releaseConsumedUnits": view.release_units},
+        progress=wire.progress(view.progress),
         result=result,
         created_at=ts(view.created_at),
         started_at=timestamp(view.started_at),

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from groupd.api import wire
 from groupd.api.auth import header_account
 from groupd.api.http import ApiRequest, json_response
 from groupd.errors import (
@@ -74,7 +75,7 @@ class NativeSurface:
 
     def render_error(self, error: GroupdError, req: ApiRequest) -> Response:
         status, title = status_of(error)
-        extra = {k: v for k, v in error.extra.items() if k != "retry_after"}
+        extra = wire.error_extra({k: v for k, v in error.extra.items() if k != "retry_after"})
         headers: dict[str, str] = {}
         if isinstance(error, AuthenticationFailed):
             headers["WWW-Authenticate"] = 'Bearer realm="groupd", Basic realm="groupd"'

@@ -1,0 +1,238 @@
+"""Everything that only SQLite needs: its pragmas and transaction modes, the queue of
+this process's writers, and the folds of the WAL back into the database.
+
+SQLite runs in WAL mode with foreign keys on; writers open their transaction with
+``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on upgrade, and
+queue first in ``WriterQueue``, in arrival order. The WAL is folded back by a background
+``Checkpointer`` and, during a delete, between its chunks (``WalFolds``, decision 0005).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+from groupd.errors import Unavailable
+from groupd.store.driver import (
+    AUTOCOMMIT,
+    UNIT_BEGUN,
+    budget_exceeded,
+    current_deadline,
+    run_on_driver,
+)
+
+log = logging.getLogger("groupd.db")
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_SQLITE_CACHE_MIB = 2
+DEFAULT_SQLITE_PAGE_SIZE = 4096
+# SQLite calls the progress handler every this many virtual-machine steps.
+SQLITE_PROGRESS_STEPS = 10_000
+
+
+def configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control from the sqlite3 module so BEGIN is ours to choose.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # Takes effect only while the file is still empty, so before WAL mode writes its
+        # header; an existing database keeps its page size.
+        cursor.execute(f"PRAGMA page_size={page_size}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Checkpoints run in the background (Database's checkpointer), not inside the
+        # commit of whichever writer crossed the threshold: a big delete's chunks would
+        # otherwise each pay for copying thousands of pages back into the database.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # SQLite's own default, 2 MiB, unless configured: a bigger cache made a
+        # million-object delete 3% faster, and the server 60 MB bigger (docs/benchmarks.md).
+        cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        pooled = connection.connection
+        if pooled.info.pop(UNIT_BEGUN, False):
+            return  # a unit of work began it on the driver already
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        begin_sqlite(pooled, connection.dialect, mode)
+
+
+def begin_sqlite(pooled: PoolProxiedConnection, dialect: Dialect, mode: str) -> None:
+    """Bound the coming work by the deadline, and BEGIN ``mode`` (IMMEDIATE, DEFERRED,
+    or nothing for AUTOCOMMIT: each statement its own transaction) on the driver:
+    SQLAlchemy's execution machinery would cost more than the BEGIN itself."""
+    _bound_sqlite_transaction(pooled)
+    if mode != AUTOCOMMIT:
+        run_on_driver(pooled, dialect, f"BEGIN {mode}")
+
+
+def _bound_sqlite_transaction(pooled: Any) -> None:
+    # Set per transaction, since pooled connections serve requests and the worker in turn:
+    # under a deadline, long statements are interrupted and lock waits end at it.
+    dbapi_connection = pooled.dbapi_connection
+    deadline = current_deadline()
+    if deadline is None:
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS
+        dbapi_connection.set_progress_handler(None, 0)
+    else:
+        busy_ms = min(SQLITE_BUSY_TIMEOUT_MS, deadline.remaining_ms())
+        dbapi_connection.set_progress_handler(deadline.passed, SQLITE_PROGRESS_STEPS)
+    if pooled.info.get("busy_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+        pooled.info["busy_ms"] = busy_ms
+
+
+class WriterQueue:
+    """First come, first served among this process's SQLite writers.
+
+    SQLite lets one writer in at a time, and a writer that finds the lock taken sleeps in
+    SQLite's busy handler and polls; a worker committing chunk after chunk re-takes the
+    lock between two polls, so a small write could wait for seconds. Queueing here, before
+    ``BEGIN IMMEDIATE``, hands the lock to whoever asked first.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiting: deque[threading.Event] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> None:
+        """Wait for this writer's turn: at most ``timeout``, or until the request's
+        deadline when one is set (then the answer is the time-budget refusal)."""
+        deadline = current_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max((deadline.at - time.monotonic()), 0.0))
+        with self._mutex:
+            if not self._held and not self._waiting:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiting.append(turn)
+        if turn.wait(timeout):
+            return
+        with self._mutex:
+            if turn in self._waiting:
+                self._waiting.remove(turn)
+                if deadline is not None:
+                    raise budget_exceeded(deadline)
+                raise Unavailable("the database is busy; try again", code="database_busy")
+        # handed the lock just as the wait timed out: it is ours
+
+    def others_waiting(self) -> bool:
+        """Whether a writer is queued behind the one holding the lock."""
+        return bool(self._waiting)
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().set()  # straight to the next in line
+            else:
+                self._held = False
+
+
+def checkpoint(engine: Engine) -> bool:
+    """Fold the WAL back into the database without blocking anyone (PASSIVE: it copies
+    what no reader still needs and never waits for a lock). True when it copied every
+    frame: the next writer then starts the WAL again from its beginning instead of
+    appending to it."""
+    # A raw connection: it is in autocommit mode, outside any transaction, which a
+    # checkpoint needs.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        row = cursor.fetchone()
+        cursor.close()
+    finally:
+        raw.close()
+    assert row is not None, "PRAGMA wal_checkpoint answers one row"
+    busy, frames, copied = row
+    return not busy and frames == copied
+
+
+class Checkpointer:
+    """A background thread that folds the WAL back every ``interval`` seconds, so that no
+    writer's commit pays for it (``wal_autocheckpoint`` is off)."""
+
+    def __init__(self, fold: Callable[[], bool], *, interval: float) -> None:
+        self._fold = fold
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name="groupd-wal-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._fold()
+            except Exception as error:  # the file may be gone (tests); try again later
+                log.debug("WAL checkpoint skipped: %s", error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class WalFolds:
+    """Folds the WAL back into the database between a delete's chunks, half of the time
+    beside the next chunk (decision 0005).
+
+    Left to the background checkpointer, which never finds the WAL complete between two
+    chunks, the WAL grows over a whole delete. SQLite starts a WAL from its beginning
+    again only when a writer begins while every frame has been copied back. So after one
+    chunk a fold starts on a thread of its own and the next chunk runs beside it (a
+    ``PASSIVE`` checkpoint blocks no writer; the GIL is released while it copies); after
+    that chunk the worker waits for it and folds the rest itself, and the chunk after
+    starts the WAL again. The WAL holds at most two chunks, and half of the folds' time
+    overlaps the chunks' statements instead of adding to them.
+
+    ``fold`` is ``Database.checkpoint``; on PostgreSQL (``sqlite`` false) there is
+    nothing to fold.
+    """
+
+    def __init__(self, fold: Callable[[], bool], *, sqlite: bool) -> None:
+        self._fold_wal = fold
+        self._sqlite = sqlite
+        self._beside: threading.Thread | None = None
+
+    def __enter__(self) -> WalFolds:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.settle()
+
+    def after_chunk(self) -> None:
+        if not self._sqlite:
+            return
+        if self._beside is None:
+            self._beside = threading.Thread(target=self._fold, name="groupd-wal-fold", daemon=True)
+            self._beside.start()
+            return
+        self.settle()
+        self._fold()
+
+    def settle(self) -> None:
+        """Wait for the fold running beside the chunks, if any."""
+        if self._beside is not None:
+            self._beside.join()
+            self._beside = None
+
+    def _fold(self) -> None:
+        try:
+            if not self._fold_wal():
+                log.debug("WAL checkpoint after a chunk left frames a reader still uses")
+        except Exception as error:  # the background checkpointer will do it later
+            log.debug("WAL checkpoint after a chunk skipped: %s", error)
