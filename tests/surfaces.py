@@ -39,7 +39,8 @@ from groupd.api.app import create_app
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint
 from groupd.clock import system_clock
-from groupd.services import accounts
+from groupd.services import accounts, deletion
+from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 
@@ -51,7 +52,17 @@ ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 # Routes every surface serves without credentials by design (health, metrics, docs).
 OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
-KINDS = ("static", "user_group", "policy", "device", "user", "licence", "activation", "operation")
+KINDS = (
+    "static",
+    "user_group",
+    "policy",
+    "device",
+    "user",
+    "licence",
+    "activation",
+    "operation",
+    "deleted_group",
+)
 
 
 # the world ------------------------------------------------------------------------------
@@ -161,6 +172,25 @@ class World:
             body.update(valueType="ip", values=["10.9.9.9"], agentId=self.agents[tenant])
         return self.post("/api/v1/groups", body, tenant)
 
+    def fresh_binned(self, tenant: str = "acme") -> str:
+        """A fresh static group put in the recycle bin (the world's deletes skip it:
+        retention 0), through the service; its id is its bin entry's."""
+        group = self.fresh_group(tenant)
+        actor = Actor(
+            tenant_id=self.tenants[tenant].id, account_id=None, username="suite", role="admin"
+        )
+        with transaction(self.db) as uow:
+            deletion.request_delete(
+                uow,
+                actor=actor,
+                group_id=group["id"],
+                release_units=False,
+                now=system_clock(),
+                retention_seconds=3600,
+            )
+        self.ctx.worker.run_until_idle()
+        return str(group["id"])
+
     def fresh_device(self, tenant: str = "acme") -> dict[str, Any]:
         return self.post(
             "/api/v1/objects",
@@ -261,6 +291,7 @@ def _populate(world: World, tenant: str) -> None:
     assert deleted.status_code == 200, deleted.text
     ids["operation"] = deleted.json()["id"]
     ids["gone"] = gone["id"]
+    ids["deleted_group"] = world.fresh_binned(tenant)
     names.pop("gone")  # the deleted group's name may be taken again: not a marker
     world.ids[tenant] = ids
     world.names[tenant] = names
@@ -673,6 +704,7 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
             ("/api/v1/objects", "device"),
             ("/api/v1/licenses", "licence"),
             ("/api/v1/operations", "operation"),
+            ("/api/v1/deleted-groups", "deleted_group"),
         )
         for prefix, kind in prefixes:
             if path.startswith(prefix):
@@ -751,6 +783,16 @@ def _native_samples() -> dict[tuple[str, str], Sample]:
         return [_p("DELETE", f"{api}/groups/{ids(w, o)['user_group']}/members/{user['id']}")]
 
     return {
+        ("GET", f"{api}/deleted-groups"): lambda w, c, o: [_p("GET", f"{api}/deleted-groups")],
+        ("GET", f"{api}/deleted-groups/{{id}}"): lambda w, c, o: [
+            _p("GET", f"{api}/deleted-groups/{ids(w, o)['deleted_group']}")
+        ],
+        ("POST", f"{api}/deleted-groups/{{id}}/restore"): lambda w, c, o: [
+            _p("POST", f"{api}/deleted-groups/{w.fresh_binned(o)}/restore", json={})
+        ],
+        ("DELETE", f"{api}/deleted-groups/{{id}}"): lambda w, c, o: [
+            _p("DELETE", f"{api}/deleted-groups/{w.fresh_binned(o)}")
+        ],
         ("POST", f"{api}/auth/revoke"): lambda w, c, o: [_p("POST", f"{api}/auth/revoke")],
         ("POST", f"{api}/tokens"): lambda w, c, o: [
             _p("POST", f"{api}/tokens", json={"label": "suite"})

@@ -21,6 +21,11 @@ from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from helpers import build_tree, create, devices, licence, user
+from test_appviewx import add_group, session_for, user_group_id
+from test_appviewx import delete as avx_delete
+from test_appviewx import search as avx_search
+from test_oaa import BASE as OAA
+from test_oaa import create_json, native_policy_group, token_basic
 from invariants import assert_invariants
 
 # An hour, not the default week: the fixtures' tokens live a day.
@@ -370,3 +375,33 @@ def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
     # A refused restore names the taken name and leaves the subtree in the bin.
     for restore_outcome, _create in outcomes:
         assert restore_outcome in ("won", "restore_conflict")
+
+
+def test_dialect_deletes_land_in_the_bin_and_restored_groups_show_through_them(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    h = acme.editor.headers
+    # ESET: a device group.
+    office = create(client, h, "/api/v1/groups", {"name": "Office", "parentId": acme.root_id})
+    assert client.delete(f"/v1/groups/{office['id']}", headers=h).status_code == 200
+    # OAA: a policy group.
+    basic = token_basic(acme.editor)
+    policy = create_json(client, basic, groupname="Factors")
+    policy_id = native_policy_group(client, acme, "Factors")["id"]
+    assert client.delete(f"{OAA}/{policy['groupid']}", headers=basic).status_code == 200
+    # AppViewX: a user group.
+    session = session_for(db, acme.editor)
+    assert add_group(client, session, "Operators").status_code in (200, 201)
+    operators = user_group_id(client, acme, "Operators")
+    assert avx_delete(client, session, "Operators").status_code == 200
+    binned = {item["id"] for item in client.get("/api/v1/deleted-groups", headers=h).json()["items"]}
+    assert binned == {office["id"], policy_id, operators}
+    assert client.get(f"/v1/device_groups/{office['id']}/devices", headers=h).status_code == 404
+    assert client.get(f"{OAA}/{policy['groupid']}", headers=basic).status_code == 404
+    for group in binned:
+        assert restore(client, h, group).status_code == 200
+    assert client.get(f"/v1/device_groups/{office['id']}/devices", headers=h).status_code == 200
+    assert client.get(f"{OAA}/{policy['groupid']}", headers=basic).status_code == 200
+    found = avx_search(client, session, filterValue="Operators").json()
+    assert found["response"]["totalRecords"] == 1
+    assert_invariants(db)
