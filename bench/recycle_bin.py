@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -89,7 +88,7 @@ def floor_to_bin(db: BenchDatabase) -> float:
     return _floor_transaction(
         db,
         [
-            f"UPDATE floor_groups SET state = 1 WHERE path >= :p AND path < :p",
+            "UPDATE floor_groups SET state = 1 WHERE path >= :p AND path < :p",
             "UPDATE floor_licences SET used = used - coalesce((SELECT sum(a.units)"
             " FROM floor_activations a WHERE a.licence_id = floor_licences.id"
             f" AND a.released IS NULL AND a.object_id IN ({_OBJECTS})), 0)",

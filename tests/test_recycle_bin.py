@@ -21,12 +21,12 @@ from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from helpers import build_tree, create, devices, licence, user
+from invariants import assert_invariants
 from test_appviewx import add_group, session_for, user_group_id
 from test_appviewx import delete as avx_delete
 from test_appviewx import search as avx_search
 from test_oaa import BASE as OAA
 from test_oaa import create_json, native_policy_group, token_basic
-from invariants import assert_invariants
 
 # An hour, not the default week: the fixtures' tokens live a day.
 RETENTION = 3600
@@ -337,7 +337,11 @@ def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
         start = threading.Barrier(2)
         results: dict[str, str] = {}
 
-        def restoring(group_id: str = group["id"]) -> None:
+        def restoring(
+            group_id: str = group["id"],
+            start: threading.Barrier = start,
+            results: dict[str, str] = results,
+        ) -> None:
             start.wait()
             try:
                 with transaction(db) as uow:
@@ -346,7 +350,11 @@ def test_a_restore_racing_a_create_of_the_same_name_lets_exactly_one_win(
             except Conflict as error:
                 results["restore"] = error.code
 
-        def creating(name: str = name) -> None:
+        def creating(
+            name: str = name,
+            start: threading.Barrier = start,
+            results: dict[str, str] = results,
+        ) -> None:
             start.wait()
             try:
                 with transaction(db) as uow:
@@ -394,7 +402,9 @@ def test_dialect_deletes_land_in_the_bin_and_restored_groups_show_through_them(
     assert add_group(client, session, "Operators").status_code in (200, 201)
     operators = user_group_id(client, acme, "Operators")
     assert avx_delete(client, session, "Operators").status_code == 200
-    binned = {item["id"] for item in client.get("/api/v1/deleted-groups", headers=h).json()["items"]}
+    binned = {
+        item["id"] for item in client.get("/api/v1/deleted-groups", headers=h).json()["items"]
+    }
     assert binned == {office["id"], policy_id, operators}
     assert client.get(f"/v1/device_groups/{office['id']}/devices", headers=h).status_code == 404
     assert client.get(f"{OAA}/{policy['groupid']}", headers=basic).status_code == 404

@@ -23,11 +23,11 @@ from groupd.api.http import Endpoint, build_route, json_response
 from groupd.api.middleware import Metrics, RequestContextMiddleware
 from groupd.api.native import accounts as native_accounts
 from groupd.api.native import audit as native_audit
+from groupd.api.native import bin as native_bin
 from groupd.api.native import groups as native_groups
 from groupd.api.native import licenses as native_licenses
 from groupd.api.native import objects as native_objects
 from groupd.api.native import operations as native_operations
-from groupd.api.native import bin as native_bin
 from groupd.api.native.surface import PROBLEM, problem
 from groupd.api.openapi import build_openapi
 from groupd.settings import Settings, get_settings

@@ -19,7 +19,7 @@ from uuid import UUID
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import aliased
 
-from groupd.errors import Conflict, NotFound
+from groupd.errors import Conflict, GroupdError, NotFound, RestoreConflict
 from groupd.services import audit, operations
 from groupd.services.common import (
     Actor,
@@ -30,6 +30,7 @@ from groupd.services.common import (
     parse_uuid,
     system_actor,
 )
+from groupd.services.operations import OperationView
 from groupd.services.progress import Progress
 from groupd.store import recycle_bin as bin_store
 from groupd.store.db import UnitOfWork
@@ -343,6 +344,18 @@ def finish_operation(
         detail=f"operation {operation.uuid}",
         now=now,
     )
+
+
+def refusal_of(view: OperationView) -> GroupdError | None:
+    """The error a finished restore's result stands for (a conflict arisen since it was
+    accepted, or its entry purged meanwhile); None when it did its work or runs still."""
+    if not view.done or view.result_status in (None, 200):
+        return None
+    body = dict(view.result_body or {})
+    detail = str(body.get("detail", ""))
+    if view.result_status == 409:
+        return RestoreConflict(detail, conflicts=body.get("conflicts", []))
+    return NotFound(detail)
 
 
 def operation_actor(operation: Operation) -> Actor:

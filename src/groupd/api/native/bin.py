@@ -10,7 +10,6 @@ from groupd.api.native import schemas as s
 from groupd.api.native.common import PAGING, limit_and_cursor, optional_uuid
 from groupd.api.native.surface import NATIVE
 from groupd.api.waiting import wait_for_operation
-from groupd.errors import NotFound, RestoreConflict
 from groupd.services import recycle_bin, restore
 from groupd.store.db import UnitOfWork
 
@@ -42,16 +41,14 @@ async def _answer(req: ApiRequest, accepted: recycle_bin.Accepted, wait: float) 
     view = await wait_for_operation(
         req.ctx, actor=req.actor, operation_uuid=accepted.operation_uuid, budget_seconds=wait
     )
-    if view.done and view.result_status == 409:
-        body = dict(view.result_body or {})
-        raise RestoreConflict(str(body.get("detail", "")), conflicts=body.get("conflicts", []))
-    if view.done and view.result_status == 404:
-        raise NotFound(str((view.result_body or {}).get("detail", "")))
-    body = render.operation(view)
+    refused = recycle_bin.refusal_of(view)
+    if refused is not None:
+        raise refused
+    answer = render.operation(view)
     if view.done:
-        return json_response(body, 200)
+        return json_response(answer, 200)
     return json_response(
-        body,
+        answer,
         202,
         headers={"Location": f"/api/v1/operations/{view.uuid}", "response-id": str(view.uuid)},
     )

@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import aliased
 
 from groupd.services import audit, operations, recycle_bin
-from groupd.services.deletion import binned
 from groupd.services.common import Actor
+from groupd.services.deletion import binned
 from groupd.services.progress import Progress
 from groupd.store import deletion as store
 from groupd.store.db import UnitOfWork
