@@ -415,3 +415,25 @@ def test_dialect_deletes_land_in_the_bin_and_restored_groups_show_through_them(
     found = avx_search(client, session, filterValue="Operators").json()
     assert found["response"]["totalRecords"] == 1
     assert_invariants(db)
+
+
+def test_a_restore_under_another_parent_moves_the_whole_subtree(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    h = acme.editor.headers
+    ids, seats, person = branch_with_devices(client, acme)
+    assert delete(client, h, ids[2]).status_code == 200  # g1-0, binned inside g0-0 later
+    assert delete(client, h, ids[0], releaseConsumedUnits=True).status_code == 200
+    assert restore(client, h, ids[2]).json()["conflicts"][0]["kind"] == "parent_gone"
+    back = restore(client, h, ids[0], parentId=ids[1])
+    assert back.status_code == 200, back.text
+    assert client.get(f"/api/v1/groups/{ids[0]}", headers=h).json()["parentId"] == ids[1]
+    # The subtree binned inside it moved with it, and comes back under it.
+    assert restore(client, h, ids[2]).status_code == 200
+    assert client.get(f"/api/v1/objects/{person['id']}", headers=h).status_code == 200
+    under = client.get(
+        f"/api/v1/groups/{ids[1]}/objects", params={"recursive": "true"}, headers=h
+    ).json()["items"]
+    assert len(under) == 3 + 4 + 1  # its own devices, the moved subtree's devices and user
+    assert used(client, h, seats["id"]) == 10
+    assert_invariants(db)
