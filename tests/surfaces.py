@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -180,7 +181,7 @@ class World:
             tenant_id=self.tenants[tenant].id, account_id=None, username="suite", role="admin"
         )
         with transaction(self.db) as uow:
-            deletion.request_delete(
+            plan = deletion.request_delete(
                 uow,
                 actor=actor,
                 group_id=group["id"],
@@ -189,7 +190,17 @@ class World:
                 retention_seconds=3600,
             )
         self.ctx.worker.run_until_idle()
-        return str(group["id"])
+        # The app's own worker may have taken the operation: wait until it is done, so
+        # that nothing changes later under a probe.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            operation = self.client.get(
+                f"/api/v1/operations/{plan.operation_uuid}", headers=self.native(tenant)
+            ).json()
+            if operation["state"] == "succeeded":
+                return str(group["id"])
+            time.sleep(0.02)
+        raise AssertionError(f"the delete to the bin of {group['id']} did not end")
 
     def fresh_device(self, tenant: str = "acme") -> dict[str, Any]:
         return self.post(
