@@ -75,3 +75,12 @@ def test_delete_in_process_bench_runs_to_the_end(bench_db: str) -> None:
     )
     assert "x the floor" in stdout and "DELETE FROM objects" in stdout
     assert "the worker thread: statements" in stdout
+
+
+def test_recycle_bin_bench_runs_to_the_end(bench_db: str) -> None:
+    stdout = _run_bench(
+        "recycle_bin.py", f"--db={bench_db}", f"--groups={GROUPS}", f"--devices={DEVICES}"
+    )
+    for what in ("to the bin, phase 1", "to the bin, whole", "restore", "purge"):
+        assert what in stdout
+    assert '"cpu"' in stdout  # and the machine they ran on
