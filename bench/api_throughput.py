@@ -1,23 +1,36 @@
-"""Benchmark (issue 8, item 1): groupd's API path against the floor of its stack.
+"""Benchmark (issues 8 and 24): groupd's API path against the floors of its stack.
 
 On each database it starts ONE groupd server process (uvicorn, the app factory
-``groupd.api.app:create_app``) and the floor app (``bench/floor_app.py``: bare Starlette +
-orjson doing the same SQL and the same credential check with the same driver), both pinned
-to CPU 0, and drives each in turn with ``wrk`` pinned to CPU 1, in fixed-duration runs of:
+``groupd.api.app:create_app``, as ``groupd serve`` runs it: JSON access log on, rate
+limiter on) and two floors, all pinned to CPU 0, and drives each in turn with ``wrk``
+pinned to CPU 1. The floors are bare Starlette + orjson with the same credential check
+and the same SQL on the same data, under the same uvicorn:
+
+  floor   ``bench/floor_app.py``: handlers in Starlette's thread pool, as groupd's are
+          (every scenario);
+  async   ``bench/async_floor_app.py``: ``async def`` handlers, the statements in the
+          event loop (SQLite's ``sqlite3``; psycopg's async connections on PostgreSQL):
+          the limit of the stack for a read (get and list only).
+
+The scenarios, in fixed-duration runs:
 
   get     GET  /api/v1/groups/{id}
   list    GET  /api/v1/groups?parentId=...&limit=50   (a page of 50 of 200 children)
   create  POST /api/v1/groups                          (a new child of one parent)
   member  PUT  /api/v1/groups/{id}/members/{userId}    (a new member of a user group)
 
-Each scenario runs ``--rounds`` times per app, alternating which app goes first; the best
-run of each app counts (the machine is shared: the best run is the least disturbed one).
-It prints requests per second, p50 and p99 for both and the ratio groupd / floor.
-Targets (issue 8): get >= 70 % of the floor, create >= 50 %, on both databases.
+Each scenario runs ``--rounds`` times per app, the apps of a round one after the other
+(their order rotating between rounds), so each round gives a ratio measured side by side;
+it prints every run, then per scenario the best run of each app and the range of the
+rounds' ratios (groupd / async floor, groupd / thread-pool floor, and groupd's p99 / the
+async floor's). Targets: issue 8, get >= 70 % of the thread-pool floor and create >= 50 %;
+issue 24, on SQLite, get >= 70 % of the async floor, list >= 60 %, p99 <= 2x its.
 
     .venv/bin/python bench/api_throughput.py                   # both databases
+    .venv/bin/python bench/api_throughput.py --scenarios get,list --rounds 3   # issue 24
     .venv/bin/python bench/api_throughput.py --db sqlite --duration 5 --rounds 1
     .venv/bin/python bench/api_throughput.py --profile         # + py-spy of groupd's hot path
+    .venv/bin/python bench/api_throughput.py --server-stack asyncio,h11   # uvicorn's pure-Python
 
 Needs ``wrk`` (``apt-get install -y wrk``); ``--profile`` needs ``py-spy`` (PYSPY=path).
 """
@@ -25,6 +38,7 @@ Needs ``wrk`` (``apt-get install -y wrk``); ``--profile`` needs ``py-spy`` (PYSP
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -56,10 +70,21 @@ from bench.common import (
     start_server,
     tenant_root,
     vacuum_analyze,
+    verdict,
 )
 
 SCENARIOS = ("get", "list", "create", "member")
-TARGETS = {"get": 0.70, "create": 0.50}
+TARGETS = {"get": 0.70, "create": 0.50}  # groupd / thread-pool floor (issue 8)
+ASYNC_TARGETS = {"get": 0.70, "list": 0.60}  # groupd / async floor, SQLite (issue 24)
+P99_TARGET = 2.0  # groupd's p99 / the async floor's at most (issue 24)
+ASYNC_SCENARIOS = ("get", "list")  # what the async floor serves
+APPS = ("async", "floor", "groupd")
+# groupd as `groupd serve` runs it: the access log on and the rate limiter on, at its
+# default limit.
+GROUPD_ENV = {"GROUPD_LOG_LEVEL": "info", "GROUPD_RATE_LIMIT_ENABLED": "true"}
+# The load's clients, each with its own token: at the rates here each stays under
+# groupd's default limit (100 requests per 2 s per credential and address).
+CLIENTS = 256
 SERVER_CPU = {0}
 LOAD_CPU = "1"
 LIST_CHILDREN = 200
@@ -74,6 +99,7 @@ class Fixture:
     create_parent: str
     member_groups: dict[str, str]  # "<app>-<round>" -> user group uuid
     users: list[str]
+    tokens: list[str]  # the clients' API tokens, taken in turn (one rate-limit bucket each)
 
 
 def build_fixture(db: BenchDatabase, token: str, users: int, rounds: int) -> Fixture:
@@ -133,6 +159,10 @@ def build_fixture(db: BenchDatabase, token: str, users: int, rounds: int) -> Fix
                     client.post("/api/v1/objects:batchImport", json={"objects": batch}), 201, 200
                 )["items"]
                 user_ids.extend(item["id"] for item in items)
+            tokens = [
+                check(client.post("/api/v1/tokens", json={"label": f"client {n}"}), 201)["token"]
+                for n in range(CLIENTS)
+            ]
             member_groups = {}
             for app in ("groupd", "floor"):
                 for round_ in range(rounds + 1):  # +1 for the warm-up runs
@@ -152,42 +182,42 @@ def build_fixture(db: BenchDatabase, token: str, users: int, rounds: int) -> Fix
         create_parent,
         member_groups,
         user_ids,
+        tokens,
     )
 
 
 def lua_script(path: Path, scenario: str, fixture: Fixture, tag: str) -> None:
     """A wrk script: the request of the scenario, and a JSON summary at the end."""
-    auth = f'wrk.headers["Authorization"] = "Bearer {fixture.token}"\n'
+    tokens = ",".join(f'"{t}"' for t in fixture.tokens)
+    # Each request carries the next client's token: many clients, each under groupd's
+    # default rate limit, as a directory's callers are.
+    head = (
+        f"local tokens = {{{tokens}}}\n"
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        '  local headers = {["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]}\n'
+    )
     if scenario == "get":
-        body = f'{auth}wrk.method = "GET"\nwrk.path = "/api/v1/groups/{fixture.get_target}"\n'
+        call = f'wrk.format("GET", "/api/v1/groups/{fixture.get_target}", headers)'
     elif scenario == "list":
-        body = (
-            f'{auth}wrk.method = "GET"\n'
-            f'wrk.path = "/api/v1/groups?parentId={fixture.list_parent}&limit=50"\n'
+        call = (
+            f'wrk.format("GET", "/api/v1/groups?parentId={fixture.list_parent}&limit=50", headers)'
         )
     elif scenario == "create":
-        body = (
-            f'{auth}wrk.headers["Content-Type"] = "application/json"\n'
-            "local n = 0\n"
-            "request = function()\n"
-            "  n = n + 1\n"
+        head += (
+            '  headers["Content-Type"] = "application/json"\n'
             f'  local body = \'{{"name":"{tag}-\' .. n .. \'","parentId":"\'\n'
             f'    .. "{fixture.create_parent}" .. \'"}}\'\n'
-            '  return wrk.format("POST", "/api/v1/groups", nil, body)\n'
-            "end\n"
         )
+        call = 'wrk.format("POST", "/api/v1/groups", headers, body)'
     else:
         group = fixture.member_groups[tag]
         users = ",".join(f'"{u}"' for u in fixture.users)
-        body = (
-            f"{auth}local users = {{{users}}}\n"
-            "local n = 0\n"
-            "request = function()\n"
-            "  n = n + 1\n"
-            "  local user = users[((n - 1) % #users) + 1]\n"
-            f'  return wrk.format("PUT", "/api/v1/groups/{group}/members/" .. user)\n'
-            "end\n"
-        )
+        head = f"local users = {{{users}}}\n" + head
+        head += "  local user = users[((n - 1) % #users) + 1]\n"
+        call = f'wrk.format("PUT", "/api/v1/groups/{group}/members/" .. user, headers)'
+    body = f"{head}  return {call}\nend\n"
     done = (
         "done = function(summary, latency, requests)\n"
         "  local e = summary.errors\n"
@@ -213,6 +243,7 @@ class Run:
     errors: int
     requests: int
     cpu_us: float  # the server process's CPU time (all threads, user + system) per request
+    load: float  # the machine's load average (1 min) at the end of the run
 
 
 def cpu_seconds(pid: int) -> float:
@@ -246,40 +277,65 @@ def drive(server: Server, script: Path, duration: float, connections: int) -> di
     raise RuntimeError(f"wrk printed no summary:\n{output}")
 
 
-def start_floor(db: BenchDatabase) -> Server:
-    port = free_port()
-    argv = [
+def uvicorn_argv(factory: str, port: int, stack: tuple[str, str]) -> list[str]:
+    """uvicorn as the floors and groupd all run here: the same loop and HTTP parser."""
+    loop, http = stack
+    return [
         PYTHON,
         "-m",
         "uvicorn",
         "--factory",
-        "bench.floor_app:create_app",
+        factory,
         "--host",
         HOST,
         "--port",
         str(port),
+        "--loop",
+        loop,
+        "--http",
+        http,
         "--no-access-log",
         "--log-level",
         "warning",
     ]
+
+
+def start_app(app: str, db: BenchDatabase, stack: tuple[str, str]) -> Server:
+    port = free_port()
+    if app == "groupd":
+        # Logging as `groupd serve` sets it up (JSON lines on stderr, the server's log
+        # file), then uvicorn's command line as for the floors.
+        argv = uvicorn_argv("groupd.api.app:create_app", port, stack)
+        argv[1:3] = [
+            "-c",
+            "from groupd.logs import configure_logging; configure_logging('info');"
+            " from uvicorn.main import main; main()",
+        ]
+        env = {"GROUPD_DATABASE_URL": db.url, **GROUPD_ENV}
+    else:
+        factory = (
+            "bench.async_floor_app:create_app" if app == "async" else "bench.floor_app:create_app"
+        )
+        argv = uvicorn_argv(factory, port, stack)
+        env = {"FLOOR_DATABASE_URL": db.url}
     return start_server(
-        argv,
-        env={"FLOOR_DATABASE_URL": db.url},
-        port=port,
-        log_path=db.workdir / "floor.log",
-        cpus=SERVER_CPU,
+        argv, env=env, port=port, log_path=db.workdir / f"{app}.log", cpus=SERVER_CPU
     )
 
 
 def sanity(servers: dict[str, Server], fixture: Fixture) -> None:
-    """Both apps answer the get with the same shape before anything is measured."""
-    shapes = {}
-    for name, server in servers.items():
-        with api(server.base_url, fixture.token) as client:
-            body = check(client.get(f"/api/v1/groups/{fixture.get_target}"), 200)
-            shapes[name] = body
-    if shapes["groupd"] != shapes["floor"]:
-        raise RuntimeError(f"the floor answers differently: {shapes}")
+    """Every app answers the get and the list alike before anything is measured."""
+    for path in (
+        f"/api/v1/groups/{fixture.get_target}",
+        f"/api/v1/groups?parentId={fixture.list_parent}&limit=50",
+    ):
+        shapes = {}
+        for name, server in servers.items():
+            with api(server.base_url, fixture.token) as client:
+                shapes[name] = check(client.get(path), 200)
+        for name, shape in shapes.items():
+            if shape != shapes["groupd"]:
+                raise RuntimeError(f"{name} answers {path} differently: {shape}")
 
 
 def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) -> list[Run]:
@@ -289,22 +345,20 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
         token = bootstrap(db)
         fixture = build_fixture(db, token, args.users, args.rounds)
         vacuum_analyze(db)
-        servers = {
-            "groupd": start_groupd(db, cpus=SERVER_CPU, log_name="groupd.log"),
-            "floor": start_floor(db),
-        }
+        servers = {app: start_app(app, db, args.server_stack) for app in APPS}
         try:
             sanity(servers, fixture)
             scripts = db.workdir / "scripts"
             scripts.mkdir()
             for scenario in args.scenarios:
+                apps = [a for a in APPS if a != "async" or scenario in ASYNC_SCENARIOS]
                 # Warm-up: one short run each (connection pools, caches, code paths).
-                for app in ("floor", "groupd"):
+                for app in apps:
                     script = scripts / f"{scenario}-{app}-warm.lua"
                     lua_script(script, scenario, fixture, f"{app}-{args.rounds}")
                     drive(servers[app], script, min(2.0, args.duration), args.connections)
                 for round_ in range(args.rounds):
-                    order = ("floor", "groupd") if round_ % 2 == 0 else ("groupd", "floor")
+                    order = apps[round_ % len(apps) :] + apps[: round_ % len(apps)]
                     for app in order:
                         script = scripts / f"{scenario}-{app}-{round_}.lua"
                         lua_script(script, scenario, fixture, f"{app}-{round_}")
@@ -322,17 +376,18 @@ def measure_database(kind: str, args: argparse.Namespace, profile_dir: Path | No
                             errors=out["errors"] + out["socket_errors"],
                             requests=out["requests"],
                             cpu_us=cpu / max(1, out["requests"]) * 1e6,
+                            load=os.getloadavg()[0],
                         )
                         runs.append(run)
                         print(
                             f"  [{kind}] {scenario:<6} {app:<6} round {round_}: "
                             f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
                             f"p99 {run.p99_ms:6.2f} ms  server CPU {run.cpu_us:5.0f} µs/req  "
-                            f"errors {run.errors}",
+                            f"errors {run.errors}  load {run.load:.1f}",
                             flush=True,
                         )
             if profile_dir is not None:
-                for app in ("groupd", "floor"):
+                for app in ("groupd", "async"):
                     profile(kind, app, servers[app], fixture, scripts, profile_dir, args)
         finally:
             for server in servers.values():
@@ -354,7 +409,7 @@ def profile(
     """py-spy samples one app while wrk drives it; prints the heaviest frames."""
     pyspy = os.environ.get("PYSPY") or shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
     env = {**os.environ, "PYTHONPATH": str(Path(pyspy).parent.parent)}
-    for scenario in ("get", "create"):
+    for scenario in ASYNC_SCENARIOS:
         raw = out_dir / f"{kind}-{app}-{scenario}.txt"
         spy = subprocess.Popen(
             [
@@ -441,9 +496,37 @@ def _short(frame: str) -> str:
     return f"{name} ({'/'.join(parts[-3:])})"
 
 
-def best(runs: list[Run], database: str, app: str, scenario: str) -> Run:
+def best(runs: list[Run], database: str, app: str, scenario: str) -> Run | None:
     candidates = [r for r in runs if (r.database, r.app, r.scenario) == (database, app, scenario)]
-    return max(candidates, key=lambda r: r.rps)
+    return max(candidates, key=lambda r: r.rps) if candidates else None
+
+
+def round_ratios(
+    runs: list[Run], database: str, scenario: str, floor: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Per round: groupd's req/s over the floor's, groupd's p99 over the floor's, and the
+    floor's server CPU per request over groupd's (what the req/s ratio becomes when the
+    server has its core to itself: the figure least disturbed by a loaded machine)."""
+    rates: list[float] = []
+    tails: list[float] = []
+    cpus: list[float] = []
+    by_round: dict[int, dict[str, Run]] = {}
+    for r in runs:
+        if (r.database, r.scenario) == (database, scenario):
+            by_round.setdefault(r.round, {})[r.app] = r
+    for apps in by_round.values():
+        if "groupd" in apps and floor in apps:
+            rates.append(apps["groupd"].rps / apps[floor].rps)
+            tails.append(apps["groupd"].p99_ms / apps[floor].p99_ms)
+            cpus.append(apps[floor].cpu_us / apps["groupd"].cpu_us)
+    return rates, tails, cpus
+
+
+def span(values: list[float], fmt: str = "{:.0%}") -> str:
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return fmt.format(low) if low == high else f"{fmt.format(low)}..{fmt.format(high)}"
 
 
 def main() -> None:
@@ -453,17 +536,23 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per app and scenario")
-    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per app and scenario")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument(
         "--users", type=int, default=40_000, help="users to add as members (each run adds new ones)"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy groupd and the floor (get, create)"
+        "--server-stack",
+        default="auto,auto",
+        help="uvicorn's --loop and --http for every server: auto,auto (uvloop and httptools,"
+        " which groupd ships) or asyncio,h11 (the pure-Python stack)",
     )
+    parser.add_argument("--profile", action="store_true", help="py-spy groupd and the async floor")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.scenarios = args.scenarios.split(",")
+    loop, _, http = args.server_stack.partition(",")
+    args.server_stack = (loop, http or "auto")
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     info = machine_info(
@@ -471,6 +560,7 @@ def main() -> None:
     )
     info["server_cpus"] = sorted(SERVER_CPU)
     info["load_cpu"] = LOAD_CPU
+    info["server_stack"] = server_stack(args.server_stack)
     print_machine(info)
     print("command:", " ".join(sys.argv))
     profile_dir = Path("/tmp") / f"groupd-profile-{os.getpid()}" if args.profile else None
@@ -480,37 +570,60 @@ def main() -> None:
     for kind in args.db.split(","):
         runs.extend(measure_database(kind, args, profile_dir))
     print(
-        "\nbest run of each (req/s; latency in ms; server CPU per request in µs;"
-        " ratio = groupd / floor)"
+        "\nbest run of each app (req/s, p99 ms, server CPU µs per request); then the range"
+        " over the rounds of groupd / floor (req/s) and of groupd's p99 / the async floor's"
     )
     print(
-        f"{'db':<11}{'scenario':<9}{'floor':>8}{'p50':>8}{'p99':>9}{'cpu µs':>8}{'groupd':>9}"
-        f"{'p50':>8}{'p99':>9}{'cpu µs':>8}{'ratio':>8}  target"
+        f"{'db':<11}{'scenario':<9}{'async':>7}{'p99':>7}{'cpu':>6}{'floor':>7}{'p99':>7}"
+        f"{'cpu':>6}{'groupd':>8}{'p99':>7}{'cpu':>6}  {'/ async':<10}{'/ floor':<10}"
+        f"{'p99 / async':<12} targets"
     )
     summary = []
     for kind in args.db.split(","):
         for scenario in args.scenarios:
-            floor = best(runs, kind, "floor", scenario)
             ours = best(runs, kind, "groupd", scenario)
-            ratio = ours.rps / floor.rps
-            target = TARGETS.get(scenario)
-            mark = (
-                ""
-                if target is None
-                else (f">= {target:.0%} {'PASS' if ratio >= target else 'MISS'}")
+            assert ours is not None
+            cells = []
+            for app in ("async", "floor", "groupd"):
+                run = best(runs, kind, app, scenario)
+                cells.append(
+                    f"{run.rps:>7.0f}{run.p99_ms:>7.1f}{run.cpu_us:>6.0f}"
+                    if run is not None
+                    else f"{'-':>7}{'-':>7}{'-':>6}"
+                )
+            to_async, tail, cpu_async = round_ratios(runs, kind, scenario, "async")
+            to_floor, _, cpu_floor = round_ratios(runs, kind, scenario, "floor")
+            marks = []
+            if kind == "sqlite" and scenario in ASYNC_TARGETS and to_async:
+                goal = ASYNC_TARGETS[scenario]
+                marks.append(
+                    f"/async >= {goal:.0%} {verdict(min(to_async) >= goal)}"
+                    f", p99 <= {P99_TARGET:g}x {verdict(max(tail) <= P99_TARGET)}"
+                )
+            if scenario in TARGETS and to_floor:
+                goal = TARGETS[scenario]
+                marks.append(f"/floor >= {goal:.0%} {verdict(min(to_floor) >= goal)}")
+            print(
+                f"{kind:<11}{scenario:<9}{''.join(cells)}  {span(to_async):<12}"
+                f"{span(to_floor):<12}{span(tail, '{:.2f}x'):<12} {'; '.join(marks)}"
             )
             print(
-                f"{kind:<11}{scenario:<9}{floor.rps:>8.0f}{floor.p50_ms:>8.2f}"
-                f"{floor.p99_ms:>9.2f}{floor.cpu_us:>8.0f}{ours.rps:>9.0f}{ours.p50_ms:>8.2f}"
-                f"{ours.p99_ms:>9.2f}{ours.cpu_us:>8.0f}{ratio:>8.0%}  {mark}"
+                f"{'':<20}by CPU per request: / async {span(cpu_async)}, / floor {span(cpu_floor)}"
             )
             summary.append(
                 {
                     "database": kind,
                     "scenario": scenario,
-                    "floor": asdict(floor),
-                    "groupd": asdict(ours),
-                    "ratio": ratio,
+                    "best": {
+                        app: asdict(run)
+                        for app in APPS
+                        if (run := best(runs, kind, app, scenario)) is not None
+                    },
+                    "groupd_over_async": to_async,
+                    "groupd_over_floor": to_floor,
+                    "p99_over_async": tail,
+                    "cpu_async_over_groupd": cpu_async,
+                    "cpu_floor_over_groupd": cpu_floor,
                 }
             )
     if args.json:
@@ -525,6 +638,16 @@ def main() -> None:
                 indent=2,
             )
         )
+
+
+def server_stack(stack: tuple[str, str]) -> str:
+    """What uvicorn's ``auto`` picks here: uvloop and httptools when installed."""
+    loop, http = stack
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} + {http}"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("GROUPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("GROUPD_TEST_REQUIRE_SERVICES") == "1"
 TABLES = (
+    "webhook_deliveries",
+    "webhook_subscriptions",
+    "outbox_events",
     "audit_events",
     "bin_entries",
     "memberships",

@@ -122,6 +122,30 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     """,
     )
     assert not missing, f"invariant 6: tenants missing built-in groups: {missing}"
+    # 8. events reach only their own tenant's subscribers, none from before a subscription
+    #    began, and no subscription with deliveries pending is forgotten by the senders.
+    crossing_events = _rows(
+        db,
+        """
+        SELECT d.id FROM webhook_deliveries d
+        JOIN webhook_subscriptions s ON s.id = d.subscription_id
+        JOIN outbox_events e ON e.id = d.event_id
+        WHERE s.tenant_id <> e.tenant_id OR d.tenant_id <> e.tenant_id
+            OR e.id <= s.after_event_id
+    """,
+    )
+    assert not crossing_events, (
+        f"invariant 8: deliveries to the wrong subscriber: {crossing_events[:10]}"
+    )
+    forgotten = _rows(
+        db,
+        """
+        SELECT s.id FROM webhook_subscriptions s WHERE s.enabled AND s.due_at IS NULL
+        AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                    WHERE d.subscription_id = s.id AND d.state = 'pending')
+    """,
+    )
+    assert not forgotten, f"invariant 8: pending deliveries no sender will try: {forgotten[:10]}"
     _assert_bin(db)
 
 

@@ -63,6 +63,8 @@ KINDS = (
     "activation",
     "operation",
     "deleted_group",
+    "webhook",
+    "delivery",
 )
 
 
@@ -227,6 +229,13 @@ class World:
             tenant,
         )
 
+    def fresh_webhook(self, tenant: str = "acme") -> dict[str, Any]:
+        return self.post(
+            "/api/v1/webhooks",
+            {"url": f"https://hooks.example.com/{tenant}", "events": ["group.*"]},
+            tenant,
+        )
+
     def fresh_activation(self, tenant: str = "acme") -> dict[str, Any]:
         device = self.fresh_device(tenant)
         return self.post(
@@ -303,6 +312,13 @@ def _populate(world: World, tenant: str) -> None:
     ids["operation"] = deleted.json()["id"]
     ids["gone"] = gone["id"]
     ids["deleted_group"] = world.fresh_binned(tenant)
+    ids["webhook"] = world.fresh_webhook(tenant)["id"]
+    tested = world.client.post(
+        f"/api/v1/webhooks/{ids['webhook']}/test", headers=world.native(tenant)
+    )
+    assert tested.status_code == 202, tested.text
+    ids["delivery"] = tested.json()["id"]
+    world.remember(tenant, ids["delivery"])
     names.pop("gone")  # the deleted group's name may be taken again: not a marker
     world.ids[tenant] = ids
     world.names[tenant] = names
@@ -335,6 +351,8 @@ def _database_url(kind: str, tmp: Path, request: Any) -> str:
 @contextmanager
 def build_world(kind: str, tmp: Path, request: Any, **overrides: Any) -> Iterator[World]:
     """A populated app over a fresh database of ``kind`` (sqlite or postgres)."""
+    # Webhook deliveries would try the world's made-up hosts: they stay queued.
+    overrides = {"webhook_delivery_enabled": False, **overrides}
     settings = make_settings(_database_url(kind, tmp, request), **overrides)
     db = Database.from_settings(settings)
     ctx = AppContext.create(settings, db=db)
@@ -704,6 +722,7 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
         "deviceUuid": "device",
         "groupUuid": "static",
         "groupid": "oaa_policy",
+        "deliveryId": "delivery",
     }
     if param in by_name:
         return by_name[param]
@@ -716,6 +735,7 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
             ("/api/v1/licenses", "licence"),
             ("/api/v1/operations", "operation"),
             ("/api/v1/deleted-groups", "deleted_group"),
+            ("/api/v1/webhooks", "webhook"),
         )
         for prefix, kind in prefixes:
             if path.startswith(prefix):
@@ -971,6 +991,39 @@ def _native_samples() -> dict[tuple[str, str], Sample]:
         ("GET", f"{api}/audit"): lambda w, c, o: [
             _p("GET", f"{api}/audit", query={"target": ids(w, o)["static"]}, filter_only=True)
         ],
+        **_webhook_samples(),
+    }
+
+
+def _webhook_samples() -> dict[tuple[str, str], Sample]:
+    hooks = "/api/v1/webhooks"
+
+    def hook(w: World, t: str) -> str:
+        return f"{hooks}/{w.ids[t]['webhook']}"
+
+    return {
+        ("POST", hooks): lambda w, c, o: [
+            _p("POST", hooks, json={"url": "https://hooks.example.com/new", "events": ["*"]})
+        ],
+        ("GET", hooks): lambda w, c, o: [_p("GET", hooks)],
+        ("GET", f"{hooks}/{{id}}"): lambda w, c, o: [_p("GET", hook(w, o))],
+        ("PATCH", f"{hooks}/{{id}}"): lambda w, c, o: [
+            _p("PATCH", hook(w, o), json={"description": "changed"})
+        ],
+        ("DELETE", f"{hooks}/{{id}}"): lambda w, c, o: [
+            _p("DELETE", f"{hooks}/{w.fresh_webhook(o)['id']}")
+        ],
+        ("POST", f"{hooks}/{{id}}/rotate-secret"): lambda w, c, o: [
+            _p("POST", f"{hook(w, o)}/rotate-secret")
+        ],
+        ("GET", f"{hooks}/{{id}}/deliveries"): lambda w, c, o: [
+            _p("GET", f"{hook(w, o)}/deliveries")
+        ],
+        ("POST", f"{hooks}/{{id}}/deliveries/{{deliveryId}}/retry"): lambda w, c, o: [
+            _p("POST", f"{hook(w, o)}/deliveries/{w.ids[o]['delivery']}/retry"),
+            _p("POST", f"{hook(w, c)}/deliveries/{w.ids[o]['delivery']}/retry"),
+        ],
+        ("POST", f"{hooks}/{{id}}/test"): lambda w, c, o: [_p("POST", f"{hook(w, o)}/test")],
     }
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from groupd.cli_webhooks import webhooks_app
 from groupd.clock import system_clock
 from groupd.errors import GroupdError
 from groupd.settings import get_settings
@@ -34,6 +35,7 @@ app.add_typer(account_app, name="account")
 app.add_typer(token_app, name="token")
 app.add_typer(groups_app, name="groups")
 app.add_typer(bin_app, name="bin")
+app.add_typer(webhooks_app, name="webhooks")
 err = Console(stderr=True)
 out = Console()
 

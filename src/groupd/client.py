@@ -82,3 +82,17 @@ class GroupdClient:
 
     def get_group(self, group_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/api/v1/groups/{group_id}"))  # type: ignore[no-any-return]
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """Any native API call; the decoded answer, or ApiError."""
+        response = self.http.request(method, path, json=json, params=params)
+        if response.status_code == 204:
+            return None
+        return self._json(response)

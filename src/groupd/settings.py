@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     api_token_default_ttl_seconds: int = Field(default=365 * 86400, ge=1)
     session_idle_timeout_seconds: int = Field(default=15 * 60, ge=1)
     basic_auth_cache_seconds: float = Field(default=60.0, ge=0)
+    # A verified bearer token is trusted this long without reading its row again: a
+    # revocation, an expiry or a disabled account takes effect within it (decision 0071).
+    token_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=300, ge=1)
 
@@ -70,13 +73,72 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2)
     request_time_budget_seconds: float = Field(default=60.0, gt=0)
+    # SQLite: a short indexed read runs in the event loop for at most this long, then
+    # again on a worker thread under the rest of the budget; 0 keeps every read on a
+    # worker thread (decision 0070).
+    inline_read_budget_seconds: float = Field(default=0.005, ge=0, le=1)
     maintenance_cache_seconds: float = Field(default=0.5, ge=0)
+
+    # webhooks (docs/webhooks.md)
+    webhook_delivery_enabled: bool = True
+    webhook_delivery_threads: int = Field(default=4, ge=1, le=64)
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    webhook_batch: int = Field(default=100, ge=1, le=10_000)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_response_max_bytes: int = Field(default=4096, ge=0)
+    # Seconds between a failed attempt and the next; the last repeats until give-up.
+    webhook_retry_schedule: str = "1,5,30,120,600,3600"
+    webhook_give_up_seconds: float = Field(default=86_400.0, gt=0)
+    # CIDRs a target may be in although not public (and then over plain http too).
+    webhook_allowed_networks: str = ""
+    # Fernet keys, comma-separated, newest first: subscription secrets are sealed with
+    # the first and opened with any (docs/security.md). Empty: kept as they are.
+    webhook_secret_keys: str = ""
+    webhook_delivery_retention_seconds: int = Field(default=7 * 86400, ge=60)
 
     @field_validator("sqlite_page_size")
     @classmethod
     def _page_size_is_a_power_of_two(cls, value: int) -> int:
         if value & (value - 1):
             raise ValueError("must be a power of two from 512 to 65536")
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        try:
+            steps = [float(step) for step in value.split(",")]
+        except ValueError:
+            raise ValueError("must be seconds separated by commas, like 1,5,30") from None
+        if not steps or min(steps) <= 0:
+            raise ValueError("every step must be more than 0 seconds")
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: str) -> str:
+        import ipaddress
+
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"'{item}' is not a CIDR network") from None
+        return value
+
+    @field_validator("webhook_secret_keys")
+    @classmethod
+    def _keys_are_fernet_keys(cls, value: str) -> str:
+        from cryptography.fernet import Fernet
+
+        for index, key in enumerate(filter(None, (part.strip() for part in value.split(",")))):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"key {index + 1} is not a Fernet key (32 bytes, base64)"
+                ) from None
         return value
 
 

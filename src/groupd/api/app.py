@@ -28,6 +28,7 @@ from groupd.api.native import groups as native_groups
 from groupd.api.native import licenses as native_licenses
 from groupd.api.native import objects as native_objects
 from groupd.api.native import operations as native_operations
+from groupd.api.native import webhooks as native_webhooks
 from groupd.api.native.surface import PROBLEM, problem
 from groupd.api.openapi import build_openapi
 from groupd.settings import Settings, get_settings
@@ -55,6 +56,7 @@ def all_endpoints() -> list[Endpoint]:
         native_operations,
         native_bin,
         native_audit,
+        native_webhooks,
     ):
         endpoints.extend(module.endpoints())
     endpoints.extend(_dialect_endpoints())
@@ -151,6 +153,9 @@ def create_app(
         run_worker = settings.worker_enabled if start_worker is None else start_worker
         if run_worker:
             ctx.worker.start()
+        run_webhooks = settings.webhook_delivery_enabled if start_worker is None else start_worker
+        if run_webhooks:
+            ctx.webhooks.start()
         # What start-up built (modules, mappers, the route table, the OpenAPI document)
         # lives as long as the process: keep it out of the garbage collector's full
         # collections, which otherwise walk it all (tens of milliseconds each).
@@ -159,6 +164,8 @@ def create_app(
         try:
             yield {}
         finally:
+            if run_webhooks:
+                ctx.webhooks.stop()
             if run_worker:
                 ctx.worker.stop()
 

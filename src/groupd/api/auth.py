@@ -51,7 +51,9 @@ def bearer_account(
 ) -> accounts.AccountView:
     if not secret:
         raise AuthenticationFailed("the bearer token is empty")
-    return accounts.resolve_token(req.uow, secret=secret, kinds=kinds, now=req.now)
+    return accounts.resolve_token(
+        req.uow, secret=secret, kinds=kinds, now=req.now, cache=req.ctx.token_cache
+    )
 
 
 def basic_account(req: ApiRequest, value: str) -> accounts.AccountView:

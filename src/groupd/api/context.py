@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from groupd.api.protection import MaintenanceGate, RateLimiter
 from groupd.clock import Clock, system_clock
-from groupd.services.accounts import VerifiedPasswordCache
+from groupd.delivery.dispatcher import Dispatcher
+from groupd.services.accounts import VerifiedPasswordCache, VerifiedTokenCache
 from groupd.settings import Settings
 from groupd.store.db import Database
 from groupd.worker import Worker
@@ -19,8 +20,10 @@ class AppContext:
     worker: Worker
     clock: Clock
     password_cache: VerifiedPasswordCache
+    token_cache: VerifiedTokenCache
     maintenance: MaintenanceGate
     rate_limiter: RateLimiter
+    webhooks: Dispatcher
 
     @classmethod
     def create(
@@ -33,6 +36,8 @@ class AppContext:
             worker=Worker(database, settings, clock=clock),
             clock=clock,
             password_cache=VerifiedPasswordCache(settings.basic_auth_cache_seconds),
+            token_cache=VerifiedTokenCache(settings.token_cache_seconds),
             maintenance=MaintenanceGate(settings),
             rate_limiter=RateLimiter(settings),
+            webhooks=Dispatcher(database, settings, clock=clock),
         )

@@ -5,7 +5,9 @@ authenticates and renders errors), the least role it needs, its body and answer 
 (for decoding and for the OpenAPI document), and a handler. Plain handlers run in one
 worker-thread hop together with authentication and their unit of work, which commits
 when the handler returns. Async handlers (a delete that waits for its operation) get an
-authenticated request and run their own units of work.
+authenticated request and run their own units of work. Reads declared ``inline`` (short
+and indexed) run in the event loop instead, under a short deadline, and on a worker thread
+when that is not enough (decision 0070).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from groupd.errors import (
     GroupdError,
     InvalidInput,
     PayloadTooLarge,
+    Unavailable,
     UnsupportedMediaType,
 )
 from groupd.services import accounts
@@ -106,6 +109,9 @@ class Endpoint:
     json_body: bool = True
     errors: tuple[int, ...] = (400, 401, 403, 404)
     raw_query: bool = False
+    # A read whose statements are short and indexed: on SQLite it runs in the event loop,
+    # stopped after ``inline_read_budget_seconds`` and then run on a worker thread.
+    inline: bool = False
 
 
 class ApiRequest:
@@ -126,6 +132,7 @@ class ApiRequest:
         self._actor: tuple[tuple[accounts.AccountView, str | None], Actor] | None = None
         self._uow: UnitOfWork | None = None
         self._query: dict[str, list[str]] | None = None
+        self.rate_counted = False  # the rate limiter counted this request already
         self.now: datetime = ctx.clock()
 
     # the caller -----------------------------------------------------------------------
@@ -385,9 +392,26 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
     settings = ctx.settings
     budget = settings.request_time_budget_seconds
 
+    inline_budget = settings.inline_read_budget_seconds
+    runs_inline = (
+        endpoint.inline
+        and not endpoint.write
+        and not endpoint.is_async
+        and ctx.db.reads_in_loop
+        and inline_budget > 0
+        # A shared (Redis) counter is a network round trip: not in the event loop.
+        and ctx.rate_limiter.counts_in_process
+    )
+    # A surface that can tell from the request alone that authenticating it costs one
+    # indexed read (no password to hash) offers ``authenticates_cheaply``.
+    cheap: Callable[[ApiRequest], bool] | None = getattr(surface, "authenticates_cheaply", None)
+    runs_inline = runs_inline and cheap is not None
+
     def prepare(req: ApiRequest, uow: UnitOfWork) -> None:
         ctx.maintenance.check(uow)
-        ctx.rate_limiter.check(surface.name, req)
+        if not req.rate_counted:
+            ctx.rate_limiter.check(surface.name, req)
+            req.rate_counted = True
         if endpoint.role is not None:
             req._uow = uow
             try:
@@ -414,6 +438,27 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
             uow.commit()
             return response  # type: ignore[no-any-return]
 
+    def run_inline(req: ApiRequest, deadline: float) -> Response | None:
+        """The read in the event loop, its statements stopped once they have taken
+        ``inline_budget`` of the loop's processor time or waited that long for a lock:
+        None when they were, so that it runs again on a worker thread."""
+        try:
+            with (
+                request_deadline(deadline, budget, cpu_seconds=inline_budget),
+                ctx.db.unit_of_work(write=False, in_loop=True) as uow,
+            ):
+                prepare(req, uow)
+                req._uow = uow
+                response = endpoint.handler(req)
+                uow.commit()
+                return response  # type: ignore[no-any-return]
+        except Unavailable as error:
+            if error.code != "time_budget_exceeded" or time.monotonic() >= deadline:
+                raise
+            return None
+        finally:
+            req._uow = None
+
     def authenticate_only(req: ApiRequest, deadline: float) -> None:
         with request_deadline(deadline, budget), ctx.db.unit_of_work(write=True) as uow:
             prepare(req, uow)
@@ -430,6 +475,10 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
                 await run_in_threadpool(authenticate_only, req, deadline)
                 handler: Callable[[ApiRequest], Awaitable[Response]] = endpoint.handler
                 return await handler(req)
+            if runs_inline and cheap is not None and cheap(req):
+                response = run_inline(req, deadline)
+                if response is not None:
+                    return response
             return await run_in_threadpool(run_sync, req, deadline)
         except GroupdError as error:
             if req is None:

@@ -508,15 +508,26 @@ _TOKEN_LOOKUP = Prepared(
 
 
 def resolve_token(
-    uow: UnitOfWork, *, secret: str, kinds: tuple[str, ...], now: datetime
+    uow: UnitOfWork,
+    *,
+    secret: str,
+    kinds: tuple[str, ...],
+    now: datetime,
+    cache: VerifiedTokenCache | None = None,
 ) -> AccountView:
     """The account behind a bearer secret of one of ``kinds``, or AuthenticationFailed.
 
-    Sessions slide: each use moves their idle deadline.
+    Sessions slide: each use moves their idle deadline. With a ``cache``, a token it
+    verified less than its ``ttl`` ago is trusted without reading its row again.
     """
+    digest = hash_secret(secret)
+    if cache is not None:
+        cached = cache.get(digest, kinds=kinds, now=now)
+        if cached is not None:
+            return cached
     # Runs on every request: a prepared statement on the raw connection (SQLAlchemy's
     # per-statement machinery is most of a request's cost, see docs/benchmarks.md).
-    row = _TOKEN_LOOKUP.one_or_none(uow, {"token_hash": hash_secret(secret)})
+    row = _TOKEN_LOOKUP.one_or_none(uow, {"token_hash": digest})
     if row is None:
         raise AuthenticationFailed("the token is not valid")
     (
@@ -550,7 +561,10 @@ def resolve_token(
             )
     if not active:
         raise AuthenticationFailed("the account is disabled")
-    return AccountView(account_id, account_uuid, tenant_id, username, role, active)
+    account = AccountView(account_id, account_uuid, tenant_id, username, role, active)
+    if cache is not None and idle_timeout is None:  # a session must slide: never cached
+        cache.put(digest, kind=kind, account=account, expires_at=expires_at, now=now)
+    return account
 
 
 def revoke_token(uow: UnitOfWork, *, secret: str, now: datetime) -> None:
@@ -572,6 +586,53 @@ def account_actor(
         request_id=request_id,
         source=source,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedToken:
+    kind: str
+    account: AccountView
+    trusted_until: datetime
+
+
+class VerifiedTokenCache:
+    """Bearer tokens verified less than ``ttl`` seconds ago, by the SHA-256 the database
+    keys them by, so that a client's burst of requests reads the token's row once.
+
+    The price is a bound, not a hole: a revoked or expired token, or a disabled account,
+    keeps working for at most ``ttl`` in each process (decision 0071); a revocation made
+    through this process (``forget``) takes effect in it at once. Times come from the
+    caller (the request's clock), so tests move them with an injected clock.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self._entries: dict[str, _VerifiedToken] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, *, kinds: tuple[str, ...], now: datetime) -> AccountView | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry.kind not in kinds or now >= entry.trusted_until:
+            return None
+        return entry.account
+
+    def put(
+        self, digest: str, *, kind: str, account: AccountView, expires_at: datetime, now: datetime
+    ) -> None:
+        if not self.ttl:
+            return
+        entry = _VerifiedToken(kind, account, min(now + self.ttl, expires_at))
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[digest] = entry
+
+    def forget(self, secret: str) -> None:
+        """Stop trusting ``secret`` here at once (it was revoked through this process)."""
+        with self._lock:
+            self._entries.pop(hash_secret(secret), None)
 
 
 class VerifiedPasswordCache:

@@ -17,6 +17,8 @@ from groupd.services.common import (
     encode_cursor,
     parse_uuid_field,
 )
+from groupd.services.webhooks import outbox
+from groupd.services.webhooks.documents import group_document
 from groupd.store.db import UnitOfWork
 from groupd.store.models import AuditEvent, table_of
 from groupd.store.prepared import Prepared
@@ -74,13 +76,18 @@ def record_event(
     counts: dict[str, Any] | None = None,
     detail: str | None = None,
     tenant_id: int | None = None,
+    event_data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one event; it commits or rolls back with the change it describes."""
+    """Append one event; it commits or rolls back with the change it describes.
+
+    A change a webhook subscriber may want also writes its outbox event here (one seam:
+    decision 0060); ``event_data`` adds to that event's data (a full representation)."""
+    tenant = tenant_id if tenant_id is not None else actor.tenant_id
     # A prepared statement on the raw connection: most writes append an event.
     _APPEND.execute(
         uow,
         {
-            "tenant_id": tenant_id if tenant_id is not None else actor.tenant_id,
+            "tenant_id": tenant,
             "actor": actor.username,
             "action": action,
             "target_type": target_type,
@@ -93,6 +100,19 @@ def record_event(
             "detail": detail[:2000] if detail else None,
             "at": now,
         },
+    )
+    outbox.emit_for_action(
+        uow,
+        tenant_id=tenant,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_uuid=target_uuid,
+        target_name=target_name,
+        counts=counts,
+        detail=detail,
+        now=now,
+        event_data=event_data,
     )
 
 
@@ -109,6 +129,7 @@ def record_group_change(
         target_name=group.name,
         outcome="succeeded",
         now=now,
+        event_data={"group": group_document(group)},
     )
 
 

@@ -200,9 +200,7 @@ def list_groups(
     """Live groups of the tenant, filtered, in key order, one page at a time (keyset)."""
     check_limit(limit)
     after = decode_cursor(cursor)
-    query = _view_query().where(
-        Group.tenant_id == actor.tenant_id, Group.state == LIVE, Group.id > after
-    )
+    parent: int | None = None
     if parent_id is not None:
         parent_key = parse_uuid_field(parent_id, field="parentId")
         found = _LIVE_KEY.one_or_none(uow, {"uuid": parent_key, "tenant_id": actor.tenant_id})
@@ -221,6 +219,11 @@ def list_groups(
                 },
             )
             return _page(children, limit)
+    # Built only off the fast path: writing a select() costs more than running one.
+    query = _view_query().where(
+        Group.tenant_id == actor.tenant_id, Group.state == LIVE, Group.id > after
+    )
+    if parent is not None:
         query = query.where(Group.parent_id == parent)
     if kind is not None:
         if kind not in GROUP_KINDS:

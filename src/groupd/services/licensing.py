@@ -413,6 +413,11 @@ def release_activation(
         outcome="succeeded",
         detail=f"activation {activation_id}",
         now=now,
+        event_data={
+            "licenceId": str(view.uuid),
+            "product": view.product,
+            "units": activation.units,
+        },
     )
     return view
 

@@ -116,7 +116,7 @@ def add_member(
             "the user or the group changed while the membership was being added; try again",
             code="concurrent_change",
         ) from None
-    _record(uow, actor, "membership.add", group, object_id, login_name, now)
+    _record(uow, actor, "membership.add", group, object_id, user.uuid, login_name, now)
     return True
 
 
@@ -137,7 +137,7 @@ def remove_member(
     user = get_object(uow, actor=actor, object_id=object_id)
     if _REMOVE.execute(uow, {"group_id": group.id, "object_id": user.id}) == 0:
         raise NotFound(f"'{user.name}' is not a member of '{group.name}'")
-    _record(uow, actor, "membership.remove", group, object_id, login_name, now)
+    _record(uow, actor, "membership.remove", group, object_id, user.uuid, login_name, now)
 
 
 def _record(
@@ -146,6 +146,7 @@ def _record(
     action: str,
     group: _UserGroup,
     object_id: str | uuid.UUID,
+    member_uuid: uuid.UUID,
     login_name: str | None,
     now: datetime,
 ) -> None:
@@ -162,6 +163,7 @@ def _record(
         outcome="succeeded",
         detail=f"member '{login_name}'" if named else f"member {object_id}",
         now=now,
+        event_data={"groupId": str(group.uuid), "memberId": str(member_uuid)},
     )
 
 

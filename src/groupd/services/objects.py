@@ -25,6 +25,7 @@ from groupd.services.common import (
     new_uuid,
     parse_uuid,
 )
+from groupd.services.webhooks.documents import object_document
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
 from groupd.store.prepared import Prepared
@@ -281,6 +282,7 @@ def _record(uow: UnitOfWork, actor: Actor, action: str, view: ObjectView, now: d
         target_name=view.name,
         outcome="succeeded",
         now=now,
+        event_data={"object": object_document(view)},
     )
 
 

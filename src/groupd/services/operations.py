@@ -438,6 +438,7 @@ def fail(uow: UnitOfWork, *, operation_id: int, error: str, now: datetime, ttl: 
         outcome="failed",
         detail=error,
         now=now,
+        event_data={"operationId": str(operation.uuid), "kind": operation.kind},
     )
 
 

@@ -32,6 +32,8 @@ class Progress:
     memberships: Tally = field(default_factory=Tally)
     activations: Tally = field(default_factory=Tally)
     units_released: int = 0
+    # Released units per licence (its key): what the delete's events tell (decision 0060).
+    units_by_licence: dict[int, int] = field(default_factory=dict)
     units_kept_consumed: int = 0
     chunks: int = 0
     # Live groups found under the subtree after phase 1 and taken along.
@@ -63,6 +65,7 @@ class Progress:
                 for kind in KINDS
             },
             "unitsReleased": self.units_released,
+            "unitsByLicence": {str(key): units for key, units in self.units_by_licence.items()},
             "unitsKeptConsumed": self.units_kept_consumed,
             "chunks": self.chunks,
             "adopted": self.adopted,
@@ -75,6 +78,9 @@ class Progress:
         record = record or {}
         progress = cls(
             units_released=int(record.get("unitsReleased", 0)),
+            units_by_licence={
+                int(key): int(units) for key, units in (record.get("unitsByLicence") or {}).items()
+            },
             units_kept_consumed=int(record.get("unitsKeptConsumed", 0)),
             chunks=int(record.get("chunks", 0)),
             adopted=int(record.get("adopted", 0)),

@@ -8,6 +8,7 @@ that bounds a request's statements ``groupd.store.driver``'s.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import PoolProxiedConnection, SingletonThreadPool
 
 from groupd.settings import Settings
 from groupd.store.driver import (
@@ -70,19 +71,30 @@ def create_db_engine(
     request_budget_seconds: float | None = None,
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
     sqlite_page_size: int = DEFAULT_SQLITE_PAGE_SIZE,
+    per_thread: bool = False,
 ) -> Engine:
     """An engine for ``url``. ``request_budget_seconds``: PostgreSQL sessions start with
     that statement timeout, so a request's transaction needs no statement to set it.
     ``sqlite_cache_mib``: the most page cache each SQLite connection may keep.
-    ``sqlite_page_size``: the page size of a SQLite database this engine creates."""
+    ``sqlite_page_size``: the page size of a SQLite database this engine creates.
+    ``per_thread`` (SQLite): one connection per thread, never waited for: the event loop's
+    own (``Database.loop_engine``)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        pool_args: dict[str, Any] = (
+            # Read units in autocommit leave no transaction to roll back on return.
+            {"poolclass": SingletonThreadPool, "pool_size": pool_size, "pool_reset_on_return": None}
+            if per_thread
+            else {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_use_lifo": True,  # the busiest connections stay warm
+            }
+        )
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_use_lifo=True,  # the busiest connections stay warm
+            **pool_args,
             **JSON_CODEC,
         )
         configure_sqlite(engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size)
@@ -115,10 +127,17 @@ class Database:
         engine: Engine,
         *,
         checkpoint_interval: float | None = CHECKPOINT_INTERVAL_SECONDS,
+        loop_engine: Engine | None = None,
     ) -> None:
         """``checkpoint_interval``: SQLite, how often a background thread folds the WAL
-        back into the database (``None``: never; ``checkpoint()`` still does)."""
+        back into the database (``None``: never; ``checkpoint()`` still does).
+        ``loop_engine`` (SQLite): one connection per thread, for short reads run in the
+        event loop (``unit_of_work(in_loop=True)``); without it, none run there."""
         self.engine = engine
+        self.loop_engine = loop_engine
+        # The loop's connection stays checked out between its units: the pool's checkout
+        # and checkin cost more than a short read (decision 0070).
+        self._held = threading.local()
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         # Read units run in autocommit: each statement is its own transaction with its own
@@ -147,18 +166,40 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(
-            create_db_engine(
+        def engine(per_thread: bool = False) -> Engine:
+            return create_db_engine(
                 settings.database_url,
                 pool_size=settings.database_pool_size,
                 request_budget_seconds=settings.request_time_budget_seconds,
                 sqlite_cache_mib=settings.sqlite_cache_mib,
                 sqlite_page_size=settings.sqlite_page_size,
+                per_thread=per_thread,
             )
-        )
 
-    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
-        return UnitOfWork(self, write=write)
+        main = engine()
+        # Short reads in the event loop (decision 0070): SQLite only, whose statements run
+        # in this process under a progress handler that stops them at the deadline. A
+        # PostgreSQL statement is a round trip the loop would sit idle in.
+        in_loop = main.dialect.name == "sqlite" and settings.inline_read_budget_seconds > 0
+        return cls(main, loop_engine=engine(per_thread=True) if in_loop else None)
+
+    @property
+    def reads_in_loop(self) -> bool:
+        """Whether short reads may run in the event loop (``unit_of_work(in_loop=True)``)."""
+        return self.loop_engine is not None
+
+    def held_connection(self) -> PoolProxiedConnection:
+        """This thread's own connection of ``loop_engine``, kept checked out."""
+        held: PoolProxiedConnection | None = getattr(self._held, "pooled", None)
+        if held is None or not held.is_valid:
+            assert self.loop_engine is not None, "no reads run in the loop here"
+            held = self._held.pooled = self.loop_engine.pool.connect()
+        return held
+
+    def unit_of_work(self, *, write: bool = True, in_loop: bool = False) -> UnitOfWork:
+        """``in_loop``: a read unit on the calling thread's own connection
+        (``loop_engine``), which is never waited for: for the event loop."""
+        return UnitOfWork(self, write=write, in_loop=in_loop)
 
     def snapshot(self) -> UnitOfWork:
         """A read-only unit whose statements all see the database as of its first one
@@ -170,6 +211,8 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self.engine.dispose()
+        if self.loop_engine is not None:
+            self.loop_engine.dispose()
 
 
 class UnitOfWork:
@@ -186,10 +229,14 @@ class UnitOfWork:
     groupd's time goes"). Read units run in autocommit (``Database.reader``).
     """
 
-    def __init__(self, db: Database, *, write: bool, snapshot: bool = False) -> None:
+    def __init__(
+        self, db: Database, *, write: bool, snapshot: bool = False, in_loop: bool = False
+    ) -> None:
         self.db = db
         self.write = write
         self.snapshot = snapshot and not write
+        self.in_loop = in_loop
+        assert not in_loop or (db.loop_engine is not None and not write), "reads in the loop"
         self.is_sqlite = db.is_sqlite
         self.dialect = db.engine.dialect
         self._committed = False
@@ -201,7 +248,7 @@ class UnitOfWork:
     def _begun(self) -> PoolProxiedConnection:
         """The unit's pooled DB-API connection, its transaction begun."""
         if self._pooled is None:
-            pooled = self.db.engine.pool.connect()
+            pooled = self.db.held_connection() if self.in_loop else self.db.engine.pool.connect()
             try:
                 if self.is_sqlite:
                     mode = "DEFERRED" if self.snapshot else AUTOCOMMIT
@@ -287,7 +334,10 @@ class UnitOfWork:
 
     def _give_back(self, pooled: PoolProxiedConnection) -> None:
         """Return a connection the unit used only through the driver to the pool, as it
-        found it (the pool rolls back what was not committed)."""
+        found it (the pool rolls back what was not committed). The loop's connection
+        stays with its thread (an autocommit read leaves nothing to undo)."""
+        if self.in_loop and pooled.is_valid:
+            return
         try:
             if pooled.is_valid:
                 reset_session(pooled, self.dialect)

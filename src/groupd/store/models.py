@@ -493,6 +493,118 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+WEBHOOK_FORMATS = ("standard", "cloudevents")
+DELIVERY_STATES = ("pending", "succeeded", "failed")
+
+
+class OutboxEvent(Base):
+    """An event of a committed change, written in the change's own transaction (the
+    audit trail's seam, services/webhooks/outbox.py). ``relayed`` is false until the relay
+    has given it to each matching subscription as a delivery (decision 0060)."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        Index(
+            "ix_outbox_events_unrelayed",
+            "id",
+            sqlite_where=text("NOT relayed"),
+            postgresql_where=text("NOT relayed"),
+        ),
+        # SQLite would give a removed last row's key again, and a subscription is told of
+        # the events after the last key it saw (``after_event_id``): keys never repeat.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    relayed: Mapped[bool] = mapped_column(Boolean, default=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookSubscription(Base):
+    """A tenant's webhook: where its events go, which ones, signed with which secret.
+
+    ``due_at`` is when its next delivery may be tried (NULL: nothing pending); a delivery
+    thread claims it with a lease, so one subscription's deliveries go out one at a time,
+    in order (decision 0061).
+    """
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        CheckConstraint(_in("format", WEBHOOK_FORMATS), name="format"),
+        Index("ix_webhook_subscriptions_due_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSONDocument)
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    format: Mapped[str] = mapped_column(String(16))
+    # Sealed with GROUPD_WEBHOOK_SECRET_KEYS when set (docs/security.md).
+    secret: Mapped[str] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The last outbox event before the subscription: it is told only of later ones.
+    after_event_id: Mapped[int] = mapped_column(BigIntKey, default=0)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription; sent in ``id`` order, retried until it succeeds
+    or its subscription gives up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "subscription_id"],
+            ["webhook_subscriptions.tenant_id", "webhook_subscriptions.id"],
+            ondelete="CASCADE",
+            name="fk_webhook_deliveries_subscription",
+        ),
+        ForeignKeyConstraint(
+            ["tenant_id", "event_id"],
+            ["outbox_events.tenant_id", "outbox_events.id"],
+            name="fk_webhook_deliveries_event",
+        ),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
+        Index(
+            "ix_webhook_deliveries_pending",
+            "subscription_id",
+            "id",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_event_id", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    subscription_id: Mapped[int] = mapped_column(BigIntKey)
+    event_id: Mapped[int] = mapped_column(BigIntKey)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class SystemFlag(Base):
     """Installation-wide switches every process reads (maintenance mode)."""
 

@@ -108,32 +108,32 @@ class Prepared:
             raise
         return cursor, compiled
 
-    def all(self, uow: UnitOfWork, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, uow: UnitOfWork, params: dict[str, Any], one: bool) -> Any:
+        """Run and fetch (SQLite runs much of a statement while fetching its rows, where
+        the deadline can stop it too); the rows and the compiled form."""
         cursor, compiled = self._run(uow, params)
         try:
-            rows = cursor.fetchall()
+            rows = cursor.fetchone() if one else cursor.fetchall()
+        except uow.dialect.loaded_dbapi.Error as error:
+            raise uow.translate_error(error, compiled.sql, params) from error
         finally:
             cursor.close()
+        return rows, compiled
+
+    def all(self, uow: UnitOfWork, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        rows, compiled = self._fetch(uow, params, one=False)
         return [_convert(row, compiled.results) for row in rows]
 
     def column(self, uow: UnitOfWork, params: dict[str, Any]) -> list[Any]:
         """The first column of every row, as a list."""
-        cursor, compiled = self._run(uow, params)
-        try:
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
+        rows, compiled = self._fetch(uow, params, one=False)
         processor = compiled.results[0] if compiled.results else None
         if processor is None:
             return [row[0] for row in rows]
         return [processor(row[0]) for row in rows]
 
     def one_or_none(self, uow: UnitOfWork, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        cursor, compiled = self._run(uow, params)
-        try:
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        row, compiled = self._fetch(uow, params, one=True)
         return None if row is None else _convert(row, compiled.results)
 
     def execute(self, uow: UnitOfWork, params: dict[str, Any]) -> int:

@@ -89,6 +89,7 @@ def revoke_current(req: ApiRequest) -> Response:
     if scheme.lower() != "bearer":
         raise InvalidInput("only a bearer token can be revoked this way")
     accounts.revoke_token(req.uow, secret=secret.strip(), now=req.now)
+    req.ctx.token_cache.forget(secret.strip())
     return Response(status_code=204)
 
 

@@ -151,6 +151,7 @@ def endpoints() -> list[Endpoint]:
             summary="List groups",
             response=s.GroupPage,
             tags=tags,
+            inline=True,
             query=[
                 QueryParam("parentId", description="children of this group"),
                 QueryParam("kind", enum=["static", "user", "policy"]),
@@ -166,6 +167,7 @@ def endpoints() -> list[Endpoint]:
             summary="Get a group",
             response=s.GroupOut,
             tags=tags,
+            inline=True,
         ),
         Endpoint(
             "PATCH",

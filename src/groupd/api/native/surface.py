@@ -73,6 +73,10 @@ class NativeSurface:
     def authenticate(self, req: ApiRequest) -> AccountView:
         return header_account(req)
 
+    def authenticates_cheaply(self, req: ApiRequest) -> bool:
+        """A bearer token is one indexed read; a Basic password may need argon2."""
+        return req.headers.get("authorization", "")[:7].lower() == "bearer "
+
     def render_error(self, error: GroupdError, req: ApiRequest) -> Response:
         status, title = status_of(error)
         extra = wire.error_extra({k: v for k, v in error.extra.items() if k != "retry_after"})

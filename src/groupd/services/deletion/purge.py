@@ -21,6 +21,7 @@ from groupd.services import audit, operations, recycle_bin
 from groupd.services.common import Actor
 from groupd.services.deletion import binned
 from groupd.services.progress import Progress
+from groupd.services.webhooks import outbox
 from groupd.store import deletion as store
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, Group, Operation
@@ -228,6 +229,8 @@ def _account(
     if release:
         for licence_id in sorted(step.units):
             store.give_units_back(uow, licence_id=licence_id, units=step.units[licence_id])
+            released = progress.units_by_licence.get(licence_id, 0) + step.units[licence_id]
+            progress.units_by_licence[licence_id] = released
         progress.units_released += units
     else:
         progress.units_kept_consumed += units
@@ -337,6 +340,7 @@ def _finish(
         request_id=operation.request_id,
         source=operation.source,
     )
+    released = outbox.released_units(uow, units_by_licence=progress.units_by_licence)
     audit.record_event(
         uow,
         actor=actor,
@@ -350,4 +354,13 @@ def _finish(
         counts=result,
         detail=f"operation {operation.uuid}",
         now=now,
+        event_data={"operationId": str(operation.uuid), "unitsByLicence": released},
+    )
+    # One event per licence, however many devices gave units back.
+    outbox.emit_units_released(
+        uow,
+        actor=actor,
+        released=released,
+        now=now,
+        event_data={"operationId": str(operation.uuid), "groupId": str(operation.target_uuid)},
     )

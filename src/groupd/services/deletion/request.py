@@ -26,8 +26,10 @@ from groupd.services.deletion.impact import (
     subtree_filter,
     survey_groups,
 )
+from groupd.services.group_views import find_group_view
 from groupd.services.groups import check_version, lock_live_group
 from groupd.services.progress import Progress
+from groupd.services.webhooks.documents import group_document
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, Group
 from groupd.store.tree import in_subtree
@@ -132,6 +134,13 @@ def request_delete(
         counts={"groups": impact.groups, "releaseConsumedUnits": release_units},
         detail=f"operation {operation.uuid}",
         now=now,
+        # The subtree has vanished from every read: its root as it was, for subscribers.
+        event_data={
+            "group": group_document(
+                find_group_view(uow, tenant_id=actor.tenant_id, group_id=root.id)
+            ),
+            "operationId": str(operation.uuid),
+        },
     )
     return DeletePlan(root.uuid, root.name, impact, operation.uuid, False)
 

@@ -1,0 +1,435 @@
+"""Benchmark (issue 23): webhook deliveries, their cost to the API, and a subtree delete's
+events.
+
+1. **Deliveries per second** from one process (groupd's ``Dispatcher``, its threads) to a
+   fast local receiver (a bare ASGI app under uvicorn, in its own process): ``--events``
+   outbox events for each of ``--subscriptions`` subscriptions, from the relay's first
+   round until the receiver holds them all. Side by side, the floor: the same number of
+   POSTs of the same size from as many threads, each over one kept-alive httpx client,
+   with no database and no signing. Target: at least 1,000 deliveries/s.
+2. **The API's create throughput** with a subscription delivering every event against
+   none: one ``groupd`` server (its delivery threads on), ``wrk`` creating groups for
+   ``--seconds`` each, the two cases alternated ``--rounds`` times. Target: at most 10 %
+   slower.
+3. **A subtree delete's events** for each of ``--devices`` (10 groups, that many devices
+   with an activation each, loaded by bulk SQL): the events and deliveries that the
+   delete writes. Target: the same number whatever the devices.
+
+    .venv/bin/python bench/webhooks.py --db sqlite
+    .venv/bin/python bench/webhooks.py --db postgresql --devices 10000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpcore
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    HOST,
+    PYTHON,
+    SRC,
+    BenchDatabase,
+    Server,
+    api,
+    bootstrap,
+    check,
+    create_database,
+    drop_database,
+    free_port,
+    machine_info,
+    print_machine,
+    start_groupd,
+    start_server,
+    tenant_root,
+    verdict,
+)
+
+TARGET_DELIVERIES_PER_S = 1000.0
+TARGET_SLOWDOWN = 0.10
+LOAD_CPU = "1"
+SERVER_CPUS = {0}
+
+# the receiver --------------------------------------------------------------------------
+_received = 0
+
+
+async def receiver_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A fast webhook receiver: counts POSTs, answers 204; ``GET /count`` says how many."""
+    global _received
+    if scope["type"] != "http":
+        return
+    if scope["method"] == "POST":
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        _received += 1
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = str(_received).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def start_receiver(workdir: Path) -> Server:
+    port = free_port()
+    argv = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "bench.webhooks:receiver_app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    # On the load generator's core: the server's core stays the server's.
+    return start_server(
+        argv,
+        env={},
+        port=port,
+        log_path=workdir / "receiver.log",
+        health_path="/count",
+        cpus={int(LOAD_CPU)},
+    )
+
+
+def received(server: Server) -> int:
+    return int(httpx.get(f"{server.base_url}/count", timeout=5).text)
+
+
+def wait_received(server: Server, count: int, timeout: float = 600.0) -> float:
+    began = time.perf_counter()
+    while received(server) < count:
+        if time.perf_counter() - began > timeout:
+            raise RuntimeError(f"only {received(server)} of {count} received")
+        time.sleep(0.02)
+    return time.perf_counter() - began
+
+
+# 1. deliveries per second ----------------------------------------------------------------
+def measure_deliveries(db: BenchDatabase, events: int, subscriptions: int) -> dict[str, Any]:
+    from groupd.clock import system_clock
+    from groupd.delivery.dispatcher import Dispatcher
+    from groupd.services.common import system_actor
+    from groupd.services.webhooks import addresses, outbox
+    from groupd.services.webhooks import subscriptions as subs
+    from groupd.settings import Settings
+    from groupd.store.db import Database, transaction
+
+    receiver = start_receiver(db.workdir)
+    settings = Settings(
+        database_url=db.url,
+        webhook_allowed_networks="127.0.0.0/8",
+        webhook_delivery_threads=subscriptions,
+        webhook_poll_seconds=0.01,
+        webhook_batch=200,
+    )
+    database = Database.from_settings(settings)
+    try:
+        now = system_clock()
+        with transaction(database) as uow:
+            actor = system_actor(1)
+            policy = subs.Policy(networks=addresses.parse_networks("127.0.0.0/8"))
+            for _ in range(subscriptions):
+                subs.create_subscription(
+                    uow,
+                    actor=actor,
+                    url=f"{receiver.base_url}/hook",
+                    events=["*"],
+                    policy=policy,
+                    now=now,
+                )
+            data = {"actor": "bench", "requestId": "bench", "target": {"id": str(uuid.uuid4())}}
+            for _ in range(events):
+                outbox.emit(uow, tenant_id=1, event_type="group.updated", data=data, now=now)
+        total = events * subscriptions
+        dispatcher = Dispatcher(database, settings)
+        began = time.perf_counter()
+        dispatcher.start()
+        try:
+            wait_received(receiver, total)
+            seconds = time.perf_counter() - began
+        finally:
+            dispatcher.stop()
+            dispatcher.close()
+        floor_seconds = post_floor(receiver, events, subscriptions, total)
+    finally:
+        database.dispose()
+        receiver.stop()
+    return {
+        "deliveries": total,
+        "seconds": round(seconds, 3),
+        "per_s": round(total / seconds),
+        "floor_per_s": round(total / floor_seconds),
+        "ratio": round(seconds / floor_seconds, 2),
+    }
+
+
+def post_floor(receiver: Server, events: int, threads: int, already: int) -> float:
+    """The same POSTs from bare httpcore pools, one per thread: no database, no signing."""
+    body = json.dumps(
+        {"type": "group.updated", "timestamp": "2026-12-07T00:00:00Z", "data": {"x": "y" * 80}}
+    ).encode()
+
+    def post_all() -> None:
+        # The transport groupd's sender uses, one pool per thread.
+        with httpcore.ConnectionPool() as pool:
+            for _ in range(events):
+                pool.request("POST", f"{receiver.base_url}/hook", content=body)
+
+    workers = [threading.Thread(target=post_all) for _ in range(threads)]
+    began = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - began
+    assert received(receiver) == already + events * threads
+    return seconds
+
+
+# 2. the API's creates with and without a subscription ---------------------------------------
+def create_script(path: Path, token: str, parent: str, tag: str) -> None:
+    path.write_text(
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        f'  local body = \'{{"name":"{tag}-\' .. n .. \'","parentId":"{parent}"}}\'\n'
+        '  return wrk.format("POST", "/api/v1/groups", nil, body)\n'
+        "end\n"
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("WRKJSON {\\"requests\\":%d,\\"duration_us\\":%d,'
+        '\\"errors\\":%d}\\n", summary.requests, summary.duration, summary.errors.status))\n'
+        "end\n"
+    )
+
+
+def drive(server: Server, script: Path, seconds: int, connections: int) -> dict[str, Any]:
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    argv += ["--timeout", "5s", "-s", str(script), server.base_url]
+    output = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 60, check=True
+    ).stdout
+    for line in output.splitlines():
+        if line.startswith("WRKJSON "):
+            return json.loads(line[len("WRKJSON ") :])  # type: ignore[no-any-return]
+    raise RuntimeError(f"wrk printed no summary:\n{output}")
+
+
+def start_deliverer(db: BenchDatabase, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``groupd webhooks deliver`` on its own, on the load generator's core."""
+    full_env = {**os.environ, **env, "GROUPD_DATABASE_URL": db.url}
+    full_env["PYTHONPATH"] = str(SRC)
+    return subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, PYTHON, "-c", "from groupd.cli import main; main()"]
+        + ["webhooks", "deliver"],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=(db.workdir / "deliver.log").open("wb"),
+    )
+
+
+def measure_create_cost(
+    db: BenchDatabase,
+    token: str,
+    seconds: int,
+    rounds: int,
+    connections: int,
+    *,
+    in_process: bool,
+) -> dict[str, Any]:
+    """Creates with a subscription against none; deliveries by the server's own threads
+    (``in_process``) or by a ``groupd webhooks deliver`` process."""
+    receiver = start_receiver(db.workdir)
+    env = {"GROUPD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "GROUPD_WEBHOOK_POLL_SECONDS": "0.1"}
+    deliverer = None
+    if not in_process:
+        deliverer = start_deliverer(db, env)
+        env = {**env, "GROUPD_WEBHOOK_DELIVERY_ENABLED": "false"}
+    server = start_groupd(db, extra_env=env, cpus=SERVER_CPUS)
+    rates: dict[str, list[float]] = {"none": [], "subscribed": []}
+    try:
+        with api(server.base_url, token) as client:
+            root = tenant_root(client)
+            parent = check(
+                client.post(
+                    "/api/v1/groups",
+                    json={"name": f"bench-{uuid.uuid4().hex[:8]}", "parentId": root},
+                ),
+                201,
+            )["id"]
+            hook_id: str | None = None
+            for round_ in range(rounds):
+                for case in ("none", "subscribed"):
+                    if case == "subscribed" and hook_id is None:
+                        hook_id = check(
+                            client.post(
+                                "/api/v1/webhooks",
+                                json={"url": f"{receiver.base_url}/hook", "events": ["*"]},
+                            ),
+                            201,
+                        )["id"]
+                    if case == "none" and hook_id is not None:
+                        check(client.delete(f"/api/v1/webhooks/{hook_id}"), 204)
+                        hook_id = None
+                    script = db.workdir / f"create-{case}-{round_}.lua"
+                    create_script(script, token, parent, f"{case}-{round_}")
+                    result = drive(server, script, seconds, connections)
+                    if result["errors"]:
+                        raise RuntimeError(f"{result['errors']} creates failed: {result}")
+                    rates[case].append(result["requests"] / (result["duration_us"] / 1e6))
+        time.sleep(2)
+        delivered = received(receiver)
+    finally:
+        server.stop()
+        receiver.stop()
+        if deliverer is not None:
+            deliverer.terminate()
+            deliverer.wait(15)
+    none = statistics.median(rates["none"])
+    subscribed = statistics.median(rates["subscribed"])
+    return {
+        "creates_per_s_none": round(none),
+        "creates_per_s_subscribed": round(subscribed),
+        "slowdown": round(1 - subscribed / none, 3),
+        "rounds": {case: [round(r) for r in values] for case, values in rates.items()},
+        "delivered": delivered,
+    }
+
+
+# 3. a subtree delete's events ---------------------------------------------------------------
+def measure_delete_events(kind: str, devices: int) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from bench.delete_subtree import load_through_sql
+    from groupd.clock import system_clock
+    from groupd.services import deletion
+    from groupd.services.common import Actor
+    from groupd.services.webhooks import addresses
+    from groupd.services.webhooks import subscriptions as subs
+    from groupd.settings import Settings
+    from groupd.store.db import Database, transaction
+    from groupd.store.models import Group, OutboxEvent, WebhookDelivery
+    from groupd.worker import Worker
+
+    db = create_database(kind, f"webhooks_delete_{devices}")
+    try:
+        token = bootstrap(db)
+        loaded = load_through_sql(db, token, 10, devices, 10)
+        settings = Settings(database_url=db.url, webhook_delivery_enabled=False)
+        database = Database.from_settings(settings)
+        try:
+            key = uuid.UUID(loaded.subtree_root)
+            with transaction(database) as uow:
+                tenant_id = uow.session.execute(
+                    select(Group.tenant_id).where(Group.uuid == key)
+                ).scalar_one()
+                actor = Actor(tenant_id, None, "bench", "admin", "bench", None)
+                subs.create_subscription(
+                    uow,
+                    actor=actor,
+                    url="https://hooks.example.com/bench",
+                    events=["*"],
+                    policy=subs.Policy(networks=addresses.parse_networks("")),
+                    now=system_clock(),
+                )
+                before = uow.session.execute(
+                    select(func.coalesce(func.max(OutboxEvent.id), 0))
+                ).scalar_one()
+            began = time.perf_counter()
+            with transaction(database) as uow:
+                deletion.request_delete(
+                    uow, actor=actor, group_id=key, release_units=True, now=system_clock()
+                )
+            Worker(database, settings).run_until_idle()
+            from groupd.delivery.dispatcher import Dispatcher
+
+            Dispatcher(database, settings).relay_once()
+            seconds = time.perf_counter() - began
+            with database.unit_of_work(write=False) as uow:
+                types = [
+                    row[0]
+                    for row in uow.session.execute(
+                        select(OutboxEvent.type)
+                        .where(OutboxEvent.id > before)
+                        .order_by(OutboxEvent.id)
+                    )
+                ]
+                deliveries = uow.session.execute(
+                    select(func.count()).select_from(WebhookDelivery)
+                ).scalar_one()
+        finally:
+            database.dispose()
+    finally:
+        drop_database(db)
+    return {
+        "devices": devices,
+        "events": len(types),
+        "types": types,
+        "deliveries": deliveries,
+        "delete_seconds": round(seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    parser.add_argument("--events", type=int, default=2000, help="events per subscription")
+    parser.add_argument("--subscriptions", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=5, help="each wrk run")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--devices", default="10000,100000")
+    args = parser.parse_args()
+    sys.path.insert(0, str(SRC))
+    kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
+    print_machine(machine_info())
+    for kind in kinds:
+        db = create_database(kind, "webhooks")
+        try:
+            token = bootstrap(db)
+            deliveries = measure_deliveries(db, args.events, args.subscriptions)
+            ok = deliveries["per_s"] >= TARGET_DELIVERIES_PER_S
+            print(f"[{kind}] deliveries: {json.dumps(deliveries)} {verdict(ok)}")
+            for in_process in (True, False):
+                cost = measure_create_cost(
+                    db, token, args.seconds, args.rounds, args.connections, in_process=in_process
+                )
+                ok = cost["slowdown"] <= TARGET_SLOWDOWN
+                where = "server's threads" if in_process else "own process"
+                print(
+                    f"[{kind}] creates, subscribed vs none, delivered by the {where}: "
+                    f"{json.dumps(cost)} {verdict(ok)}"
+                )
+        finally:
+            drop_database(db)
+        counts = [measure_delete_events(kind, int(devices)) for devices in args.devices.split(",")]
+        for result in counts:
+            print(f"[{kind}] delete: {json.dumps(result)}")
+        same = len({result["events"] for result in counts}) == 1
+        print(f"[{kind}] delete events independent of the devices: {verdict(same)}")
+
+
+if __name__ == "__main__":
+    main()

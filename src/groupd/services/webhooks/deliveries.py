@@ -1,0 +1,244 @@
+"""A delivery thread's bookkeeping: claim a subscription's next deliveries, record what
+sending them did, give up when the retry schedule runs out (decision 0061)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, or_, select, update
+
+from groupd.services import audit
+from groupd.services.common import system_actor
+from groupd.services.webhooks import sealing
+from groupd.store.db import UnitOfWork
+from groupd.store.models import OutboxEvent, Tenant, WebhookDelivery, WebhookSubscription
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One delivery to send: its event and how often it was tried."""
+
+    delivery_id: int
+    event_uuid: uuid.UUID  # the ``webhook-id``, the same on every retry
+    event_type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A subscription leased to one delivery thread, with its next messages in order."""
+
+    subscription_id: int
+    subscription_uuid: uuid.UUID
+    tenant_uuid: uuid.UUID
+    url: str
+    secret: str
+    format: str
+    messages: list[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to: a 2xx answer, or the status and reason of a failure."""
+
+    delivery_id: int
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    schedule: tuple[float, ...]  # seconds after each failed attempt; the last repeats
+    give_up_seconds: float  # after this long since the first attempt: give up
+
+    @classmethod
+    def parse(cls, schedule: str, give_up_seconds: float) -> RetryPolicy:
+        return cls(tuple(float(step) for step in schedule.split(",")), give_up_seconds)
+
+    def delay(self, attempts: int) -> float:
+        return self.schedule[min(attempts, len(self.schedule)) - 1]
+
+
+def has_due(uow: UnitOfWork, *, now: datetime) -> bool:
+    """Whether any subscription has a delivery to try now (a read: no write lock)."""
+    return (
+        uow.session.execute(select(WebhookSubscription.id).where(*_claimable(now)).limit(1)).first()
+        is not None
+    )
+
+
+def _claimable(now: datetime) -> Any:
+    return (
+        WebhookSubscription.due_at <= now,
+        WebhookSubscription.enabled,
+        or_(WebhookSubscription.lease_until.is_(None), WebhookSubscription.lease_until < now),
+    )
+
+
+def claim_next(
+    uow: UnitOfWork,
+    *,
+    worker_id: str,
+    now: datetime,
+    lease_seconds: float,
+    batch: int,
+    secret_keys: str,
+) -> Claim | None:
+    """Lease the subscription due longest (skipping those another thread holds) with up
+    to ``batch`` of its pending deliveries, oldest first; None when none is due."""
+    session = uow.session
+    row = session.execute(
+        select(WebhookSubscription)
+        .where(*_claimable(now))
+        .order_by(WebhookSubscription.due_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    row.lease_until = now + timedelta(seconds=lease_seconds)
+    row.claimed_by = worker_id
+    messages = [
+        Message(*found)
+        for found in session.execute(
+            select(
+                WebhookDelivery.id,
+                OutboxEvent.uuid,
+                OutboxEvent.type,
+                OutboxEvent.occurred_at,
+                OutboxEvent.data,
+                WebhookDelivery.attempts,
+            )
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.subscription_id == row.id, WebhookDelivery.state == "pending")
+            .order_by(WebhookDelivery.id)
+            .limit(batch)
+        )
+    ]
+    if not messages:
+        row.due_at = None
+        row.lease_until = None
+        row.claimed_by = None
+        session.flush()
+        return None
+    tenant_uuid = session.execute(
+        select(Tenant.uuid).where(Tenant.id == row.tenant_id)
+    ).scalar_one()
+    session.flush()
+    return Claim(
+        row.id,
+        row.uuid,
+        tenant_uuid,
+        row.url,
+        sealing.unseal(row.secret, secret_keys),
+        row.format,
+        messages,
+    )
+
+
+def record_outcomes(
+    uow: UnitOfWork,
+    *,
+    claim: Claim,
+    outcomes: list[Outcome],
+    worker_id: str,
+    now: datetime,
+    policy: RetryPolicy,
+) -> None:
+    """Record the attempts of a claim (successes, then at most one failure, which stops
+    the rest), schedule what is left, and give the subscription back.
+
+    A failure past the retry policy's end marks its delivery failed and disables the
+    subscription, recorded as ``webhook.disable``."""
+    session = uow.session
+    # The subscription first: a relay giving it new deliveries commits before or after
+    # this whole unit, never in between (the pending check below then sees them).
+    sub = session.execute(
+        select(WebhookSubscription)
+        .where(WebhookSubscription.id == claim.subscription_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if sub is None:
+        return  # deleted meanwhile, deliveries with it
+    by_status: dict[int | None, list[int]] = {}
+    for outcome in outcomes:
+        if outcome.ok:
+            by_status.setdefault(outcome.status, []).append(outcome.delivery_id)
+    for status, ids in by_status.items():
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids), WebhookDelivery.state == "pending")
+            .values(
+                state="succeeded",
+                attempts=WebhookDelivery.attempts + 1,
+                last_status=status,
+                last_error=None,
+                delivered_at=now,
+                next_attempt_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    failed = next((outcome for outcome in outcomes if not outcome.ok), None)
+    due_at: datetime | None
+    if failed is not None:
+        due_at = _record_failure(uow, sub, failed, now=now, policy=policy)
+    else:
+        more = session.execute(
+            select(
+                exists().where(
+                    WebhookDelivery.subscription_id == sub.id,
+                    WebhookDelivery.state == "pending",
+                )
+            )
+        ).scalar()
+        due_at = now if more else None
+    sub.due_at = due_at
+    if sub.claimed_by == worker_id:
+        sub.lease_until = None
+        sub.claimed_by = None
+    session.flush()
+
+
+def _record_failure(
+    uow: UnitOfWork,
+    sub: WebhookSubscription,
+    failed: Outcome,
+    *,
+    now: datetime,
+    policy: RetryPolicy,
+) -> datetime | None:
+    delivery = uow.session.get(WebhookDelivery, failed.delivery_id)
+    if delivery is None or delivery.state != "pending":
+        return now
+    delivery.attempts += 1
+    delivery.first_attempt_at = delivery.first_attempt_at or now
+    delivery.last_status = failed.status
+    delivery.last_error = (failed.error or "")[:500] or None
+    if (now - delivery.first_attempt_at).total_seconds() < policy.give_up_seconds:
+        delivery.next_attempt_at = now + timedelta(seconds=policy.delay(delivery.attempts))
+        return delivery.next_attempt_at
+    delivery.state = "failed"
+    delivery.next_attempt_at = None
+    sub.enabled = False
+    sub.disabled_reason = (
+        f"a delivery failed for {policy.give_up_seconds:g} s; last: {failed.status or failed.error}"
+    )[:500]
+    sub.updated_at = now
+    audit.record_event(
+        uow,
+        actor=system_actor(sub.tenant_id, name="webhooks"),
+        action="webhook.disable",
+        target_type="webhook",
+        target_uuid=sub.uuid,
+        target_name=sub.url[:255],
+        outcome="succeeded",
+        detail=sub.disabled_reason,
+        now=now,
+    )
+    return None
