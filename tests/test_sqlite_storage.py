@@ -139,9 +139,10 @@ def test_sqlite_keeps_uuids_as_16_bytes_and_times_as_integers_and_0007_0008_conv
     )
     assert audit.status_code == 200 and audit.json()["items"], audit.text
 
-    # The app's worker looks for purges due in the bin, which a schema before 0010 lacks:
-    # it rests while the schema is an older one.
+    # The app's worker looks for purges due in the bin, and its webhook dispatcher for
+    # events, which a schema before 0010 and 0011 lacks: both rest while it is older.
     context.worker.stop()
+    context.webhooks.stop()
     migrate.downgrade(db.engine, "0006")
     assert set().union(*_raw_shapes(db, CONVERTED_UUIDS).values()) == {("text", 32)}
     assert _storage_classes(db, CONVERTED_TIMES) == {"text"}
@@ -153,6 +154,7 @@ def test_sqlite_keeps_uuids_as_16_bytes_and_times_as_integers_and_0007_0008_conv
 
     migrate.upgrade(db.engine)
     context.worker.start()
+    context.webhooks.start()
     assert set().union(*_raw_shapes(db, UUID_COLUMNS).values()) == {("blob", 16)}
     assert _storage_classes(db, TIME_COLUMNS) == {"integer"}
     # The same uuids and times (to the microsecond) as before, through the API.
