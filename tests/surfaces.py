@@ -648,6 +648,29 @@ def _avx_not_found(response: httpx.Response) -> bool:
     )
 
 
+# SCIM: RFC 7644 Error messages, Bearer API tokens (the native credentials)
+SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def _scim_message(response: httpx.Response) -> str:
+    body = _json(response)
+    return str(body.get("detail", "")) if isinstance(body, dict) else ""
+
+
+def _scim_form(response: httpx.Response) -> bool:
+    body = _json(response)
+    return (
+        response.headers.get("content-type", "").startswith("application/scim+json")
+        and isinstance(body, dict)
+        and body.get("schemas") == [SCIM_ERROR]
+        and body.get("status") == str(response.status_code)
+    )
+
+
+def _scim_not_found(response: httpx.Response) -> bool:
+    return response.status_code == 404 and _scim_form(response)
+
+
 PROFILES: dict[str, Profile] = {
     "native": Profile(
         "native",
@@ -684,6 +707,14 @@ PROFILES: dict[str, Profile] = {
         _avx_form,
         _avx_not_found,
         query={"gwsource": "external"},
+    ),
+    "scim": Profile(
+        "scim",
+        _native_credentials,
+        {"none": 401, "bad": 401, "expired": 401},
+        _scim_message,
+        _scim_form,
+        _scim_not_found,
     ),
 }
 
@@ -722,6 +753,8 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
         "deviceUuid": "device",
         "groupUuid": "static",
         "groupid": "oaa_policy",
+        "resourceType": "scim_resource_type",
+        "schema": "scim_schema",
         "deliveryId": "delivery",
     }
     if param in by_name:
@@ -735,6 +768,8 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
             ("/api/v1/licenses", "licence"),
             ("/api/v1/operations", "operation"),
             ("/api/v1/deleted-groups", "deleted_group"),
+            ("/scim/v2/Users", "user"),
+            ("/scim/v2/Groups", "user_group"),
             ("/api/v1/webhooks", "webhook"),
         )
         for prefix, kind in prefixes:
@@ -743,7 +778,18 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
     raise AssertionError(f"tests/surfaces.py: no kind known for {{{param}}} in {path}")
 
 
+# Path parameters that name something every tenant shares (SCIM's schemas), not data.
+SHARED = {"scim_resource_type": "User", "scim_schema": "urn:ietf:params:scim:schemas:core:2.0:User"}
+
+
+def names_shared_only(endpoint: Endpoint) -> bool:
+    """Whether every path parameter of ``endpoint`` names something no tenant owns."""
+    return all(param_kind(endpoint, p) in SHARED for p in path_params(endpoint))
+
+
 def id_of(world: World, tenant: str, kind: str) -> str:
+    if kind in SHARED:
+        return SHARED[kind]
     if kind == "oaa_policy":
         return world.oaa_ids[tenant]
     return world.ids[tenant][kind]
@@ -1168,11 +1214,124 @@ def _appviewx_samples() -> dict[tuple[str, str], Sample]:
     }
 
 
+def _scim_samples() -> dict[tuple[str, str], Sample]:
+    base = "/scim/v2"
+    user_schema = "urn:ietf:params:scim:schemas:core:2.0:User"
+    group_schema = "urn:ietf:params:scim:schemas:core:2.0:Group"
+    patch_schema = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+    def ids(w: World, t: str) -> dict[str, str]:
+        return w.ids[t]
+
+    def patch(*operations: dict[str, Any]) -> dict[str, Any]:
+        return {"schemas": [patch_schema], "Operations": list(operations)}
+
+    def user_filter(w: World, o: str) -> dict[str, str]:
+        return {"filter": f'userName eq "{w.names[o]["user"]}"'}
+
+    def group_filter(w: World, o: str) -> dict[str, str]:
+        return {"filter": f'displayName eq "{w.names[o]["user_group"]}"'}
+
+    def members(*users: str) -> list[dict[str, str]]:
+        return [{"value": user} for user in users]
+
+    return {
+        ("GET", f"{base}/Users"): lambda w, c, o: [
+            _p("GET", f"{base}/Users", query=user_filter(w, o), filter_only=True)
+        ],
+        ("POST", f"{base}/Users/.search"): lambda w, c, o: [
+            _p("POST", f"{base}/Users/.search", json=user_filter(w, o), filter_only=True)
+        ],
+        ("POST", f"{base}/Users"): lambda w, c, o: [
+            _p("POST", f"{base}/Users", json={"schemas": [user_schema], "userName": _fresh()})
+        ],
+        ("GET", f"{base}/Users/{{id}}"): lambda w, c, o: [
+            _p("GET", f"{base}/Users/{ids(w, o)['user']}")
+        ],
+        ("PUT", f"{base}/Users/{{id}}"): lambda w, c, o: [
+            _p(
+                "PUT",
+                f"{base}/Users/{w.fresh_user(o)['id']}",
+                json={"schemas": [user_schema], "userName": _fresh(), "active": False},
+            )
+        ],
+        ("PATCH", f"{base}/Users/{{id}}"): lambda w, c, o: [
+            _p(
+                "PATCH",
+                f"{base}/Users/{w.fresh_user(o)['id']}",
+                json=patch({"op": "Replace", "path": "active", "value": "False"}),
+            )
+        ],
+        ("DELETE", f"{base}/Users/{{id}}"): lambda w, c, o: [
+            _p("DELETE", f"{base}/Users/{w.fresh_user(o)['id']}")
+        ],
+        ("GET", f"{base}/Groups"): lambda w, c, o: [
+            _p("GET", f"{base}/Groups", query=group_filter(w, o), filter_only=True)
+        ],
+        ("POST", f"{base}/Groups/.search"): lambda w, c, o: [
+            _p("POST", f"{base}/Groups/.search", json=group_filter(w, o), filter_only=True)
+        ],
+        ("POST", f"{base}/Groups"): lambda w, c, o: [
+            _p("POST", f"{base}/Groups", json={"schemas": [group_schema], "displayName": _fresh()}),
+            _p(
+                "POST",
+                f"{base}/Groups",
+                json={
+                    "schemas": [group_schema],
+                    "displayName": _fresh(),
+                    "members": members(ids(w, o)["user"]),
+                },
+            ),
+        ],
+        ("GET", f"{base}/Groups/{{id}}"): lambda w, c, o: [
+            _p("GET", f"{base}/Groups/{ids(w, o)['user_group']}")
+        ],
+        ("PUT", f"{base}/Groups/{{id}}"): lambda w, c, o: [
+            _p(
+                "PUT",
+                f"{base}/Groups/{w.fresh_group(o, kind='user')['id']}",
+                json={"schemas": [group_schema], "displayName": _fresh(), "members": []},
+            ),
+            _p(
+                "PUT",
+                f"{base}/Groups/{w.fresh_group(c, kind='user')['id']}",
+                json={
+                    "schemas": [group_schema],
+                    "displayName": _fresh(),
+                    "members": members(w.fresh_user(o)["id"]),
+                },
+            ),
+        ],
+        ("PATCH", f"{base}/Groups/{{id}}"): lambda w, c, o: [
+            _p(
+                "PATCH",
+                f"{base}/Groups/{w.fresh_group(o, kind='user')['id']}",
+                json=patch({"op": "Add", "path": "members", "value": members(ids(w, o)["user"])}),
+            ),
+            _p(
+                "PATCH",
+                f"{base}/Groups/{w.fresh_group(c, kind='user')['id']}",
+                json=patch({"op": "add", "path": "members", "value": members(ids(w, o)["user"])}),
+            ),
+        ],
+        ("DELETE", f"{base}/Groups/{{id}}"): lambda w, c, o: [
+            _p("DELETE", f"{base}/Groups/{w.fresh_group(o, kind='user')['id']}")
+        ],
+        ("GET", f"{base}/ResourceTypes/{{resourceType}}"): lambda w, c, o: [
+            _p("GET", f"{base}/ResourceTypes/User")
+        ],
+        ("GET", f"{base}/Schemas/{{schema}}"): lambda w, c, o: [
+            _p("GET", f"{base}/Schemas/{user_schema}")
+        ],
+    }
+
+
 SAMPLES: dict[str, dict[tuple[str, str], Sample]] = {
     "native": _native_samples(),
     "eset": _eset_samples(),
     "oaa": _oaa_samples(),
     "appviewx": _appviewx_samples(),
+    "scim": _scim_samples(),
 }
 
 

@@ -43,10 +43,10 @@ from surfaces import (
 MAX_BODY = 1024 * 1024  # the hostile world's body limit (the default, 10 MB, has its own test)
 DEPTH = 32  # the default max_json_depth
 # Each surface's status for a malformed body: OAA answers every bad input with 405.
-BAD_INPUT = {"native": 400, "eset": 400, "oaa": 405, "appviewx": 400}
+BAD_INPUT = {"native": 400, "eset": 400, "oaa": 405, "appviewx": 400, "scim": 400}
 # A malformed id in a path: an id that names nothing (not-found), or for ESET, whose
 # gateway validates path fields, INVALID_ARGUMENT (400).
-BAD_ID = {"native": 404, "eset": 400, "oaa": 404, "appviewx": 404}
+BAD_ID = {"native": 404, "eset": 400, "oaa": 404, "appviewx": 404, "scim": 404}
 
 
 @dataclass
@@ -860,6 +860,87 @@ def _appviewx() -> list[Case]:
     ]
 
 
+def _scim() -> list[Case]:
+    users = "/scim/v2/Users"
+    groups = "/scim/v2/Groups"
+    patch_urn = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+    def query(label: str, filter_: str, says: tuple[str, ...]) -> Case:
+        return Case("scim", label, "GET", f"{users}?filter={filter_}", 400, says)
+
+    def patch(label: str, status: int, says: tuple[str, ...], *ops: Any) -> Case:
+        body = {"schemas": [patch_urn], "Operations": list(ops)}
+        return Case("scim", label, "PATCH", f"{groups}/$user_group", status, says, json=body)
+
+    return [
+        query("filter-syntax", "userName%20eq", ("invalid syntax",)),
+        query("filter-unknown-attribute", 'nickName%20eq%20"x"', ("cannot filter on 'nickName'",)),
+        query("filter-sql", f"userName%20eq%20%22{SQL_PATH}%22%20or", ("invalid syntax",)),
+        query("filter-id-ordering", 'id%20gt%20"a"', ("eq or ne",)),
+        Case("scim", "count-not-a-number", "GET", f"{users}?count=many", 400, ("integer",)),
+        Case(
+            "scim",
+            "user-without-username",
+            "POST",
+            users,
+            400,
+            ("userName",),
+            json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]},
+        ),
+        Case(
+            "scim",
+            "user-name-taken-ignoring-case",
+            "POST",
+            users,
+            409,
+            ("already exists",),
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ACME-USER",
+            },
+        ),
+        Case(
+            "scim",
+            "user-name-control-char",
+            "POST",
+            users,
+            400,
+            ("U+0008",),
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "back\u0008space",
+            },
+        ),
+        patch("patch-unknown-op", 400, ("not a PATCH operation",), {"op": "move", "path": "x"}),
+        patch(
+            "patch-member-not-a-user",
+            404,
+            ("no user",),
+            {"op": "add", "path": "members", "value": [{"value": "$device"}]},
+        ),
+        patch(
+            "patch-member-filter-not-eq",
+            400,
+            ("value eq",),
+            {"op": "remove", "path": 'members[value co "a"]'},
+        ),
+        patch("patch-no-operations", 400, ("operations",)),
+        Case(
+            "scim",
+            "if-match-stale",
+            "PATCH",
+            f"{groups}/$user_group",
+            412,
+            ("version",),
+            headers={"If-Match": 'W/"999"'},
+            json={
+                "schemas": [patch_urn],
+                "Operations": [{"op": "replace", "path": "externalId", "value": "x"}],
+            },
+        ),
+    ]
+
+
 def _known_bugs() -> list[Case]:
     """5xx answers this catalogue once found (now fixed): kept as regression cases."""
     return [
@@ -928,7 +1009,7 @@ def _generic() -> list[tuple[Endpoint, str]]:
     return cases
 
 
-CATALOGUE = _native() + _eset() + _oaa() + _appviewx() + _known_bugs()
+CATALOGUE = _native() + _eset() + _oaa() + _appviewx() + _scim() + _known_bugs()
 SURFACES = {e.surface.name for e in all_endpoints()}
 CASES = [c for c in CATALOGUE if c.surface in SURFACES]
 GENERIC = _generic()

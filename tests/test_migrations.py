@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -64,7 +65,24 @@ def test_the_migrations_build_the_models_schema(empty_url: str) -> None:
                     "include_object": migrate.include_object_for(connection.dialect.name),
                 },
             )
-            differences = compare_metadata(context, Base.metadata)
+            with warnings.catch_warnings():
+                # SQLite's indexes on an expression cannot be read back; checked below.
+                warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression")
+                warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expr")
+                differences = compare_metadata(context, Base.metadata)
+            if db.is_sqlite:
+                made = set(
+                    connection.execute(
+                        text("SELECT name FROM sqlite_master WHERE type = 'index'")
+                    ).scalars()
+                )
+                wanted = {
+                    index.name
+                    for table in Base.metadata.tables.values()
+                    for index in table.indexes
+                    if migrate.has_expression(index)
+                }
+                assert wanted and wanted <= made
         assert differences == []
         assert_invariants(db)
     finally:

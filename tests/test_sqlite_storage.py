@@ -40,14 +40,23 @@ def _columns_of_type(column_type: type) -> list[tuple[str, str]]:
 # tables there were then; later tables are made with these storage forms.
 UUID_COLUMNS = _columns_of_type(UuidKey)
 TIME_COLUMNS = _columns_of_type(UTCDateTime)
-LATER_TABLES = {  # migrations 0010 and 0011
+LATER_TABLES = {  # migrations 0010 to 0012
     "bin_entries",
     "outbox_events",
     "webhook_subscriptions",
     "webhook_deliveries",
 }
-CONVERTED_UUIDS = [column for column in UUID_COLUMNS if column[0] not in LATER_TABLES]
-CONVERTED_TIMES = [column for column in TIME_COLUMNS if column[0] not in LATER_TABLES]
+LATER_COLUMNS = {("tenants", "provisioning_home_uuid")}  # migration 0012
+CONVERTED_UUIDS = [
+    column
+    for column in UUID_COLUMNS
+    if column[0] not in LATER_TABLES and column not in LATER_COLUMNS
+]
+CONVERTED_TIMES = [
+    column
+    for column in TIME_COLUMNS
+    if column[0] not in LATER_TABLES and column not in LATER_COLUMNS
+]
 
 
 def _bin_a_group(client: TestClient, acme: TenantFixture, db: Database) -> str:

@@ -135,6 +135,28 @@ def tenant_create(name: str) -> None:
     out.print(str(tenant.uuid))
 
 
+@tenant_app.command("provisioning-home")
+def tenant_provisioning_home(
+    name: str,
+    group_id: Annotated[
+        str | None,
+        typer.Argument(help="A static group's id; leave out for the default 'Provisioned'."),
+    ] = None,
+) -> None:
+    """Name the static group SCIM-provisioned users of a tenant are homed in."""
+    from groupd.services import accounts
+    from groupd.services.common import system_actor
+    from groupd.services.provisioning.home import set_provisioning_home
+
+    try:
+        with transaction(_database()) as uow:
+            tenant = accounts.get_tenant(uow, name=name)
+            chosen = set_provisioning_home(uow, actor=system_actor(tenant.id), group_id=group_id)
+    except GroupdError as error:
+        _fail(error.detail)
+    out.print(str(chosen) if chosen else "the default: a protected 'Provisioned' group under All")
+
+
 @account_app.command("create")
 def account_create(
     tenant: Annotated[str, typer.Option(help="tenant name")],

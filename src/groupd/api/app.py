@@ -31,6 +31,7 @@ from groupd.api.native import operations as native_operations
 from groupd.api.native import webhooks as native_webhooks
 from groupd.api.native.surface import PROBLEM, problem
 from groupd.api.openapi import build_openapi
+from groupd.api.scim.surface import SCIM_BASE, scim_http_error
 from groupd.settings import Settings, get_settings
 
 log = logging.getLogger("groupd.api")
@@ -67,7 +68,7 @@ def _dialect_endpoints() -> list[Endpoint]:
     endpoints: list[Endpoint] = []
     import importlib
 
-    for name in ("groupd.api.eset", "groupd.api.oaa", "groupd.api.appviewx"):
+    for name in ("groupd.api.eset", "groupd.api.oaa", "groupd.api.appviewx", "groupd.api.scim"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
@@ -135,6 +136,10 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if request.url.path.startswith(SCIM_BASE + "/"):
+            return scim_http_error(
+                request.url.path, exc.status_code, str(exc.detail), dict(exc.headers or {})
+            )
         request_id = request.scope.get("state", {}).get("request_id", "")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         body = problem(

@@ -70,9 +70,10 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
         if endpoint.role is None:
             operation["security"] = []
         if endpoint.body is not None:
+            media = getattr(endpoint.surface, "openapi_media_type", "application/json")
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": ref_of[endpoint.body]}},
+                "content": {media: {"schema": ref_of[endpoint.body]}},
             }
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     components["Problem"] = PROBLEM_SCHEMA
@@ -145,8 +146,9 @@ def _responses(endpoint: Endpoint, ref_of: dict[Any, Any]) -> dict[str, Any]:
     error_content = getattr(surface, "openapi_error_content", PROBLEM_CONTENT)
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {"description": REASONS.get(endpoint.status, "OK")}
+    media = getattr(surface, "openapi_media_type", "application/json")
     if endpoint.response is not None and endpoint.status != 204:
-        success["content"] = {"application/json": {"schema": ref_of[endpoint.response]}}
+        success["content"] = {media: {"schema": ref_of[endpoint.response]}}
     responses[str(endpoint.status)] = success
     if endpoint.is_async:
         pending = getattr(surface, "openapi_pending_content", None)

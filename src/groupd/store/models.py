@@ -109,6 +109,9 @@ class Tenant(Base):
     uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The static group SCIM-provisioned users are homed in (None: the default, a protected
+    # "Provisioned" group under "All", made on first use; decision 0050).
+    provisioning_home_uuid: Mapped[uuid_mod.UUID | None] = mapped_column(UuidKey, nullable=True)
 
 
 class Account(Base):
@@ -215,6 +218,13 @@ class Group(Base):
             postgresql_where=text("parent_id IS NULL AND kind = 'static'"),
         ),
         Index(
+            "ix_groups_tenant_id_external_id",
+            "tenant_id",
+            "external_id",
+            sqlite_where=text("external_id IS NOT NULL"),
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+        Index(
             "ix_groups_operation_depth",
             "operation_id",
             "depth",
@@ -238,6 +248,8 @@ class Group(Base):
     linked_entity_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     linked_entity_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A user group's id in an identity provider (SCIM ``externalId``).
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="live")
     operation_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -282,6 +294,21 @@ class DirectoryObject(Base):
             sqlite_where=text("login_name IS NOT NULL"),
             postgresql_where=text("login_name IS NOT NULL"),
         ),
+        # SCIM compares a userName ignoring case (RFC 7643 caseExact false; decision 0051).
+        Index(
+            "ix_objects_tenant_id_login_folded",
+            "tenant_id",
+            text("lower(login_name)"),
+            sqlite_where=text("login_name IS NOT NULL"),
+            postgresql_where=text("login_name IS NOT NULL"),
+        ),
+        Index(
+            "ix_objects_tenant_id_external_id",
+            "tenant_id",
+            "external_id",
+            sqlite_where=text("external_id IS NOT NULL"),
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
@@ -294,6 +321,13 @@ class DirectoryObject(Base):
     status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     member_key: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    # What an identity provider keeps on a user (SCIM, decision 0051): its own id, the
+    # display name, the e-mail values folded and framed by newlines (so that a filter on
+    # ``emails.value`` is one portable LIKE), and the rest of its profile as sent.
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    display_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    email_keys: Mapped[str | None] = mapped_column(String(4000), nullable=True)
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from groupd.errors import DeleteRefused
+from groupd.services.deletion.policy import STANDARD, DeletePolicy
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, Activation, DirectoryObject, Group, Licence, Membership
 from groupd.store.tree import in_subtree
@@ -90,6 +91,7 @@ def measure_impact(
     path: str | None = None,
     operation_id: int | None = None,
     release_units: bool,
+    policy: DeletePolicy = STANDARD,
 ) -> Impact:
     """Count what the subtree holds and find every blocker.
 
@@ -100,7 +102,7 @@ def measure_impact(
     in_tree = subtree_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
     impact = Impact(release_units=release_units)
     flags = _count_contents(uow, impact=impact, in_tree=in_tree)
-    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
+    impact.blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags, policy=policy)
     return impact
 
 
@@ -233,10 +235,14 @@ def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> GuardFl
 
 
 def find_blockers(
-    *, session_uow: UnitOfWork, in_tree: Any, flags: GuardFlags | None = None
+    *,
+    session_uow: UnitOfWork,
+    in_tree: Any,
+    flags: GuardFlags | None = None,
+    policy: DeletePolicy = STANDARD,
 ) -> list[Blocker]:
-    """Every guard, as set-based queries over the subtree: protected groups, linked
-    entities, and user groups with active members.
+    """Every guard the caller's ``policy`` applies, as set-based queries over the
+    subtree: protected groups, linked entities, and user groups with active members.
 
     With ``flags`` from a pass that already looked at every group of the subtree, the
     protected and linked queries run only when that pass saw such a group.
@@ -266,6 +272,8 @@ def find_blockers(
                     linked_entity_type=linked.linked_entity_type,
                 )
             )
+    if not policy.refuse_active_members:
+        return blockers
     member_home = Group.__table__.alias("member_home")
     active_query = (
         select(Group.uuid, Group.name, func.count())

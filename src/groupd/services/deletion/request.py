@@ -26,6 +26,7 @@ from groupd.services.deletion.impact import (
     subtree_filter,
     survey_groups,
 )
+from groupd.services.deletion.policy import STANDARD, DeletePolicy
 from groupd.services.group_views import find_group_view
 from groupd.services.groups import check_version, lock_live_group
 from groupd.services.progress import Progress
@@ -56,11 +57,13 @@ def request_delete(
     release_units: bool,
     dry_run: bool = False,
     if_match: int | None = None,
+    policy: DeletePolicy = STANDARD,
     now: datetime,
     retention_seconds: int = 0,
     permanent: bool = False,
 ) -> DeletePlan:
-    """Phase 1 of a delete, or its dry run.
+    """Phase 1 of a delete, or its dry run, with the guards ``policy`` applies to the
+    caller (``deletion.policy``).
 
     Dry run: the impact and blockers, nothing changed. Otherwise: the subtree is hidden
     and the operation accepted, or a DeleteRefused names every blocker and the caller's
@@ -77,7 +80,11 @@ def request_delete(
     check_version(root, if_match)
     if dry_run:
         impact = measure_impact(
-            uow, tenant_id=actor.tenant_id, path=root.path, release_units=release_units
+            uow,
+            tenant_id=actor.tenant_id,
+            path=root.path,
+            release_units=release_units,
+            policy=policy,
         )
         return DeletePlan(root.uuid, root.name, impact, None, True)
     operation = operations.accept(
@@ -101,7 +108,7 @@ def request_delete(
     # subtree holds. The worker counts the rest (progress totals) beside its chunks.
     impact = Impact(release_units=release_units)
     impact.groups, flags = survey_groups(uow, in_tree=in_tree)
-    blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags)
+    blockers = find_blockers(session_uow=uow, in_tree=in_tree, flags=flags, policy=policy)
     if blockers:
         raise refusal(blockers, root.name)
     progress = Progress()

@@ -1,7 +1,7 @@
 """the recycle bin: groups kept ``deleted``, bin entries
 
 Revision ID: 0010
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 02:40:00
 
 A delete now puts its subtree in the recycle bin (docs/decisions/0030): the rows stay,
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 import groupd.store.types
 
 revision = "0010"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
