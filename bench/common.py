@@ -321,6 +321,9 @@ def start_groupd(
         "GROUPD_DATABASE_URL": db.url,
         "GROUPD_RATE_LIMIT_ENABLED": "false",
         "GROUPD_LOG_LEVEL": "warning",
+        # Deletes remove at once, as the delete benchmarks measure them; the recycle bin
+        # has its own (bench/recycle_bin.py).
+        "GROUPD_RETENTION_SECONDS": "0",
         **(extra_env or {}),
     }
     argv = [

@@ -36,6 +36,7 @@ TABLES = (
     "webhook_subscriptions",
     "outbox_events",
     "audit_events",
+    "bin_entries",
     "memberships",
     "activations",
     "objects",
@@ -160,6 +161,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "delete_wait_seconds": 5.0,
         "worker_poll_seconds": 0.05,
         "maintenance_cache_seconds": 0.0,
+        # Deletes purge at once unless a test is about the recycle bin (tests/test_bin*.py).
+        "retention_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

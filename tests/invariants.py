@@ -6,9 +6,12 @@ plain SQL, independent of the services they police.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import uuid
+
+from sqlalchemy import select, text
 
 from groupd.store.db import Database
+from groupd.store.models import BinEntry
 
 
 def _rows(db: Database, sql: str) -> list[tuple[object, ...]]:
@@ -56,7 +59,7 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
         db,
         """
         SELECT g.id, o.uuid FROM groups g JOIN operations o ON o.id = g.operation_id
-        WHERE o.state = 'succeeded'
+        WHERE o.state = 'succeeded' AND g.state <> 'deleted'
     """,
     )
     assert not leftovers, f"invariant 2: groups left by finished deletes: {leftovers[:10]}"
@@ -68,12 +71,20 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     """,
     )
     assert not stray, f"invariant 2: groups marked deleting without an operation: {stray[:10]}"
-    # 3. licence arithmetic.
+    # 3. licence arithmetic: used units are those of the activations, but for the
+    #    activations of a subtree in the recycle bin (or being purged from it) whose units
+    #    its delete gave back.
     books = _rows(
         db,
         """
         SELECT l.id, l.used_units, l.total_units, COALESCE(SUM(a.units), 0)
-        FROM licences l LEFT JOIN activations a ON a.licence_id = l.id
+        FROM licences l LEFT JOIN (
+            SELECT a.licence_id, a.units FROM activations a
+            LEFT JOIN objects o ON o.id = a.object_id
+            LEFT JOIN groups g ON g.id = o.home_group_id AND g.state <> 'live'
+            LEFT JOIN bin_entries b ON b.operation_id = g.operation_id AND b.released
+            WHERE b.id IS NULL
+        ) a ON a.licence_id = l.id
         GROUP BY l.id, l.used_units, l.total_units
         HAVING l.used_units <> COALESCE(SUM(a.units), 0)
             OR l.used_units < 0 OR l.used_units > l.total_units
@@ -135,3 +146,59 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     """,
     )
     assert not forgotten, f"invariant 8: pending deliveries no sender will try: {forgotten[:10]}"
+    _assert_bin(db)
+
+
+def _uuid(value: object) -> str:
+    # SQLite keeps a uuid's 16 bytes (migration 0007), PostgreSQL its own type.
+    return str(uuid.UUID(bytes=value) if isinstance(value, bytes) else uuid.UUID(str(value)))
+
+
+def _assert_bin(db: Database) -> None:
+    """7. what the recycle bin holds is exactly what its deletes hid.
+
+    Every group ``deleted`` belongs to the entry of the delete that binned it, and every
+    entry's root is such a group (or, while the entry is purged, a group its purge
+    removes); nothing live hangs under it (invariant 1). The units an entry says its
+    activations hold, per licence, are what they hold: what a restore takes again."""
+    unowned = _rows(
+        db,
+        """
+        SELECT g.id FROM groups g LEFT JOIN bin_entries b ON b.operation_id = g.operation_id
+        WHERE g.state = 'deleted' AND (b.id IS NULL OR b.purging)
+        UNION ALL
+        SELECT b.group_id FROM bin_entries b JOIN groups g ON g.id = b.group_id
+        WHERE g.operation_id <> b.operation_id OR g.tenant_id <> b.tenant_id
+            OR g.state <> (CASE WHEN b.purging THEN 'deleting' ELSE 'deleted' END)
+    """,
+    )
+    assert not unowned, f"invariant 7: binned groups and bin entries disagree: {unowned[:10]}"
+    held = {
+        (int(str(op)), _uuid(licence)): int(str(units))
+        for op, licence, units in _rows(
+            db,
+            """
+            SELECT g.operation_id, l.uuid, SUM(a.units) FROM activations a
+            JOIN objects o ON o.id = a.object_id JOIN groups g ON g.id = o.home_group_id
+            JOIN licences l ON l.id = a.licence_id
+            WHERE g.state = 'deleted'
+            GROUP BY g.operation_id, l.uuid
+        """,
+        )
+    }
+    with db.engine.connect() as connection:
+        entries = connection.execute(
+            select(BinEntry.operation_id, BinEntry.units, BinEntry.counts).where(
+                BinEntry.purging.is_(False)
+            )
+        ).all()
+    recorded: dict[tuple[int, str], int] = {}
+    settled: set[int] = set()
+    for operation_id, units, counts in entries:
+        if not counts:
+            continue  # its delete has not run yet
+        settled.add(int(operation_id))
+        for item in units:
+            recorded[(int(operation_id), str(uuid.UUID(item["licenceId"])))] = int(item["units"])
+    found = {key: value for key, value in held.items() if key[0] in settled}
+    assert found == recorded, f"invariant 7: units held in the bin {found} != {recorded}"

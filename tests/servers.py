@@ -53,6 +53,8 @@ def server_env(database_url: str, **settings: str | int | float | bool) -> dict[
     env["GROUPD_DATABASE_URL"] = database_url
     env["GROUPD_RATE_LIMIT_ENABLED"] = "false"
     env["GROUPD_LOG_LEVEL"] = "warning"
+    # As conftest.make_settings: deletes remove at once unless a test is about the bin.
+    env["GROUPD_RETENTION_SECONDS"] = "0"
     for name, value in settings.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         env[f"GROUPD_{name.upper()}"] = text

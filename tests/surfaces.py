@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,8 @@ from groupd.api.app import create_app
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint
 from groupd.clock import system_clock
-from groupd.services import accounts
+from groupd.services import accounts, deletion
+from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 
@@ -68,6 +70,7 @@ KINDS = (
     "licence",
     "activation",
     "operation",
+    "deleted_group",
     "webhook",
     "delivery",
 )
@@ -180,6 +183,35 @@ class World:
             body.update(valueType="ip", values=["10.9.9.9"], agentId=self.agents[tenant])
         return self.post("/api/v1/groups", body, tenant)
 
+    def fresh_binned(self, tenant: str = "acme") -> str:
+        """A fresh static group put in the recycle bin (the world's deletes skip it:
+        retention 0), through the service; its id is its bin entry's."""
+        group = self.fresh_group(tenant)
+        actor = Actor(
+            tenant_id=self.tenants[tenant].id, account_id=None, username="suite", role="admin"
+        )
+        with transaction(self.db) as uow:
+            plan = deletion.request_delete(
+                uow,
+                actor=actor,
+                group_id=group["id"],
+                release_units=False,
+                now=system_clock(),
+                retention_seconds=3600,
+            )
+        self.ctx.worker.run_until_idle()
+        # The app's own worker may have taken the operation: wait until it is done, so
+        # that nothing changes later under a probe.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            operation = self.client.get(
+                f"/api/v1/operations/{plan.operation_uuid}", headers=self.native(tenant)
+            ).json()
+            if operation["state"] == "succeeded":
+                return str(group["id"])
+            time.sleep(0.02)
+        raise AssertionError(f"the delete to the bin of {group['id']} did not end")
+
     def fresh_device(self, tenant: str = "acme") -> dict[str, Any]:
         return self.post(
             "/api/v1/objects",
@@ -287,6 +319,7 @@ def _populate(world: World, tenant: str) -> None:
     assert deleted.status_code == 200, deleted.text
     ids["operation"] = deleted.json()["id"]
     ids["gone"] = gone["id"]
+    ids["deleted_group"] = world.fresh_binned(tenant)
     ids["webhook"] = world.fresh_webhook(tenant)["id"]
     tested = world.client.post(
         f"/api/v1/webhooks/{ids['webhook']}/test", headers=world.native(tenant)
@@ -794,6 +827,7 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
             ("/console/groups", "static"),
             ("/console/licences", "licence"),
             ("/console/operations", "operation"),
+            ("/api/v1/deleted-groups", "deleted_group"),
             ("/scim/v2/Users", "user"),
             ("/scim/v2/Groups", "user_group"),
             ("/api/v1/webhooks", "webhook"),
@@ -886,6 +920,16 @@ def _native_samples() -> dict[tuple[str, str], Sample]:
         return [_p("DELETE", f"{api}/groups/{ids(w, o)['user_group']}/members/{user['id']}")]
 
     return {
+        ("GET", f"{api}/deleted-groups"): lambda w, c, o: [_p("GET", f"{api}/deleted-groups")],
+        ("GET", f"{api}/deleted-groups/{{id}}"): lambda w, c, o: [
+            _p("GET", f"{api}/deleted-groups/{ids(w, o)['deleted_group']}")
+        ],
+        ("POST", f"{api}/deleted-groups/{{id}}/restore"): lambda w, c, o: [
+            _p("POST", f"{api}/deleted-groups/{w.fresh_binned(o)}/restore", json={})
+        ],
+        ("DELETE", f"{api}/deleted-groups/{{id}}"): lambda w, c, o: [
+            _p("DELETE", f"{api}/deleted-groups/{w.fresh_binned(o)}")
+        ],
         ("POST", f"{api}/auth/revoke"): lambda w, c, o: [_p("POST", f"{api}/auth/revoke")],
         ("POST", f"{api}/tokens"): lambda w, c, o: [
             _p("POST", f"{api}/tokens", json={"label": "suite"})

@@ -77,6 +77,15 @@ def test_delete_in_process_bench_runs_to_the_end(bench_db: str) -> None:
     assert "the worker thread: statements" in stdout
 
 
+def test_recycle_bin_bench_runs_to_the_end(bench_db: str) -> None:
+    stdout = _run_bench(
+        "recycle_bin.py", f"--db={bench_db}", f"--groups={GROUPS}", f"--devices={DEVICES}"
+    )
+    for what in ("to the bin, phase 1", "to the bin, whole", "restore", "purge"):
+        assert what in stdout
+    assert '"cpu"' in stdout  # and the machine they ran on
+
+
 def test_scim_bench_runs_to_the_end(bench_db: str) -> None:
     stdout = _run_bench("scim.py", f"--db={bench_db}", "--users=2500", "--runs=3")
     for line in ("filter userName eq", "page at 1 ", "page at 1250 ", "patch +1000 members"):

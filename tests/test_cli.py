@@ -194,3 +194,35 @@ def test_tenant_account_and_remote_delete(served: tuple[str, dict[str, str], str
         time.sleep(0.05)
     assert httpx.get(f"{base}/healthz").status_code == 200
     run_cli("maintenance", "off", env=env)
+
+
+def test_bin_list_restore_and_purge(served: tuple[str, dict[str, str], str]) -> None:
+    base, env, token = served
+    headers = {"Authorization": f"Bearer {token}"}
+    root = httpx.get(f"{base}/api/v1/groups", params={"name": "All"}, headers=headers)
+    root_id = root.json()["items"][0]["id"]
+    group = httpx.post(
+        f"{base}/api/v1/groups", headers=headers, json={"name": "Archive", "parentId": root_id}
+    ).json()
+    # A terminal wide enough for the bin's table, as a person would read it.
+    cli_env = {**env, "GROUPD_URL": base, "GROUPD_TOKEN": token, "COLUMNS": "200"}
+    deleted = run_cli("groups", "delete", group["id"], env=cli_env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "in the recycle bin until" in deleted.stdout
+    listed = run_cli("bin", "list", env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    assert group["id"] in listed.stdout and "All / Archive" in listed.stdout
+    httpx.post(
+        f"{base}/api/v1/groups", headers=headers, json={"name": "Archive", "parentId": root_id}
+    )
+    refused = run_cli("bin", "restore", group["id"], env=cli_env)
+    assert refused.returncode == 1 and "name_taken" in refused.stderr
+    restored = run_cli("bin", "restore", group["id"], "--name", "Archive 2019", env=cli_env)
+    assert restored.returncode == 0, restored.stderr
+    again = httpx.get(f"{base}/api/v1/groups/{group['id']}", headers=headers)
+    assert again.json()["name"] == "Archive 2019"
+    assert run_cli("groups", "delete", group["id"], env=cli_env).returncode == 0
+    purged = run_cli("bin", "purge", group["id"], env=cli_env)
+    assert purged.returncode == 0, purged.stderr
+    assert "'groups': 1" in purged.stdout
+    assert group["id"] not in run_cli("bin", "list", env=cli_env).stdout

@@ -28,6 +28,7 @@ tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 groups_app = typer.Typer(help="Groups, through a running server's API.", no_args_is_help=True)
+bin_app = typer.Typer(help="The recycle bin, through a running server's API.", no_args_is_help=True)
 operations_app = typer.Typer(
     help="Operations (long deletes), through a running server's API.", no_args_is_help=True
 )
@@ -37,6 +38,7 @@ app.add_typer(account_app, name="account")
 app.add_typer(token_app, name="token")
 app.add_typer(groups_app, name="groups")
 app.add_typer(operations_app, name="operations")
+app.add_typer(bin_app, name="bin")
 app.add_typer(webhooks_app, name="webhooks")
 err = Console(stderr=True)
 out = Console()
@@ -364,6 +366,113 @@ def operations_resume(
         raise typer.Exit(1)
 
 
+@bin_app.command("list")
+def bin_list(
+    limit: Annotated[int, typer.Option(help="entries per page (1-1000)")] = 50,
+    url: Annotated[str | None, URL_OPTION] = None,
+    token: Annotated[str | None, TOKEN_OPTION] = None,
+) -> None:
+    """The deleted subtrees waiting in the bin, newest first."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        page = client.list_deleted(limit=limit)
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+    table = Table(title="Recycle bin")
+    table.add_column("id", no_wrap=True)
+    for column in ("name", "path", "deleted", "by", "purged", "groups", "objects"):
+        table.add_column(column, justify="right" if column in ("groups", "objects") else "left")
+    for item in page["items"]:
+        counts = item["counts"]
+        table.add_row(
+            item["id"],
+            item["name"] + (" (restoring)" if item["restoring"] else ""),
+            " / ".join(item["pathNames"]),
+            item["deletedAt"],
+            item["deletedBy"],
+            item["purgeAt"],
+            f"{counts['groups']:,}",
+            f"{counts['devices'] + counts['users']:,}",
+        )
+    out.print(table)
+    if page["nextCursor"]:
+        err.print("(more: the API pages on with nextCursor)")
+
+
+@bin_app.command("restore")
+def bin_restore(
+    group_id: Annotated[str, typer.Argument(metavar="ID")],
+    parent: Annotated[str | None, typer.Option("--parent", help="restore under this group")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="restore under this name")] = None,
+    url: Annotated[str | None, URL_OPTION] = None,
+    token: Annotated[str | None, TOKEN_OPTION] = None,
+) -> None:
+    """Bring a deleted subtree back, all or nothing, showing progress until it ends."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        body = client.restore_deleted(group_id, parent_id=parent, name=name, wait=0)
+        err.print(f"restore accepted: operation {body['id']}")
+        body = _follow(client, body["id"], body)
+    except ApiError as error:
+        if error.status == 409 and isinstance(error.body, dict) and "conflicts" in error.body:
+            _print_conflicts(error.body["conflicts"])
+        _fail(str(error))
+    finally:
+        client.close()
+    result = body.get("result") or {}
+    if result.get("status") == 409:
+        _print_conflicts(result["body"].get("conflicts", []))
+        _fail(str(result["body"].get("detail")))
+    if body["state"] != "succeeded" or result.get("status") != 200:
+        _fail(f"operation ended {body['state']}: {result}")
+    out.print(f"restored: {result['body']['restored']}", soft_wrap=True)
+
+
+@bin_app.command("purge")
+def bin_purge(
+    group_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Annotated[str | None, URL_OPTION] = None,
+    token: Annotated[str | None, TOKEN_OPTION] = None,
+) -> None:
+    """Remove a deleted subtree for good now (admin), showing progress until it ends."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        body = client.purge_deleted(group_id, wait=0)
+        err.print(f"purge accepted: operation {body['id']}")
+        body = _follow(client, body["id"], body)
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+    result = body.get("result") or {}
+    if body["state"] != "succeeded":
+        _fail(f"operation ended {body['state']}: {result}")
+    out.print(f"purged: {(result.get('body') or {}).get('deleted', {})}", soft_wrap=True)
+
+
+def _print_conflicts(conflicts: list[dict[str, Any]]) -> None:
+    table = Table(title="The restore is refused")
+    table.add_column("conflict")
+    table.add_column("detail")
+    for item in conflicts:
+        if item["kind"] == "units_unavailable":
+            detail = f"{item['product']}: {item['needed']:,} units needed, {item['free']:,} free"
+        elif item["kind"] == "name_taken":
+            detail = f"'{item['name']}' is taken (by {item.get('takenBy', '?')})"
+        else:
+            detail = str(item.get("detail", ""))
+        table.add_row(item["kind"], detail)
+    err.print(table)
+
+
 def _print_operation(body: dict[str, Any]) -> None:
     table = Table(title=f"Operation {body['id']}", show_header=False)
     table.add_column("field")
@@ -438,17 +547,23 @@ def _print_impact(body: dict[str, Any]) -> None:
 
 
 def _print_result(body: dict[str, Any]) -> None:
-    """What a finished delete removed, in the same table as the dry run's impact."""
-    deleted = body.get("deleted") or {}
-    out.print(f"Deleted group {body.get('groupId', '')}:")
+    """What a finished delete took, in the same table as the dry run's impact: to the
+    recycle bin (and how to restore it), or removed for good."""
+    binned = "binned" in body
+    counts = body.get("binned" if binned else "deleted") or {}
+    verb = "Moved to the recycle bin" if binned else "Deleted"
+    out.print(f"{verb}: group {body.get('groupId', '')}")
     table = Table()
     table.add_column("what")
     table.add_column("count", justify="right")
     for key in ("groups", "devices", "users", "memberships", "activations"):
-        table.add_row(key, f"{deleted.get(key, 0):,}")
+        table.add_row(key, f"{counts.get(key, 0):,}")
     table.add_row("units released", f"{body.get('unitsReleased', 0):,}")
     table.add_row("units kept consumed", f"{body.get('unitsKeptConsumed', 0):,}")
     out.print(table)
+    if binned:
+        out.print(f"In the recycle bin until {body['purgeAt']}.", soft_wrap=True)
+        out.print(f"Restore with: groupd bin restore {body['groupId']}", soft_wrap=True)
 
 
 def main() -> None:

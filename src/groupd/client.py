@@ -56,6 +56,27 @@ class GroupdClient:
         )
         return response.status_code, self._json(response)
 
+    def list_deleted(self, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._json(self.http.get("/api/v1/deleted-groups", params=params))  # type: ignore[no-any-return]
+
+    def restore_deleted(
+        self, group_id: str, *, parent_id: str | None, name: str | None, wait: float
+    ) -> dict[str, Any]:
+        body = {key: value for key, value in (("parentId", parent_id), ("name", name)) if value}
+        response = self.http.post(
+            f"/api/v1/deleted-groups/{group_id}/restore", json=body, params={"wait": str(wait)}
+        )
+        return self._json(response)  # type: ignore[no-any-return]
+
+    def purge_deleted(self, group_id: str, *, wait: float) -> dict[str, Any]:
+        response = self.http.delete(
+            f"/api/v1/deleted-groups/{group_id}", params={"wait": str(wait)}
+        )
+        return self._json(response)  # type: ignore[no-any-return]
+
     def get_operation(self, operation_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/api/v1/operations/{operation_id}"))  # type: ignore[no-any-return]
 

@@ -42,6 +42,13 @@ class DeleteRefused(Conflict):
     code = "delete_refused"
 
 
+class RestoreConflict(Conflict):
+    """A restore cannot bring its subtree back; ``extra['conflicts']`` names every reason
+    (``parent_gone``, ``name_taken``, ``units_unavailable``) at once."""
+
+    code = "restore_conflict"
+
+
 class InsufficientUnits(Conflict):
     """A licence has fewer free units than an activation asks for."""
 

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # commits early, after any step, when another writer waits for the lock.
     delete_step_objects: int = Field(default=2_000, ge=1)
     operation_result_ttl_seconds: int = Field(default=7 * 86400, ge=1)
+    # How long a deleted subtree waits in the recycle bin before its rows are purged;
+    # 0 purges at once, as before the bin (docs/decisions/0030).
+    retention_seconds: int = Field(default=7 * 86400, ge=0)
     worker_enabled: bool = True
     worker_threads: int = Field(default=1, ge=1)
     worker_lease_seconds: float = Field(default=15.0, gt=0)

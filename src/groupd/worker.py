@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from groupd.clock import Clock, system_clock
 from groupd.errors import Unavailable
-from groupd.services import deletion, operations
+from groupd.services import deletion, operations, recycle_bin
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from groupd.store.deletion import step_objects_for
@@ -94,6 +94,7 @@ class Worker:
 
     def claim(self) -> int | None:
         with transaction(self.db) as uow:
+            recycle_bin.start_due_purges(uow, now=self.clock())  # their time in the bin is up
             operation_id = operations.claim(
                 uow,
                 worker_id=self.id,

@@ -24,6 +24,7 @@ from groupd.api.http import Endpoint, build_route, json_response
 from groupd.api.middleware import Metrics, RequestContextMiddleware
 from groupd.api.native import accounts as native_accounts
 from groupd.api.native import audit as native_audit
+from groupd.api.native import bin as native_bin
 from groupd.api.native import groups as native_groups
 from groupd.api.native import licenses as native_licenses
 from groupd.api.native import objects as native_objects
@@ -47,6 +48,7 @@ def all_endpoints() -> list[Endpoint]:
         native_accounts,
         native_licenses,
         native_operations,
+        native_bin,
         native_audit,
         native_webhooks,
     ):

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import Conflict, InsufficientUnits, InvalidInput, NotFound
@@ -307,7 +307,12 @@ def _activation_query(tenant_id: int) -> Any:
         .join(Licence, Licence.id == Activation.licence_id)
         .outerjoin(DirectoryObject, DirectoryObject.id == Activation.object_id)
         .outerjoin(Group, Group.id == DirectoryObject.home_group_id)
-        .where(Activation.tenant_id == tenant_id)
+        # An orphan (its object gone), or an object's in a live home: an activation of an
+        # object in the recycle bin is hidden with it.
+        .where(
+            Activation.tenant_id == tenant_id,
+            or_(Activation.object_id.is_(None), Group.state == LIVE),
+        )
     )
 
 
@@ -374,15 +379,14 @@ def release_activation(
     recorded as ``license.release``."""
     licence = _find_licence(uow, actor=actor, licence_id=licence_id, lock=True)
     key = parse_uuid(activation_id, what="activation")
-    activation = uow.session.execute(
-        select(Activation).where(
-            Activation.uuid == key,
-            Activation.licence_id == licence.id,
-            Activation.tenant_id == actor.tenant_id,
+    found = uow.session.execute(
+        _activation_query(actor.tenant_id).where(
+            Activation.uuid == key, Activation.licence_id == licence.id
         )
-    ).scalar_one_or_none()
-    if activation is None:
+    ).one_or_none()
+    if found is None:
         raise NotFound(f"no activation '{activation_id}'")
+    activation = found[0]
     uow.session.execute(delete(Activation).where(Activation.id == activation.id))
     uow.session.execute(
         update(Licence)

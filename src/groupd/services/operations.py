@@ -384,15 +384,18 @@ def succeed(
     result: dict[str, Any],
     now: datetime,
     ttl: int,
+    status: int = 200,
 ) -> None:
-    """Finish an operation: its result is kept ``ttl`` seconds, then forgotten."""
+    """Finish an operation: its result is kept ``ttl`` seconds, then forgotten. A
+    ``status`` other than 200 is a refusal found when it ran (a restore's conflict):
+    the operation completed, and changed nothing."""
     uow.session.execute(
         update(Operation)
         .where(Operation.id == operation.id)
         .values(
             state="succeeded",
             progress=progress.to_record(),
-            result_status=200,
+            result_status=status,
             result_body=result,
             finished_at=now,
             expires_at=now + timedelta(seconds=ttl),

@@ -187,17 +187,22 @@ class PolicyDelete:
 
 
 def request_policy_delete(
-    uow: UnitOfWork, *, actor: Actor, group_id: str, now: datetime
+    uow: UnitOfWork, *, actor: Actor, group_id: str, now: datetime, retention_seconds: int = 0
 ) -> PolicyDelete:
     """Phase 1 of deleting the policy group ``group_id`` names (see services.deletion).
 
     From the commit of the caller's unit of work the group is gone from every read and its
     name is free; the worker removes the row. Policy groups hold no objects, so there are
-    no units to release.
+    no units to release. With ``retention_seconds`` it waits in the recycle bin that long.
     """
     view = resolve_group_id(uow, actor=actor, group_id=group_id)
     plan = deletion.request_delete(
-        uow, actor=actor, group_id=view.uuid, release_units=False, now=now
+        uow,
+        actor=actor,
+        group_id=view.uuid,
+        release_units=False,
+        now=now,
+        retention_seconds=retention_seconds,
     )
     assert plan.operation_uuid is not None  # not a dry run
     return PolicyDelete(view, plan.operation_uuid)

@@ -260,19 +260,24 @@ def update_user_memberships(
 
 
 def request_user_group_delete(
-    uow: UnitOfWork, *, actor: Actor, name: str | None, now: datetime
+    uow: UnitOfWork, *, actor: Actor, name: str | None, now: datetime, retention_seconds: int = 0
 ) -> deletion.DeletePlan:
     """Phase 1 of deleting the user group called ``name`` (and any user groups under it).
 
     The guards are the delete's own: the built-in "Admin" group and groups with active
     members are refused (inactive members do not count); the memberships go, the users
-    stay.
+    stay. With ``retention_seconds`` the group waits in the recycle bin that long.
     """
     actor.require("editor")
     view = get_user_group(uow, actor=actor, name=name)
     try:
         return deletion.request_delete(
-            uow, actor=actor, group_id=view.uuid, release_units=False, now=now
+            uow,
+            actor=actor,
+            group_id=view.uuid,
+            release_units=False,
+            now=now,
+            retention_seconds=retention_seconds,
         )
     except NotFound:
         # Deleted by someone else between the lookup and the lock: the same answer.

@@ -59,6 +59,9 @@ USER_STATUSES = ("active", "inactive")
 UNIT_KINDS = ("seat", "user")
 CREDENTIAL_KINDS = ("access", "refresh", "api", "session", "service")
 OPERATION_STATES = ("accepted", "running", "succeeded", "failed")
+# live: shown. deleted: in the recycle bin, hidden, kept whole for a restore.
+# deleting: hidden, its rows being removed by an operation (a purge, a permanent delete).
+GROUP_STATES = ("live", "deleted", "deleting")
 
 # A live group, compared as a literal in the SQL rather than a bound parameter. SQLite
 # prepares a statement again on every run when a parameter is compared with a term of a
@@ -165,8 +168,9 @@ class Group(Base):
 
     ``path`` lists the ancestors' ids and the group's own, as ``/1/7/42/``: the subtree of
     a group is ``path >= '/1/7/' AND path < '/1/70'`` (``'0'`` follows ``'/'``), one
-    index range scan on both databases. ``state = 'deleting'`` hides a group from every
-    read from the moment a delete is accepted until phase 2 removes the row.
+    index range scan on both databases. A state other than ``live`` hides a group from
+    every read: ``deleted`` while it waits in the recycle bin (``operation_id`` is then the
+    delete that put it there), ``deleting`` while an operation removes its rows.
     """
 
     __tablename__ = "groups"
@@ -174,7 +178,7 @@ class Group(Base):
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "parent_id"], ["groups.tenant_id", "groups.id"]),
         CheckConstraint(_in("kind", GROUP_KINDS), name="kind"),
-        CheckConstraint(_in("state", ("live", "deleting")), name="state"),
+        CheckConstraint(_in("state", GROUP_STATES), name="state"),
         CheckConstraint("depth >= 0", name="depth"),
         CheckConstraint("(kind = 'policy') = (value_type IS NOT NULL)", name="policy_value_type"),
         CheckConstraint(
@@ -379,6 +383,10 @@ class Activation(Base):
 
     When an object is deleted without releasing its units, the activation stays, orphaned
     (``object_id`` NULL, ``orphaned_at`` set), still counted, until released.
+
+    An activation of an object in the recycle bin is left as it is: when its delete gave
+    the units back, its bin entry says so (``BinEntry.released``), and ``units`` is what a
+    restore takes again (invariant 3 leaves such activations out).
     """
 
     __tablename__ = "activations"
@@ -452,6 +460,46 @@ class Operation(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BinEntry(Base):
+    """A subtree in the recycle bin: one row per deleted root (docs/decisions/0030).
+
+    The subtree's rows stay where they were, hidden (groups ``deleted``, marked with the
+    delete's ``operation_id``); this row keeps what the bin shows and what a restore
+    needs: who deleted it and when, when it is purged, what it held (``counts``), and the
+    units its activations held per licence (``units``). ``released``: those units are
+    back in their licences (the delete asked for it and has run); a restore takes them
+    again. While ``purging``, ``operation_id`` is the purge's, which marks the groups then.
+    """
+
+    __tablename__ = "bin_entries"
+    __table_args__ = (
+        # No foreign key to the root: the entry outlives its rows by the purge's last
+        # step, which removes both (invariant 7 checks that they agree until then).
+        Index("ix_bin_entries_tenant_id_id", "tenant_id", "id"),
+        Index("ix_bin_entries_purge_at", "purge_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    # The deleted root; its uuid is the entry's id on the API.
+    group_id: Mapped[int] = mapped_column(BigIntKey, unique=True)
+    group_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
+    # The delete that put the subtree here: its groups carry this operation_id.
+    operation_id: Mapped[int] = mapped_column(BigIntKey)
+    operation_uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey)
+    path_names: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    release_units: Mapped[bool] = mapped_column(Boolean)
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+    purging: Mapped[bool] = mapped_column(Boolean, default=False)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    units: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    # Set while a restore of the entry is accepted and not yet run.
+    restore_operation_id: Mapped[int | None] = mapped_column(BigIntKey, nullable=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_by: Mapped[str] = mapped_column(String(150))
+    purge_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):

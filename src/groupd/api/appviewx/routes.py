@@ -201,7 +201,13 @@ async def delete_user_group(req: ApiRequest) -> Response:
     ctx = req.ctx
 
     def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
-        return usergroups.request_user_group_delete(uow, actor=actor, name=name, now=ctx.clock())
+        return usergroups.request_user_group_delete(
+            uow,
+            actor=actor,
+            name=name,
+            now=ctx.clock(),
+            retention_seconds=ctx.settings.retention_seconds,
+        )
 
     plan = await req.transact(phase_one)
     assert plan.operation_uuid is not None

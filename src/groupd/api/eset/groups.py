@@ -93,7 +93,12 @@ async def delete_group(req: ApiRequest) -> Response:
     def phase_one(uow: UnitOfWork) -> deletion.DeletePlan:
         common.static_group(uow, actor=actor, group_uuid=group_uuid)
         return deletion.request_delete(
-            uow, actor=actor, group_id=group_uuid, release_units=release, now=req.ctx.clock()
+            uow,
+            actor=actor,
+            group_id=group_uuid,
+            release_units=release,
+            now=req.ctx.clock(),
+            retention_seconds=req.ctx.settings.retention_seconds,
         )
 
     plan = await req.transact(phase_one)

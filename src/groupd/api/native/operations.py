@@ -21,6 +21,7 @@ async def delete_group(req: ApiRequest) -> Response:
     settings = req.ctx.settings
     release = req.query_bool("releaseConsumedUnits", False)
     dry_run = req.query_bool("dryRun", False)
+    permanent = req.query_bool("permanent", False)
     # Longer than the server allows is capped, not refused: a bound a client cannot
     # know from the document (it is a setting) must not turn a request into a 400.
     wait = min(
@@ -40,6 +41,8 @@ async def delete_group(req: ApiRequest) -> Response:
             dry_run=dry_run,
             precondition=condition,
             now=req.ctx.clock(),
+            permanent=permanent,
+            retention_seconds=settings.retention_seconds,
         )
 
     plan = await req.transact(phase_one, write=not dry_run)
@@ -116,6 +119,9 @@ def endpoints() -> list[Endpoint]:
                     "return the units of every deleted object's activations",
                 ),
                 QueryParam("dryRun", "boolean", "only report the impact and blockers"),
+                QueryParam(
+                    "permanent", "boolean", "admin: remove at once instead of to the recycle bin"
+                ),
                 QueryParam(
                     "wait",
                     "number",

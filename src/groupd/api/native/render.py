@@ -11,6 +11,7 @@ from groupd.services.groups import GroupView
 from groupd.services.licensing import ActivationView, LicenceView
 from groupd.services.objects import ObjectView
 from groupd.services.operations import OperationView
+from groupd.services.recycle_bin import BinEntryView
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -108,4 +109,31 @@ def audit_event(view: AuditView) -> s.AuditEventOut:
         counts=view.counts,
         detail=view.detail,
         at=ts(view.at),
+    )
+
+
+def deleted_group(view: BinEntryView) -> s.DeletedGroupOut:
+    return s.DeletedGroupOut(
+        id=str(view.uuid),
+        name=view.name,
+        kind=view.kind,
+        parent_id=str(view.parent_uuid) if view.parent_uuid else None,
+        path_names=view.path_names,
+        deleted_at=ts(view.deleted_at),
+        deleted_by=view.deleted_by,
+        purge_at=ts(view.purge_at),
+        counts=view.counts,
+        release_consumed_units=view.release_units,
+        units=[
+            s.BinUnitsOut(
+                licence_id=str(item.licence_uuid),
+                product=item.product,
+                unit_kind=item.unit_kind,
+                activations=item.activations,
+                units=item.units,
+            )
+            for item in view.units
+        ],
+        operation_id=str(view.operation_uuid),
+        restoring=view.restoring,
     )

@@ -300,6 +300,41 @@ class DeletePreview(Out):
     impact: dict[str, Any]
 
 
+# the recycle bin ------------------------------------------------------------------
+class RestoreBody(In):
+    parent_id: Uuid | None = None
+    name: str | None = None
+
+
+class BinUnitsOut(Out):
+    licence_id: Uuid
+    product: str
+    unit_kind: str
+    activations: int
+    units: int
+
+
+class DeletedGroupOut(Out):
+    id: Uuid
+    name: str
+    kind: str
+    parent_id: Uuid | None
+    path_names: list[str]
+    deleted_at: str
+    deleted_by: str
+    purge_at: str
+    counts: dict[str, int]
+    release_consumed_units: bool
+    units: list[BinUnitsOut]
+    operation_id: Uuid
+    restoring: bool
+
+
+class DeletedGroupPage(Out):
+    items: list[DeletedGroupOut]
+    next_cursor: str | None
+
+
 class AuditEventOut(Out):
     id: int
     actor: str

@@ -164,7 +164,11 @@ async def delete_group(req: ApiRequest) -> Response:
 
     def phase_one(uow: UnitOfWork) -> policy.PolicyDelete:
         return policy.request_policy_delete(
-            uow, actor=actor, group_id=group_id, now=req.ctx.clock()
+            uow,
+            actor=actor,
+            group_id=group_id,
+            now=req.ctx.clock(),
+            retention_seconds=req.ctx.settings.retention_seconds,
         )
 
     accepted = await req.transact(phase_one)

@@ -311,7 +311,12 @@ async def delete_group(req: ApiRequest) -> Response:
 
     def phase_one(uow: UnitOfWork) -> DeletePlan:
         return provisioned_groups.delete_group(
-            uow, actor=actor, group_id=group_id, if_match=wanted, now=ctx.clock()
+            uow,
+            actor=actor,
+            group_id=group_id,
+            if_match=wanted,
+            now=ctx.clock(),
+            retention_seconds=ctx.settings.retention_seconds,
         )
 
     plan = await req.transact(phase_one)

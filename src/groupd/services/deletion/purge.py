@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import aliased
 
-from groupd.services import audit, operations
+from groupd.services import audit, operations, recycle_bin
 from groupd.services.common import Actor
+from groupd.services.deletion import binned
 from groupd.services.progress import Progress
 from groupd.services.webhooks import outbox
 from groupd.store import deletion as store
@@ -90,7 +91,13 @@ def run_delete_chunk(
     )
     if operation is None:
         return ChunkResult(finished=False, lost_lease=True)
-    release = bool(operation.params.get("releaseConsumedUnits"))
+    if binned.is_whole(operation):
+        binned.run_whole(uow, operation=operation, now=now, ttl_seconds=result_ttl_seconds)
+        return ChunkResult(finished=True)
+    # A purge of a subtree whose delete gave its units back: its activations go, and the
+    # books stay as they are (decision 0030).
+    already = bool(operation.params.get("unitsReleased"))
+    release = already or bool(operation.params.get("releaseConsumedUnits"))
     progress = Progress.from_record(operation.progress)
     chunk, adopted = _select_chunk(uow, operation_id=operation_id, chunk_groups=chunk_groups)
     if not chunk and not adopted:
@@ -128,6 +135,7 @@ def run_delete_chunk(
             step_objects=objects_left if step_objects is None else step_objects,
             steps_left=steps_left,
             release=release,
+            already=already,
             progress=progress,
             now=now,
         )
@@ -157,6 +165,7 @@ def _remove_chunk(
     step_objects: int,
     steps_left: StepsLeft | None,
     release: bool,
+    already: bool,
     progress: Progress,
     now: datetime,
 ) -> tuple[int, bool, StepsLeft | None]:
@@ -186,7 +195,7 @@ def _remove_chunk(
             release=release,
             now=now,
         )
-        _account(uow, step=step, release=release, progress=progress)
+        _account(uow, step=step, release=release, already=already, progress=progress)
         removed += step.objects
         if upper is None:
             continue
@@ -203,15 +212,20 @@ def _remove_chunk(
     return removed, True, None
 
 
-def _account(uow: UnitOfWork, *, step: store.Removed, release: bool, progress: Progress) -> None:
+def _account(
+    uow: UnitOfWork, *, step: store.Removed, release: bool, already: bool, progress: Progress
+) -> None:
     """Count what a step removed, and give the units of released activations back to
     their licences in the same transaction that removed them, in key order (concurrent
-    chunks lock licences in the same order)."""
+    chunks lock licences in the same order). ``already``: they went back when the
+    subtree went to the recycle bin."""
     progress.devices.done += step.devices
     progress.users.done += step.users
     progress.memberships.done += step.memberships
     progress.activations.done += step.activations
     units = sum(step.units.values())
+    if already:
+        return
     if release:
         for licence_id in sorted(step.units):
             store.give_units_back(uow, licence_id=licence_id, units=step.units[licence_id])
@@ -317,6 +331,7 @@ def _finish(
         "unitsKeptConsumed": progress.units_kept_consumed,
     }
     operations.succeed(uow, operation=operation, progress=progress, result=result, now=now, ttl=ttl)
+    recycle_bin.close_purged(uow, operation_id=operation.id)
     actor = Actor(
         tenant_id=operation.tenant_id,
         account_id=None,
@@ -329,7 +344,9 @@ def _finish(
     audit.record_event(
         uow,
         actor=actor,
-        action="group.delete.succeeded",
+        action="group.purge"
+        if operation.kind == recycle_bin.PURGE_KIND
+        else "group.delete.succeeded",
         target_type="group",
         target_uuid=operation.target_uuid,
         target_name=operation.target_name,

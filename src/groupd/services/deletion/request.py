@@ -1,9 +1,10 @@
 """Phase 1 of a delete: one short transaction that hides the subtree and accepts the
 operation, or refuses and changes nothing (decision 0004).
 
-The root is locked, every group of the subtree marked ``deleting`` (from then on no
-read shows them and nothing can be created under them), the guards checked over that
-locked set, the operation and the audit event written. A refusal raises, and the
+The root is locked, every group of the subtree marked ``deleted`` (in the recycle bin,
+decision 0030) or, for a delete that skips the bin, ``deleting`` (from then on no read
+shows them and nothing can be created under them), the guards checked over that locked
+set, the operation, the bin entry and the audit event written. A refusal raises, and the
 caller's unit of work rolls all of it back.
 """
 
@@ -15,7 +16,7 @@ from uuid import UUID
 
 from sqlalchemy import update
 
-from groupd.services import audit, operations
+from groupd.services import audit, operations, recycle_bin
 from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.deletion.impact import (
     Impact,
@@ -58,15 +59,22 @@ def request_delete(
     precondition: Precondition | None = None,
     policy: DeletePolicy = STANDARD,
     now: datetime,
+    retention_seconds: int = 0,
+    permanent: bool = False,
 ) -> DeletePlan:
     """Phase 1 of a delete, or its dry run, with the guards ``policy`` applies to the
     caller (``deletion.policy``).
 
-    Dry run: the impact and blockers, nothing changed. Otherwise: the subtree is marked
-    ``deleting`` and the operation accepted, or a DeleteRefused names every blocker and
-    the caller's rollback leaves everything as it was.
+    Dry run: the impact and blockers, nothing changed. Otherwise: the subtree is hidden
+    and the operation accepted, or a DeleteRefused names every blocker and the caller's
+    rollback leaves everything as it was. With ``retention_seconds`` (the installation's
+    ``GROUPD_RETENTION_SECONDS``) the subtree goes to the recycle bin for that long,
+    unless an admin asks for a ``permanent`` delete; with 0 it is removed at once.
     """
     actor.require("editor")
+    to_bin = recycle_bin.goes_to_bin(
+        actor, permanent=permanent, retention_seconds=retention_seconds
+    )
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
     root = lock_live_group(uow, tenant_id=actor.tenant_id, group_uuid=key)
     check_version(root, precondition)
@@ -88,7 +96,13 @@ def request_delete(
         params={"releaseConsumedUnits": release_units, "path": root.path},
         now=now,
     )
-    _mark_subtree(uow, tenant_id=actor.tenant_id, path=root.path, operation_id=operation.id)
+    _mark_subtree(
+        uow,
+        tenant_id=actor.tenant_id,
+        path=root.path,
+        operation_id=operation.id,
+        state="deleted" if to_bin else "deleting",
+    )
     in_tree = subtree_filter(tenant_id=actor.tenant_id, path=None, operation_id=operation.id)
     # Only the groups are counted here: phase 1 stays short however many objects the
     # subtree holds. The worker counts the rest (progress totals) beside its chunks.
@@ -100,6 +114,22 @@ def request_delete(
     progress = Progress()
     progress.groups.total = impact.group_total
     operation.progress = progress.to_record()
+    if to_bin:
+        operation.params = {**operation.params, "bin": True}
+        recycle_bin.open_entry(
+            uow,
+            actor=actor,
+            root=root,
+            operation=operation,
+            release_units=release_units,
+            retention_seconds=retention_seconds,
+            now=now,
+        )
+    else:
+        # A subtree binned earlier inside this one is purged first (its own operation).
+        recycle_bin.purge_inside(
+            uow, actor=actor, tenant_id=actor.tenant_id, path=root.path, now=now
+        )
     audit.record_event(
         uow,
         actor=actor,
@@ -122,11 +152,13 @@ def request_delete(
     return DeletePlan(root.uuid, root.name, impact, operation.uuid, False)
 
 
-def _mark_subtree(uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: int) -> None:
+def _mark_subtree(
+    uow: UnitOfWork, *, tenant_id: int, path: str, operation_id: int, state: str
+) -> None:
     mark = (
         update(Group)
         .where(in_subtree(path, tenant_id=tenant_id), Group.state == LIVE)
-        .values(state="deleting", operation_id=operation_id)
+        .values(state=state, operation_id=operation_id)
         .execution_options(synchronize_session=False)
     )
     # Under READ COMMITTED an UPDATE that waited for a row lock does not see the rows the

@@ -14,6 +14,7 @@ import threading
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from groupd.services import operations
+from groupd.services.deletion import binned
 from groupd.services.deletion.impact import measure_impact
 from groupd.services.progress import COUNTED_KINDS, Progress
 from groupd.store.db import Database, UnitOfWork
@@ -25,7 +26,11 @@ log = logging.getLogger("groupd.deletion")
 def needs_totals(uow: UnitOfWork, *, operation_id: int) -> bool:
     """Whether the operation's progress still lacks its totals."""
     operation = operations.unfinished(uow, operation_id=operation_id)
-    return operation is not None and not Progress.from_record(operation.progress).totals_known
+    return (
+        operation is not None
+        and not binned.is_whole(operation)
+        and not Progress.from_record(operation.progress).totals_known
+    )
 
 
 def count_totals(uow: UnitOfWork, *, operation_id: int) -> dict[str, int]:

@@ -388,10 +388,12 @@ def delete_group(
     group_id: str | uuid.UUID,
     if_match: int | None,
     now: datetime,
+    retention_seconds: int = 0,
 ) -> deletion.DeletePlan:
     """Delete a user group a provider deleted, through the delete service under the
     identity provider's policy (not refused for active members; a protected group is):
-    it vanishes from every read at once; the memberships go, the users stay."""
+    it vanishes from every read at once (to the recycle bin for ``retention_seconds``);
+    the memberships go with it, the users stay."""
     actor.require("editor")
     group = _lock(uow, actor=actor, group_id=group_id, if_match=if_match)
     return deletion.request_delete(
@@ -401,4 +403,5 @@ def delete_group(
         release_units=False,
         policy=deletion.IDENTITY_PROVIDER,
         now=now,
+        retention_seconds=retention_seconds,
     )
