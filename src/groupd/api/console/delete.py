@@ -10,6 +10,7 @@ from groupd.api.console.surface import form_of, redirect, render
 from groupd.api.http import ApiRequest
 from groupd.errors import InvalidInput
 from groupd.services import deletion, group_views, groups
+from groupd.services.common import Precondition
 from groupd.store.db import UnitOfWork
 
 
@@ -54,7 +55,7 @@ async def delete_subtree(req: ApiRequest) -> Response:
             actor=actor,
             group_id=group.uuid,
             release_units=form.get("release_units") == "on",
-            if_match=version,
+            precondition=Precondition(match=frozenset({version})),
             now=req.ctx.clock(),
         )
 

@@ -20,7 +20,7 @@ from groupd.services import (
     objects,
     operations,
 )
-from groupd.services.common import parse_uuid_field
+from groupd.services.common import Precondition, parse_uuid_field
 from groupd.services.progress import KINDS
 
 PAGE = 50
@@ -150,7 +150,7 @@ def edit_group(req: ApiRequest) -> Response:
         actor=req.actor,
         group_id=group.uuid,
         changes=changes,
-        if_match=_version(form),
+        precondition=Precondition(match=frozenset({_version(form)})),
         now=req.now,
     )
     return redirect(f"/console/groups/{view.uuid}?saved=1")
