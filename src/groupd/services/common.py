@@ -95,6 +95,9 @@ class Precondition:
     def check(self, version: int, *, what: str) -> None:
         """Raise PreconditionFailed unless ``what``, at ``version``, meets the condition."""
         if self.match is not None and version not in self.match:
+            if len(self.match) == 1:
+                (expected,) = self.match
+                raise PreconditionFailed(f"{what} is at version {version}, not {expected}")
             raise PreconditionFailed(
                 f"{what} is at version {version}, which If-Match does not name"
             )
