@@ -76,9 +76,12 @@ def test_hundred_thousand_groups(client: TestClient, acme: TenantFixture, db: Da
     assert seen == 100_000 + 2  # plus the built-ins "All" and "Lost & found"
     # moving A (10,000 groups) under the deepest spine node: a few set-based statements
     # Counted at the driver, so the prepared ones (the token check, the audit append) and
-    # BEGIN count too; only the request's own, not the phase-2 worker's polling.
+    # BEGIN count too; only the request's own, not the worker's or the webhook threads' polling.
     with driver_statements(
-        db, record_thread=lambda thread: not thread.name.startswith("groupd-worker")
+        db,
+        record_thread=lambda thread: (
+            not thread.name.startswith(("groupd-worker", "groupd-webhooks"))
+        ),
     ) as statements:
         moved = client.post(f"/api/v1/groups/{a}/move", json={"parentId": deep}, headers=h)
     assert moved.status_code == 200, moved.text

@@ -177,7 +177,11 @@ def test_tenant_account_and_remote_delete(served: tuple[str, dict[str, str], str
     }
     assert rows["devices"] == "4" and rows["groups"] == "1" and rows["activations"] == "4"
     assert rows["units released"] == "4" and rows["units kept consumed"] == "0"
-    assert "{" not in done.stdout and f"Deleted group {group['id']}" in done.stdout
+    # The server keeps deletes in the recycle bin by default: the answer says so, and how
+    # to bring the group back.
+    assert "{" not in done.stdout
+    assert f"Moved to the recycle bin: group {group['id']}" in done.stdout
+    assert f"groupd bin restore {group['id']}" in done.stdout
     gone = httpx.get(f"{base}/api/v1/groups/{group['id']}", headers=headers)
     assert gone.status_code == 404
     licences = httpx.get(f"{base}/api/v1/licenses", headers=headers).json()["items"]

@@ -15,7 +15,7 @@ import defusedxml.ElementTree as SafeET
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
-from conftest import TABLES, Caller, TenantFixture
+from conftest import SNAPSHOT_TABLES, Caller, TenantFixture
 from groupd.store.db import Database
 from groupd.store.models import Group
 from invariants import assert_invariants
@@ -65,7 +65,8 @@ def token_basic(caller: Caller) -> dict[str, str]:
 def table_counts(db: Database) -> dict[str, int]:
     with db.engine.connect() as connection:
         return {
-            t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in TABLES
+            t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+            for t in SNAPSHOT_TABLES
         }
 
 

@@ -562,7 +562,7 @@ def _print_result(body: dict[str, Any]) -> None:
     table.add_row("units kept consumed", f"{body.get('unitsKeptConsumed', 0):,}")
     out.print(table)
     if binned:
-        out.print(f"In the recycle bin until {body['purgeAt']}.", soft_wrap=True)
+        out.print(f"Kept in the recycle bin until {body['purgeAt']}.", soft_wrap=True)
         out.print(f"Restore with: groupd bin restore {body['groupId']}", soft_wrap=True)
 
 

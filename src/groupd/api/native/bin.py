@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from starlette.responses import Response
 
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
@@ -31,8 +33,11 @@ def get_deleted(req: ApiRequest) -> Response:
 
 def _wait_seconds(req: ApiRequest) -> float:
     settings = req.ctx.settings
-    return req.query_float(
-        "wait", settings.delete_wait_seconds, minimum=0, maximum=settings.delete_max_wait_seconds
+    # Longer than the server allows is capped, not refused, as on the delete: the bound
+    # is a setting a client cannot read from the document.
+    return min(
+        req.query_float("wait", settings.delete_wait_seconds, minimum=0, maximum=math.inf),
+        settings.delete_max_wait_seconds,
     )
 
 
@@ -83,7 +88,12 @@ async def purge_deleted(req: ApiRequest) -> Response:
     return await _answer(req, await req.transact(accept), wait)
 
 
-WAIT = QueryParam("wait", "number", "seconds to wait for the end before 202")
+WAIT = QueryParam(
+    "wait",
+    "number",
+    "seconds to wait for the end before 202; capped at the server's GROUPD_DELETE_MAX_WAIT_SECONDS",
+    minimum=0,
+)
 
 
 def endpoints() -> list[Endpoint]:

@@ -152,7 +152,12 @@ def endpoints() -> list[Endpoint]:
             response=s.OperationList,
             tags=["operations"],
             query=[
-                QueryParam("state", "string", "only operations in this state"),
+                QueryParam(
+                    "state",
+                    "string",
+                    "only operations in this state",
+                    enum=["accepted", "running", "succeeded", "failed"],
+                ),
                 QueryParam("limit", "integer", "at most this many (1 to 1000)"),
             ],
         ),
