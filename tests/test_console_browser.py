@@ -234,9 +234,7 @@ def test_restore_from_the_bin_with_a_name_conflict_resolved(
         assert in_bin.get_attribute("href") == f"/console/bin/{branch.id}"
         # Meanwhile a live sibling takes the name "Branch".
         with api(app, acme.editor.headers) as client:
-            taken = client.post(
-                "/api/v1/groups", json={"name": "Branch", "parentId": acme.root_id}
-            )
+            taken = client.post("/api/v1/groups", json={"name": "Branch", "parentId": acme.root_id})
             assert taken.status_code == 201
         page.get_by_role("navigation", name="Console").get_by_role(
             "link", name="Recycle bin"
@@ -249,9 +247,10 @@ def test_restore_from_the_bin_with_a_name_conflict_resolved(
         page.get_by_role("heading", name="Restore refused (409)").wait_for()
         alert = page.get_by_role("alert")
         assert "Name taken" in alert.inner_text()
-        assert alert.get_by_role("link", name="the group holding it").get_attribute(
-            "href"
-        ) == f"/console/groups/{taken.json()['id']}"
+        assert (
+            alert.get_by_role("link", name="the group holding it").get_attribute("href")
+            == f"/console/groups/{taken.json()['id']}"
+        )
         with api(app, acme.editor.headers) as client:
             assert client.get(f"/api/v1/groups/{branch.id}").status_code == 404
         # Under a new name it comes back, whole.
