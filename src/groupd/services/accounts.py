@@ -17,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from groupd.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from groupd.services import audit, groups
-from groupd.services.common import Actor, allocate_ids, new_uuid, system_actor
+from groupd.services.common import Actor, new_uuid, system_actor
 from groupd.store.db import UnitOfWork
+from groupd.store.ids import allocate_ids
 from groupd.store.models import ROLES, Account, Credential, Group, Tenant
 from groupd.store.prepared import Prepared
 from groupd.store.tree import child_path

@@ -11,11 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-
 from groupd.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed
-from groupd.store.db import UnitOfWork
-from groupd.store.prepared import Prepared
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 MAX_PAGE = 1000
@@ -95,6 +91,9 @@ class Precondition:
     def check(self, version: int, *, what: str) -> None:
         """Raise PreconditionFailed unless ``what``, at ``version``, meets the condition."""
         if self.match is not None and version not in self.match:
+            if len(self.match) == 1:
+                (expected,) = self.match
+                raise PreconditionFailed(f"{what} is at version {version}, not {expected}")
             raise PreconditionFailed(
                 f"{what} is at version {version}, which If-Match does not name"
             )
@@ -176,30 +175,3 @@ def check_limit(limit: int, *, field: str = "limit") -> int:
     if limit < 1 or limit > MAX_PAGE:
         raise InvalidInput(f"{field} must be between 1 and {MAX_PAGE}", field=field)
     return limit
-
-
-_SEQUENCE_IDS = Prepared(
-    text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-)
-_MAX_ID: dict[str, Prepared] = {}
-
-
-def allocate_ids(uow: UnitOfWork, table: str, count: int) -> list[int]:
-    """Reserve ``count`` primary keys of ``table`` before inserting, so paths and
-    references can be computed in one pass and written with one bulk insert.
-
-    PostgreSQL draws them from the table's sequence. SQLite has none, but a writer holds
-    the database lock from ``BEGIN IMMEDIATE``, so ``max(id)`` cannot move under us.
-    """
-    if count <= 0:
-        return []
-    if not uow.is_sqlite:
-        rows = _SEQUENCE_IDS.all(uow, {"table": table, "n": count})
-        return [int(row[0]) for row in rows]
-    max_id = _MAX_ID.get(table)
-    if max_id is None:
-        max_id = _MAX_ID[table] = Prepared(text(f"SELECT coalesce(max(id), 0) FROM {table}"))
-    row = max_id.one_or_none(uow, {})
-    assert row is not None
-    start = int(row[0])
-    return list(range(start + 1, start + 1 + count))

@@ -16,7 +16,6 @@ from groupd.services import audit
 from groupd.services.common import (
     Actor,
     Precondition,
-    allocate_ids,
     new_uuid,
     parse_uuid,
 )
@@ -45,6 +44,7 @@ from groupd.services.group_views import (
     lock_live_group as lock_live_group,
 )
 from groupd.store.db import UnitOfWork
+from groupd.store.ids import allocate_ids
 from groupd.store.models import GROUP_KINDS, LIVE, Group, table_of
 from groupd.store.prepared import Prepared
 from groupd.store.tree import child_path, in_subtree

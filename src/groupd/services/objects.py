@@ -18,7 +18,6 @@ from groupd.services import audit, licensing
 from groupd.services.common import (
     Actor,
     Page,
-    allocate_ids,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -27,6 +26,7 @@ from groupd.services.common import (
 )
 from groupd.services.webhooks.documents import object_document
 from groupd.store.db import UnitOfWork
+from groupd.store.ids import allocate_ids
 from groupd.store.models import LIVE, OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
 from groupd.store.prepared import Prepared
 from groupd.store.tree import subtree_bounds

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, literal, select, text, update
 
-from groupd.services.common import allocate_ids, new_uuid
+from groupd.services.common import new_uuid
 from groupd.services.webhooks.catalogue import matches
 from groupd.store.db import UnitOfWork
+from groupd.store.ids import allocate_ids
 from groupd.store.models import OutboxEvent, WebhookDelivery, WebhookSubscription, table_of
 from groupd.store.outbox import try_lock_relay
 from groupd.store.types import UTCDateTime
