@@ -48,9 +48,10 @@ def seed(db: Database) -> dict[str, str]:
     ids: dict[str, str] = {}
     with transaction(db) as uow:
         tenant = accounts.get_tenant(uow, name="default")
-        for role in ("editor", "viewer"):
+        ids["tenant"] = str(tenant.id)
+        for username, role in (("ada", "admin"), ("editor", "editor"), ("viewer", "viewer")):
             accounts.create_account(
-                uow, tenant_id=tenant.id, username=role, role=role, password=PASSWORD, now=now
+                uow, tenant_id=tenant.id, username=username, role=role, password=PASSWORD, now=now
             )
         actor = Actor(tenant_id=tenant.id, account_id=None, username="ada", role="admin")
         root = group_views.get_root(uow, actor=actor)
@@ -111,6 +112,14 @@ def seed(db: Database) -> dict[str, str]:
         # An earlier delete that kept its units: orphaned activations on the licence page.
         deletion.request_delete(uow, actor=actor, group_id=paris.uuid, release_units=False, now=now)
     return ids
+
+
+def take_the_name(db: Database, ids: dict[str, str]) -> None:
+    """A new live "Berlin office" beside the deleted one."""
+    actor = Actor(tenant_id=int(ids["tenant"]), account_id=None, username="ada", role="admin")
+    spec = groups.GroupSpec(name="Berlin office", parent_uuid=groups.parse_uuid(ids["Europe"]))
+    with transaction(db) as uow:
+        groups.create_group(uow, actor=actor, spec=spec, now=system_clock())
 
 
 class Served:
@@ -189,6 +198,16 @@ def main() -> None:
             page.wait_for_url("**/console/operations/*")
             page.locator("#op-ended").wait_for()
             shoot(page, out, "delete-progress")
+            # The delete put the subtree in the recycle bin; meanwhile a new "Berlin
+            # office" takes its name, so restoring it as it was is refused.
+            take_the_name(db, ids)
+            page.get_by_role("link", name="In the recycle bin").click()
+            page.get_by_role("button", name="Restore").click()
+            page.get_by_role("heading", name="Restore refused (409)").wait_for()
+            page.get_by_label("New name").fill("Berlin office (old)")
+            shoot(page, out, "bin-restore-refused")
+            page.goto(f"{base}/console/bin")
+            shoot(page, out, "bin")
             page.goto(f"{base}/console/operations")
             shoot(page, out, "operations")
             page.goto(f"{base}/console/audit")
@@ -202,6 +221,10 @@ def main() -> None:
             sign_in(viewer, base, "viewer")
             viewer.goto(f"{base}/console/groups/{ids['Europe']}")
             shoot(viewer, out, "group-as-viewer")
+            admin = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            sign_in(admin, base, "ada")
+            admin.goto(f"{base}/console/bin/{ids['Berlin office']}")
+            shoot(admin, out, "bin-entry")
             browser.close()
         db.dispose()
 

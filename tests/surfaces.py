@@ -212,6 +212,21 @@ class World:
             time.sleep(0.02)
         raise AssertionError(f"the delete to the bin of {group['id']} did not end")
 
+    def settle(self) -> None:
+        """Wait until no operation is unfinished: a console action answers before its
+        operation ends, and nothing may change later under the next probe."""
+        self.ctx.worker.run_until_idle()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with self.db.engine.connect() as connection:
+                running = connection.execute(
+                    text("SELECT count(*) FROM operations WHERE state IN ('accepted', 'running')")
+                ).scalar_one()
+            if not running:
+                return
+            time.sleep(0.02)
+        raise AssertionError("an operation did not end")
+
     def fresh_device(self, tenant: str = "acme") -> dict[str, Any]:
         return self.post(
             "/api/v1/objects",
@@ -457,9 +472,14 @@ class Probe:
     # The ids it names are only filters of a list: another tenant's ids then match
     # nothing, and an empty page is as good an answer as not-found.
     filter_only: bool = False
+    # A console action answers 303 to the page that follows it (an operation's progress):
+    # its probe stops there, as the redirect's request would not carry the credentials.
+    follow: bool = True
 
     def send(self, client: TestClient) -> httpx.Response:
         kwargs: dict[str, Any] = {"params": self.query or None, "headers": self.headers}
+        if not self.follow:
+            kwargs["follow_redirects"] = False
         if self.content is not None:
             kwargs["content"] = self.content
         elif self.json is not None:
@@ -827,6 +847,7 @@ def param_kind(endpoint: Endpoint, param: str) -> str:
             ("/console/groups", "static"),
             ("/console/licences", "licence"),
             ("/console/operations", "operation"),
+            ("/console/bin", "deleted_group"),
             ("/api/v1/deleted-groups", "deleted_group"),
             ("/scim/v2/Users", "user"),
             ("/scim/v2/Groups", "user_group"),
@@ -1282,6 +1303,13 @@ def _console_samples() -> dict[tuple[str, str], Sample]:
             _p("GET", f"/console/groups/{w.ids[o]['static']}")
         ],
         ("POST", "/console/sign-out"): lambda w, c, o: [_p("POST", "/console/sign-out")],
+        # A restore or a purge spends its bin entry: each probe gets a fresh one.
+        ("POST", "/console/bin/{id}/restore"): lambda w, c, o: [
+            _p("POST", f"/console/bin/{w.fresh_binned(o)}/restore", follow=False)
+        ],
+        ("POST", "/console/bin/{id}/purge"): lambda w, c, o: [
+            _p("POST", f"/console/bin/{w.fresh_binned(o)}/purge", follow=False)
+        ],
         ("POST", release): lambda w, c, o: [
             _p(
                 "POST",

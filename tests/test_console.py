@@ -177,7 +177,7 @@ def test_edits_are_protected_by_the_groups_etag(
         )
         assert saved.status_code == 303
         stale = client.post(path, data={"csrf": csrf, "version": "1", "description": "second"})
-        assert stale.status_code == 412 and "version 2, not 1" in stale.text
+        assert stale.status_code == 412 and "is at version 2" in stale.text
         group = client.get(f"/api/v1/groups/{branch.id}", headers=acme.editor.headers).json()
         assert group["description"] == "first"
         events = client.get(
@@ -251,3 +251,56 @@ def test_orphaned_activations_are_listed_and_released(
             f"/api/v1/licenses/{branch.licence_id}", headers=acme.editor.headers
         ).json()
         assert licence["usedUnits"] == 1
+
+
+def bin_rows(db: Database) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM bin_entries")).scalar_one())
+
+
+def test_the_bins_controls_follow_the_role_and_forged_purges_change_nothing(
+    database_url: str, db: Database, acme: TenantFixture
+) -> None:
+    context = AppContext.create(make_settings(database_url, retention_seconds=3600), db=db)
+    branch = seed_branch(db, acme)
+    entry = f"/console/bin/{branch.id}"
+    with browser_like(context, acme.editor.username) as client:
+        gone = client.delete(f"/api/v1/groups/{branch.id}", headers=acme.editor.headers)
+        assert gone.status_code == 200 and "purgeAt" in gone.json()["result"]["body"]
+        listing = client.get("/console/bin")
+        assert listing.status_code == 200 and f'href="{entry}">Branch</a>' in listing.text
+        page = client.get(entry)
+        assert ">Restore</button>" in page.text and "Purge now" not in page.text
+        csrf = csrf_of(page.text)
+        before = counts(db) | {"bin": bin_rows(db)}
+        # An editor's forged purge (with a good token), and purges without one.
+        for case, form, status in (
+            ("editor purge", {"csrf": csrf}, 403),
+            ("editor purge, no token", {}, 403),
+        ):
+            answer = client.post(f"{entry}/purge", data=form, follow_redirects=False)
+            assert answer.status_code == status, case
+            assert counts(db) | {"bin": bin_rows(db)} == before, case
+        answer = client.post(f"{entry}/restore", data={}, follow_redirects=False)
+        assert answer.status_code == 403 and "security token" in answer.text
+        assert counts(db) | {"bin": bin_rows(db)} == before
+    with browser_like(context, acme.viewer.username) as client:
+        page = client.get(entry)
+        assert page.status_code == 200 and "Branch" in page.text
+        assert "<button" not in page.text.split("</header>", 1)[1]  # no Restore, no Purge
+        assert 'action="/console/bin/' not in page.text
+    with browser_like(context, acme.admin.username) as client:
+        page = client.get(entry)
+        assert ">Restore</button>" in page.text and ">Purge now</button>" in page.text
+        for form in ({}, {"csrf": "0" * 64}):
+            answer = client.post(f"{entry}/purge", data=form, follow_redirects=False)
+            assert answer.status_code == 403
+            assert counts(db) | {"bin": bin_rows(db)} == before
+        accepted = client.post(
+            f"{entry}/purge", data={"csrf": csrf_of(page.text)}, follow_redirects=False
+        )
+        assert accepted.status_code == 303
+        operation = accepted.headers["location"].rsplit("/", 1)[1]
+        assert wait_operation(client, acme.admin.headers, operation)["state"] == "succeeded"
+        assert bin_rows(db) == 0 and counts(db)["groups"] == before["groups"] - 3
+        assert client.get(entry).status_code == 404

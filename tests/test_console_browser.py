@@ -214,3 +214,57 @@ def test_a_session_ends_when_idle_and_in_any_case_after_its_absolute_time(
         answer = page.goto(f"{app.base_url}/console/audit")
         assert answer is not None and answer.status == 401
         assert page.get_by_role("heading", name="Sign in to groupd").is_visible()
+
+
+def test_restore_from_the_bin_with_a_name_conflict_resolved(
+    page: Any, database_url: str, db: Database, acme: TenantFixture
+) -> None:
+    settings = make_settings(database_url, retention_seconds=3600)
+    branch = seed_branch(db, acme)
+    with served(settings, db) as app:
+        sign_in_page(page, app.base_url, acme.editor.username)
+        # The delete goes to the bin; its progress view links to the bin entry.
+        page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
+        page.get_by_label("Type the group name to confirm").fill("Branch")
+        page.get_by_role("button", name="Delete subtree").click()
+        page.wait_for_url("**/console/operations/*")
+        page.get_by_role("status").get_by_text("succeeded").wait_for()
+        in_bin = page.get_by_role("link", name="In the recycle bin")
+        in_bin.wait_for()
+        assert in_bin.get_attribute("href") == f"/console/bin/{branch.id}"
+        # Meanwhile a live sibling takes the name "Branch".
+        with api(app, acme.editor.headers) as client:
+            taken = client.post("/api/v1/groups", json={"name": "Branch", "parentId": acme.root_id})
+            assert taken.status_code == 201
+        page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name="Recycle bin"
+        ).click()
+        page.get_by_role("heading", name="Recycle bin", level=1).wait_for()
+        page.get_by_role("link", name="Branch", exact=True).click()
+        page.get_by_role("heading", name="Branch (deleted)", level=1).wait_for()
+        # Restored as it was, it is refused: the conflict named, nothing changed.
+        page.get_by_role("button", name="Restore").click()
+        page.get_by_role("heading", name="Restore refused (409)").wait_for()
+        alert = page.get_by_role("alert")
+        assert "Name taken" in alert.inner_text()
+        assert (
+            alert.get_by_role("link", name="the group holding it").get_attribute("href")
+            == f"/console/groups/{taken.json()['id']}"
+        )
+        with api(app, acme.editor.headers) as client:
+            assert client.get(f"/api/v1/groups/{branch.id}").status_code == 404
+        # Under a new name it comes back, whole.
+        page.get_by_label("New name").fill("Branch (restored)")
+        page.get_by_role("button", name="Restore").click()
+        page.wait_for_url("**/console/operations/*")
+        page.get_by_role("status").get_by_text("succeeded").wait_for()
+        page.get_by_role("link", name="Open the restored group").wait_for()
+        with api(app, acme.editor.headers) as client:
+            back = client.get(f"/api/v1/groups/{branch.id}")
+            assert back.status_code == 200 and back.json()["name"] == "Branch (restored)"
+            children = client.get("/api/v1/groups", params={"parentId": branch.id}).json()
+            assert sorted(c["id"] for c in children["items"]) == sorted(branch.child_ids)
+            assert client.get(f"/api/v1/deleted-groups/{branch.id}").status_code == 404
+            licence = client.get(f"/api/v1/licenses/{branch.licence_id}").json()
+            assert licence["usedUnits"] == branch.devices + branch.users
+    assert_invariants(db)

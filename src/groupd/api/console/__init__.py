@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from groupd.api.console import delete, pages, session
+from groupd.api.console import delete, pages, recycle, session
 from groupd.api.console.surface import CONSOLE
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint
@@ -57,6 +57,10 @@ def endpoints() -> list[Endpoint]:
         page("/console/operations", pages.operations_page),
         page("/console/operations/{id}", pages.operation_page),
         page("/console/operations/{id}/progress", pages.operation_progress),
+        page("/console/bin", recycle.bin_page),
+        page("/console/bin/{id}", recycle.entry_page),
+        action("/console/bin/{id}/restore", recycle.restore_entry, is_async=True),
+        action("/console/bin/{id}/purge", recycle.purge_entry, role="admin", is_async=True),
         page("/console/audit", pages.audit_page),
         page("/console/licences", pages.licences_page),
         page("/console/licences/{id}", pages.view_licence),

@@ -57,6 +57,7 @@ async def delete_subtree(req: ApiRequest) -> Response:
             release_units=form.get("release_units") == "on",
             precondition=Precondition(match=frozenset({version})),
             now=req.ctx.clock(),
+            retention_seconds=req.ctx.settings.retention_seconds,
         )
 
     plan = await req.transact(phase_one)

@@ -24,6 +24,7 @@ from groupd.errors import (
     DeleteRefused,
     GroupdError,
     PermissionDenied,
+    RestoreConflict,
     Unavailable,
 )
 from groupd.services import accounts
@@ -189,6 +190,21 @@ class ConsoleSurface:
             set_cookie(response, req, LOGIN_COOKIE, token, max_age=3600)
             clear_cookie(response, req, SESSION_COOKIE)
             return response
+        if isinstance(error, RestoreConflict) and req.account is not None:
+            # A refused restore: every conflict, and the form again with what was sent,
+            # so that a new parent or name can be given.
+            sent = form_of(req)
+            return render(
+                req,
+                "bin_refused.html",
+                status,
+                code=status,
+                error=error,
+                conflicts=error.extra.get("conflicts", []),
+                entry_id=req.path_params.get("id", ""),
+                parent_id=sent.get("parent_id", ""),
+                name=sent.get("name", ""),
+            )
         blockers = error.extra.get("blockers", []) if isinstance(error, DeleteRefused) else []
         response = render(
             req if req.account is not None else None,

@@ -136,6 +136,9 @@ function setUpProgress() {
       ended.textContent = " — ended";
       state.after(ended);
       document.getElementById("op-finished").textContent = "just now";
+      // The page as the server renders an ended operation: its outcome and links (the
+      // bin entry of a delete, the group a restore brought back, a refusal's conflicts).
+      window.location.reload();
       return;
     }
     window.setTimeout(tick, 500);
