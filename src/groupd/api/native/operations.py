@@ -158,7 +158,9 @@ def endpoints() -> list[Endpoint]:
                     "only operations in this state",
                     enum=["accepted", "running", "succeeded", "failed"],
                 ),
-                QueryParam("limit", "integer", "at most this many (1 to 1000)"),
+                QueryParam(
+                    "limit", "integer", "at most this many (1 to 1000)", minimum=1, maximum=1000
+                ),
             ],
         ),
         Endpoint(
