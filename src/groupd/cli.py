@@ -7,6 +7,8 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -257,6 +259,21 @@ def _client(url: str | None, token: str | None) -> Any:
     return GroupdClient(base, secret or "")
 
 
+@contextmanager
+def _api(url: str | None, token: str | None) -> Iterator[Any]:
+    """A client of the server's API for one command: an API error ends the command with
+    its message, and the connection is closed either way."""
+    from groupd.client import ApiError
+
+    client = _client(url, token)
+    try:
+        yield client
+    except ApiError as error:
+        _fail(str(error))
+    finally:
+        client.close()
+
+
 @groups_app.command("delete")
 def groups_delete(
     group_id: Annotated[str, typer.Argument(metavar="ID")],
@@ -269,10 +286,7 @@ def groups_delete(
     token: Annotated[str | None, typer.Option(help="API token (or GROUPD_TOKEN)")] = None,
 ) -> None:
     """Delete a group's subtree, showing progress until the operation ends."""
-    from groupd.client import ApiError
-
-    client = _client(url, token)
-    try:
+    with _api(url, token) as client:
         status, body = client.delete_group(
             group_id, release_units=release_units, dry_run=dry_run, wait=0 if not dry_run else 0
         )
@@ -285,10 +299,6 @@ def groups_delete(
             out.print(operation_id)
             return
         body = _follow(client, operation_id, body)
-    except ApiError as error:
-        _fail(str(error))
-    finally:
-        client.close()
     result = body.get("result") or {}
     if body["state"] != "succeeded":
         _fail(f"operation ended {body['state']}: {result}")
@@ -306,15 +316,8 @@ def operations_list(
     token: Annotated[str | None, TOKEN_OPTION] = None,
 ) -> None:
     """The tenant's operations, newest first."""
-    from groupd.client import ApiError
-
-    client = _client(url, token)
-    try:
+    with _api(url, token) as client:
         items = client.list_operations(state=state)
-    except ApiError as error:
-        _fail(str(error))
-    finally:
-        client.close()
     for item in items:
         groups = (item.get("progress") or {}).get("groups") or {}
         done = f"{groups.get('done', 0)}/{groups.get('total') or '?'} groups"
@@ -329,15 +332,8 @@ def operations_show(
     token: Annotated[str | None, TOKEN_OPTION] = None,
 ) -> None:
     """One operation: its state, progress and result."""
-    from groupd.client import ApiError
-
-    client = _client(url, token)
-    try:
+    with _api(url, token) as client:
         body = client.get_operation(operation_id)
-    except ApiError as error:
-        _fail(str(error))
-    finally:
-        client.close()
     _print_operation(body)
 
 
@@ -349,18 +345,11 @@ def operations_resume(
     token: Annotated[str | None, TOKEN_OPTION] = None,
 ) -> None:
     """Resume a failed operation (admin) and follow it to the end."""
-    from groupd.client import ApiError
-
-    client = _client(url, token)
-    try:
+    with _api(url, token) as client:
         body = client.resume_operation(operation_id)
         err.print(f"operation {operation_id} accepted again")
         if not no_wait:
             body = _follow(client, operation_id, body)
-    except ApiError as error:
-        _fail(str(error))
-    finally:
-        client.close()
     _print_operation(body)
     if not no_wait and body["state"] != "succeeded":
         raise typer.Exit(1)
@@ -373,15 +362,8 @@ def bin_list(
     token: Annotated[str | None, TOKEN_OPTION] = None,
 ) -> None:
     """The deleted subtrees waiting in the bin, newest first."""
-    from groupd.client import ApiError
-
-    client = _client(url, token)
-    try:
+    with _api(url, token) as client:
         page = client.list_deleted(limit=limit)
-    except ApiError as error:
-        _fail(str(error))
-    finally:
-        client.close()
     table = Table(title="Recycle bin")
     table.add_column("id", no_wrap=True)
     for column in ("name", "path", "deleted", "by", "purged", "groups", "objects"):
@@ -441,17 +423,10 @@ def bin_purge(
     token: Annotated[str | None, TOKEN_OPTION] = None,
 ) -> None:
     """Remove a deleted subtree for good now (admin), showing progress until it ends."""
-    from groupd.client import ApiError
-
-    client = _client(url, token)
-    try:
+    with _api(url, token) as client:
         body = client.purge_deleted(group_id, wait=0)
         err.print(f"purge accepted: operation {body['id']}")
         body = _follow(client, body["id"], body)
-    except ApiError as error:
-        _fail(str(error))
-    finally:
-        client.close()
     result = body.get("result") or {}
     if body["state"] != "succeeded":
         _fail(f"operation ended {body['state']}: {result}")

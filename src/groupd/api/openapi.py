@@ -45,6 +45,21 @@ REASONS = {
 }
 
 
+# A query or header parameter's bounds, as the OpenAPI keywords that state them.
+_PARAMETER_KEYWORDS = (
+    ("enum", "enum"),
+    ("minimum", "minimum"),
+    ("maximum", "maximum"),
+    ("format", "format"),
+    ("pattern", "pattern"),
+    ("min_length", "minLength"),
+    ("max_length", "maxLength"),
+    ("items", "items"),
+    ("min_items", "minItems"),
+    ("max_items", "maxItems"),
+)
+
+
 def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     documented = [e for e in endpoints if e.document]
     types: set[Any] = set()
@@ -163,26 +178,10 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     for where, items in (("query", endpoint.query), ("header", endpoint.headers)):
         for item in items:
             schema: dict[str, Any] = {"type": item.type}
-            if item.enum:
-                schema["enum"] = item.enum
-            if item.minimum is not None:
-                schema["minimum"] = item.minimum
-            if item.maximum is not None:
-                schema["maximum"] = item.maximum
-            if item.format is not None:
-                schema["format"] = item.format
-            if item.pattern is not None:
-                schema["pattern"] = item.pattern
-            if item.min_length is not None:
-                schema["minLength"] = item.min_length
-            if item.max_length is not None:
-                schema["maxLength"] = item.max_length
-            if item.items is not None:
-                schema["items"] = item.items
-            if item.min_items is not None:
-                schema["minItems"] = item.min_items
-            if item.max_items is not None:
-                schema["maxItems"] = item.max_items
+            for attribute, keyword in _PARAMETER_KEYWORDS:
+                value = getattr(item, attribute)
+                if value is not None and value != []:
+                    schema[keyword] = value
             params.append(
                 {
                     "name": item.name,
