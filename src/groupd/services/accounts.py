@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -223,13 +224,18 @@ def list_accounts(uow: UnitOfWork, *, actor: Actor) -> list[AccountView]:
     return [view_of_account(a) for a in rows]
 
 
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash with ``hasher``'s parameters, made at its first use rather than at import:
+    every process that imports groupd (each CLI command, each server) would otherwise
+    spend a whole argon2 hash on it before doing anything."""
+    return hasher.hash("not-a-real-password")
 
 
 def equalise_hash_cost(password: str) -> None:
     """Spend what checking a password costs: an unknown username costs as much as a
     wrong password, so usernames cannot be probed by timing."""
-    verify_hash(_DUMMY_HASH, password)
+    verify_hash(_dummy_hash(_hasher), password)
 
 
 def verify_hash(password_hash: str, password: str) -> bool:
