@@ -35,7 +35,14 @@ from sqlalchemy import create_engine, text
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from conftest import PASSWORD, TABLES, TenantFixture, make_settings, seed_tenant
+from conftest import (
+    PASSWORD,
+    TABLES,
+    TenantFixture,
+    empty_pg_tables,
+    make_settings,
+    seed_tenant,
+)
 from groupd.api.app import create_app
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint
@@ -366,7 +373,7 @@ def _database_url(kind: str, tmp: Path, request: Any) -> str:
     url: str = request.getfixturevalue("pg_url")
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        empty_pg_tables(connection)
     engine.dispose()
     return url
 
