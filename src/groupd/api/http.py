@@ -59,6 +59,30 @@ def encode(payload: Any) -> bytes:
     return _encoder.encode(payload)
 
 
+class EncodedResponse(Response):
+    """A response whose body is encoded already, its header list written directly:
+    Starlette's ``init_headers`` re-encodes and searches the given headers on every
+    answer (decision 0075). The same messages go out."""
+
+    def __init__(
+        self, body: bytes, status: int, media_type: str, headers: dict[str, str] | None
+    ) -> None:
+        self.status_code = status
+        self.media_type = media_type
+        self.background = None
+        self.body = body
+        raw: list[tuple[bytes, bytes]] = []
+        if headers:
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            if any(name in (b"content-length", b"content-type") for name, _ in raw):
+                self.init_headers(headers)  # the caller chose them: Starlette's way
+                return
+        if not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        raw.append((b"content-type", media_type.encode("latin-1")))
+        self.raw_headers = raw
+
+
 def json_response(
     payload: Any,
     status: int = 200,
@@ -66,7 +90,9 @@ def json_response(
     headers: dict[str, str] | None = None,
     media_type: str = "application/json",
 ) -> Response:
-    return Response(encode(payload), status_code=status, headers=headers, media_type=media_type)
+    if media_type.startswith("text/"):  # a charset to add: Starlette's way
+        return Response(encode(payload), status, headers, media_type)
+    return EncodedResponse(encode(payload), status, media_type, headers)
 
 
 class Surface(Protocol):
