@@ -245,4 +245,3 @@ def _route_of(scope: Scope) -> str:
         # the declared path, as the OpenAPI document names it (``{id}``, not ``{id:segment}``)
         name = _ROUTE_NAMES[path] = path.replace(":segment}", "}")
     return name
-

@@ -37,6 +37,8 @@ _CREDENTIAL_NAMES = tuple(name.encode() for name in CREDENTIAL_HEADERS)
 _CREDENTIAL_SET = frozenset(_CREDENTIAL_NAMES)
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
 STORAGE_RETRY_SECONDS = 5.0
+
+
 class InProcessWindow:
     """A moving window of ``amount`` hits per ``seconds`` per key, in this process's memory:
     the times of each key's last ``amount`` hits; a hit is allowed when fewer than

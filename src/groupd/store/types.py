@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,6 +70,19 @@ class UTCDateTime(TypeDecorator[datetime]):
             return EPOCH + int(value) * MICROSECOND
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
+    def text_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
+        """The driver's value straight to the APIs' text (ISO 8601, ``Z``), as
+        ``process_result_value`` and then ``isoformat`` would give it."""
+        sqlite = dialect.name == "sqlite"
+
+        def process(value: Any) -> str | None:
+            if value is None:
+                return None
+            moment = EPOCH + int(value) * MICROSECOND if sqlite else value.astimezone(UTC)
+            return moment.isoformat().replace("+00:00", "Z")  # type: ignore[no-any-return]
+
+        return process
+
 
 class UuidKey(TypeDecorator[uuid.UUID]):
     """A uuid: PostgreSQL's own type; on SQLite its 16 bytes, as a BLOB.
@@ -99,3 +113,17 @@ class UuidKey(TypeDecorator[uuid.UUID]):
         if value is None or dialect.name != "sqlite":
             return value  # type: ignore[no-any-return]
         return uuid.UUID(bytes=bytes(value))
+
+    def text_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
+        """The driver's value straight to its canonical text (``str(uuid)``), without
+        making a ``UUID`` on SQLite."""
+        if dialect.name != "sqlite":
+            return lambda value: None if value is None else str(value)
+
+        def process(value: Any) -> str | None:
+            if value is None:
+                return None
+            h = bytes(value).hex()
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+        return process
