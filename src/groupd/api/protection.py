@@ -65,7 +65,7 @@ class InProcessWindow:
             hits = self._hits.get(key)
             if hits is None:
                 hits = self._hits[key] = deque(maxlen=self.amount)
-            elif len(hits) == self.amount and hits[0] > now - self.seconds:
+            elif len(hits) == self.amount and hits[0] >= now - self.seconds:
                 return False
             hits.append(now)  # the oldest falls out: only the last ``amount`` matter
             return True

@@ -226,8 +226,12 @@ def list_groups(
     name_contains: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    as_text: bool = False,
 ) -> Page:
-    """Live groups of the tenant, filtered, in key order, one page at a time (keyset)."""
+    """Live groups of the tenant, filtered, in key order, one page at a time (keyset).
+
+    ``as_text``: the usual page (a group's children) holds ``GroupText`` items, read as
+    the APIs write them (decision 0075); any other page holds ``GroupView`` items."""
     check_limit(limit)
     after = decode_cursor(cursor)
     parent: int | None = None
@@ -239,7 +243,8 @@ def list_groups(
         (parent,) = found
         if kind is name is agent_id is None and not name_contains and not value_types:
             # The usual page, a group's children: a prepared statement.
-            children = _CHILDREN_PAGE.all(
+            statement = _CHILDREN_PAGE_TEXT if as_text else _CHILDREN_PAGE
+            children = statement.all(
                 uow,
                 {
                     "tenant_id": actor.tenant_id,
@@ -248,6 +253,10 @@ def list_groups(
                     "limit": limit + 1,
                 },
             )
+            if as_text:
+                texts = [GroupText(*row) for row in children[:limit]]
+                more = len(children) > limit
+                return Page(texts, encode_cursor(texts[-1].id) if more else None)
             return _page(children, limit)
     # Built only off the fast path: writing a select() costs more than running one.
     query = _view_query().where(
@@ -294,6 +303,7 @@ _CHILDREN_PAGE = Prepared(
     .order_by(Group.id)
     .limit(bindparam("limit"))
 )
+_CHILDREN_PAGE_TEXT = Prepared(_CHILDREN_PAGE.statement, as_text=True)
 
 
 def get_root(uow: UnitOfWork, *, actor: Actor) -> GroupView:

@@ -73,10 +73,13 @@ def list_groups(req: ApiRequest) -> Response:
         name=req.query_str("name"),
         limit=limit,
         cursor=cursor,
+        as_text=True,
     )
-    return json_response(
-        s.GroupPage(items=[render.group(v) for v in page.items], next_cursor=page.next_cursor)
-    )
+    items = [
+        render.group_text(v) if isinstance(v, groups.GroupText) else render.group(v)
+        for v in page.items
+    ]
+    return json_response(s.GroupPage(items=items, next_cursor=page.next_cursor))
 
 
 def update_group(req: ApiRequest) -> Response:
