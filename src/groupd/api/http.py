@@ -172,7 +172,7 @@ class RequestHeaders(Headers):
     def __contains__(self, key: Any) -> bool:
         return isinstance(key, str) and key.lower().encode("latin-1") in self._first
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         value = self._first.get(key.lower().encode("latin-1"))
         return default if value is None else value
 

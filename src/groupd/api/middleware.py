@@ -6,9 +6,10 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -131,7 +132,7 @@ class FastRoutes:
             (i for i, route in enumerate(leading) if _fast_handler(route) is not None),
             default=-1,
         )
-        self.table = [
+        self.table: list[tuple[re.Pattern[str], Collection[str], Route, FastHandler | None]] = [
             (route.path_regex, route.methods or frozenset(), route, _fast_handler(route))
             for route in leading[: last + 1]
         ]
