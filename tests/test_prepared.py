@@ -83,6 +83,55 @@ def test_rows_are_what_sqlalchemy_gives(db: Database, acme: TenantFixture) -> No
     assert_invariants(db)
 
 
+def test_rows_read_as_text_are_the_objects_as_the_apis_write_them(
+    db: Database, acme: TenantFixture
+) -> None:
+    """``as_text`` (decision 0075): the group GET and the children page give the uuids
+    and times as ``str`` and ``isoformat`` (with ``Z``) give them, every other column as
+    the object path gives it; a moment with no microseconds and one before 1970 too."""
+    now = datetime.now(UTC)
+    actor = accounts.account_actor(_account(db, acme, now), request_id="t", source=None)
+    moments = [now, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), datetime(1969, 7, 20, tzinfo=UTC)]
+    with transaction(db) as uow:
+        made = [
+            groups.create_group(
+                uow,
+                actor=actor,
+                spec=groups.GroupSpec(name=f"t{n}", parent_uuid=uuid.UUID(acme.root_id)),
+                now=moment,
+            )
+            for n, moment in enumerate(moments)
+        ]
+    with db.unit_of_work(write=False) as uow:
+        root = groups.get_group(uow, actor=actor, group_id=acme.root_id)
+        for view in made:
+            params = {"group_uuid": view.uuid, "tenant_id": acme.id}
+            objects = group_views._GET_LIVE_GROUP.one_or_none(uow, params)
+            texts = group_views._GET_LIVE_GROUP_TEXT.one_or_none(uow, params)
+            assert objects is not None and texts is not None
+            assert texts == _as_text(objects)
+        page = {"tenant_id": acme.id, "after": 0, "parent": root.id, "limit": 100}
+        objects_page = group_views._CHILDREN_PAGE.all(uow, page)
+        texts_page = group_views._CHILDREN_PAGE_TEXT.all(uow, page)
+    assert len(objects_page) >= 3
+    assert texts_page == [_as_text(row) for row in objects_page]
+    with db.unit_of_work(write=False) as uow:
+        listed = groups.list_groups(uow, actor=actor, parent_id=acme.root_id, as_text=True)
+    assert {item.name for item in listed.items} >= {"t0", "t1", "t2"}
+    assert all(isinstance(item, group_views.GroupText) for item in listed.items)
+
+
+def _as_text(row: tuple[object, ...]) -> tuple[object, ...]:
+    def text_of(value: object) -> object:
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, datetime):
+            return value.isoformat().replace("+00:00", "Z")
+        return value
+
+    return tuple(text_of(value) for value in row)
+
+
 def _account(db: Database, acme: TenantFixture, now: datetime) -> accounts.AccountView:
     with db.unit_of_work(write=False) as uow:
         return accounts.resolve_token(uow, secret=acme.admin.token, kinds=("api",), now=now)

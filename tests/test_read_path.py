@@ -12,10 +12,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from sqlalchemy import text
@@ -171,3 +173,63 @@ def test_a_cached_token_still_meets_each_route_s_kinds_and_roles(
         with transaction(db) as uow:
             rows = uow.connection.execute(text("SELECT count(*) FROM groups WHERE name = 'x'"))
             assert rows.scalar_one() == 0
+
+
+def _ahead(_: ApiRequest) -> Response:
+    return Response(b"ahead", status_code=299)
+
+
+def test_the_hot_reads_keep_the_route_table_s_order(
+    db: Database, settings: Settings, acme: TenantFixture, check_invariants: None
+) -> None:
+    """The hot reads are served by the app's request layer straight from the route table
+    (decision 0075): a route ahead of them that serves the same path still wins, as it
+    does in Starlette's router, and a method the hot route lacks still takes the usual way."""
+    context = AppContext.create(settings, db=db)
+    app = create_app(context=context, start_worker=False)
+    ahead = Endpoint("GET", "/api/v1/groups/{id}", _ahead, NATIVE, role=None, document=False)
+    app.router.routes.insert(0, build_route(ahead, context))
+    with TestClient(app) as client:
+        headers = acme.viewer.headers
+        answer = client.get(f"/api/v1/groups/{acme.root_id}", headers=headers)
+        assert (answer.status_code, answer.content) == (299, b"ahead")
+        assert answer.headers["request-id"]
+        # a HEAD and a DELETE go through Starlette's router, as before
+        assert client.head(f"/api/v1/groups/{acme.root_id}", headers=headers).status_code == 299
+        assert client.put(f"/api/v1/groups/{acme.root_id}", headers=headers).status_code == 405
+
+
+def test_a_hot_read_is_counted_and_logged_as_any_request(
+    db: Database,
+    settings: Settings,
+    acme: TenantFixture,
+    check_invariants: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    context = AppContext.create(settings, db=db)
+    path = f"/api/v1/groups/{acme.root_id}"
+    with TestClient(create_app(context=context, start_worker=False)) as client:
+        with caplog.at_level("INFO", logger="groupd.access"):
+            answers = [client.get(path, headers=acme.viewer.headers) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        ids = [a.headers["request-id"] for a in answers]
+        assert len(set(ids)) == 3 and all(uuid.UUID(i).version == 4 for i in ids)
+        assert answers[0].headers["etag"] and answers[0].headers["content-type"] == (
+            "application/json"
+        )
+        lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "groupd.access"]
+        assert [(line["requestId"], line["route"], line["status"]) for line in lines] == [
+            (i, "/api/v1/groups/{id}", 200) for i in ids
+        ]
+        metrics = client.get("/metrics").text
+    labels = 'method="GET",route="/api/v1/groups/{id}"'
+    assert f'groupd_http_requests_total{{{labels},status="200"}} 3.0' in metrics
+    assert f"groupd_http_request_seconds_count{{{labels}}} 3.0" in metrics
+    assert f'groupd_http_request_seconds_bucket{{le="+Inf",{labels}}} 3.0' in metrics
+    buckets = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("groupd_http_request_seconds_bucket{") and labels in line
+    ]
+    assert len(buckets) == 14 and buckets == sorted(buckets), buckets  # cumulative
+    assert f"groupd_http_request_seconds_created{{{labels}}}" in metrics

@@ -12,16 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from groupd.api import console, docs
 from groupd.api.context import AppContext
 from groupd.api.http import Endpoint, build_route, json_response
-from groupd.api.middleware import Metrics, RequestContextMiddleware
+from groupd.api.middleware import FastRoutes, Metrics, RequestContext
 from groupd.api.native import accounts as native_accounts
 from groupd.api.native import audit as native_audit
 from groupd.api.native import bin as native_bin
@@ -73,12 +72,28 @@ def _dialect_endpoints() -> list[Endpoint]:
     return endpoints
 
 
+class GroupdApp(Starlette):
+    """Starlette with groupd's one request layer outermost: it gives every request its id,
+    access line and metrics, and serves the hot reads straight from the route table
+    (``FastRoutes``, decision 0075); everything else goes through Starlette's layers."""
+
+    def __init__(self, *, metrics: Metrics, **options: Any) -> None:
+        self.metrics = metrics
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Built on the first request, so routes added after ``create_app`` count too.
+        stack = super().build_middleware_stack()
+        fast = FastRoutes(self.router.routes) if self.max_body_size is None else None
+        return RequestContext(stack, self.metrics, fast)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     context: AppContext | None = None,
     start_worker: bool | None = None,
-) -> Starlette:
+) -> GroupdApp:
     settings = settings or (context.settings if context else get_settings())
     ctx = context or AppContext.create(settings)
     metrics = Metrics()
@@ -182,9 +197,9 @@ def create_app(
             if run_worker:
                 ctx.worker.stop()
 
-    app = Starlette(
+    app = GroupdApp(
+        metrics=metrics,
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, metrics=metrics)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

@@ -32,6 +32,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope
 
 from groupd.errors import (
     AuthenticationFailed,
@@ -58,6 +59,30 @@ def encode(payload: Any) -> bytes:
     return _encoder.encode(payload)
 
 
+class EncodedResponse(Response):
+    """A response whose body is encoded already, its header list written directly:
+    Starlette's ``init_headers`` re-encodes and searches the given headers on every
+    answer (decision 0075). The same messages go out."""
+
+    def __init__(
+        self, body: bytes, status: int, media_type: str, headers: dict[str, str] | None
+    ) -> None:
+        self.status_code = status
+        self.media_type = media_type
+        self.background = None
+        self.body = body
+        raw: list[tuple[bytes, bytes]] = []
+        if headers:
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            if any(name in (b"content-length", b"content-type") for name, _ in raw):
+                self.init_headers(headers)  # the caller chose them: Starlette's way
+                return
+        if not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        raw.append((b"content-type", media_type.encode("latin-1")))
+        self.raw_headers = raw
+
+
 def json_response(
     payload: Any,
     status: int = 200,
@@ -65,7 +90,9 @@ def json_response(
     headers: dict[str, str] | None = None,
     media_type: str = "application/json",
 ) -> Response:
-    return Response(encode(payload), status_code=status, headers=headers, media_type=media_type)
+    if media_type.startswith("text/"):  # a charset to add: Starlette's way
+        return Response(encode(payload), status, headers, media_type)
+    return EncodedResponse(encode(payload), status, media_type, headers)
 
 
 class Surface(Protocol):
@@ -124,19 +151,50 @@ class Endpoint:
     inline: bool = False
 
 
+class RequestHeaders(Headers):
+    """Starlette's request headers, read in one pass: a lookup is a dict's, not a scan
+    of the list with the name lowered again (a request asks for several)."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope=scope)
+        first: dict[bytes, str] = {}
+        for name, value in self._list:
+            if name not in first:
+                first[name] = value.decode("latin-1")
+        self._first = first
+
+    def __getitem__(self, key: str) -> str:
+        value = self._first.get(key.lower().encode("latin-1"))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and key.lower().encode("latin-1") in self._first
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._first.get(key.lower().encode("latin-1"))
+        return default if value is None else value
+
+
 class ApiRequest:
     """What a handler sees: the HTTP request, the caller, and its unit of work."""
 
-    def __init__(self, request: Request, endpoint: Endpoint, ctx: AppContext, body: bytes) -> None:
-        self.request = request
+    def __init__(
+        self, scope: Scope, receive: Receive, endpoint: Endpoint, ctx: AppContext, body: bytes
+    ) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._request: Request | None = None
         self.endpoint = endpoint
         self.ctx = ctx
         self.body = body
-        self.headers: Headers = request.headers
-        self.path_params: dict[str, str] = request.path_params
-        self.request_id: str = request.scope.get("state", {}).get("request_id", "")
-        client = request.client
-        self.client_ip = client.host if client else "unknown"
+        self.headers: Headers = RequestHeaders(scope)
+        self.path_params: dict[str, str] = scope.get("path_params") or {}
+        state = scope.get("state")
+        self.request_id: str = state.get("request_id", "") if state else ""
+        client = scope.get("client")
+        self.client_ip = client[0] if client else "unknown"
         self.account: accounts.AccountView | None = None
         self.actor_source: str | None = None
         self._actor: tuple[tuple[accounts.AccountView, str | None], Actor] | None = None
@@ -144,6 +202,14 @@ class ApiRequest:
         self._query: dict[str, list[str]] | None = None
         self.rate_counted = False  # the rate limiter counted this request already
         self.now: datetime = ctx.clock()
+
+    @property
+    def request(self) -> Request:
+        """Starlette's request object, made when a handler asks for it (its URL, its
+        cookies): the hot reads never do."""
+        if self._request is None:
+            self._request = Request(self.scope, self._receive)
+        return self._request
 
     # the caller -----------------------------------------------------------------------
     @property
@@ -167,7 +233,7 @@ class ApiRequest:
     @property
     def query(self) -> dict[str, list[str]]:
         if self._query is None:
-            raw = self.request.scope.get("query_string", b"").decode("latin-1")
+            raw = self.scope.get("query_string", b"").decode("latin-1")
             if self.endpoint.raw_query:
                 raw = raw.replace(";", "&")
             try:
@@ -413,9 +479,15 @@ def parse_basic(header_value: str) -> tuple[str, str]:
     return username, password
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is None and "transfer-encoding" not in request.headers:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared: bytes | None = None
+    chunked = False
+    for name, value in scope["headers"]:  # one pass, for the two headers that announce one
+        if name == b"content-length":
+            declared = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    if declared is None and not chunked:
         return b""  # no body announced (a GET, say): nothing to read
     if declared is not None:
         try:
@@ -425,7 +497,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise InvalidInput("Content-Length is not a number") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in Request(scope, receive).stream():
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
@@ -537,12 +609,12 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
             uow.commit()
         req._uow = None
 
-    async def asgi_endpoint(request: Request) -> Response:
+    async def respond(scope: Scope, receive: Receive) -> Response:
         req: ApiRequest | None = None
         deadline = time.monotonic() + budget
         try:
-            body = await read_body(request, settings.max_body_bytes)
-            req = ApiRequest(request, endpoint, ctx, body)
+            body = await read_body(scope, receive, settings.max_body_bytes)
+            req = ApiRequest(scope, receive, endpoint, ctx, body)
             if endpoint.is_async:
                 await run_in_threadpool(authenticate_only, req, deadline)
                 handler: Callable[[ApiRequest], Awaitable[Response]] = endpoint.handler
@@ -554,12 +626,18 @@ def build_route(endpoint: Endpoint, ctx: AppContext) -> Route:
             return await run_in_threadpool(run_sync, req, deadline)
         except GroupdError as error:
             if req is None:
-                req = ApiRequest(request, endpoint, ctx, b"")
+                req = ApiRequest(scope, receive, endpoint, ctx, b"")
             return surface.render_error(error, req)
         except Exception:
             log.exception("unhandled error in %s %s", endpoint.method, endpoint.path)
             if req is None:
-                req = ApiRequest(request, endpoint, ctx, b"")
+                req = ApiRequest(scope, receive, endpoint, ctx, b"")
             return surface.render_internal_error(req)
 
+    async def asgi_endpoint(request: Request) -> Response:
+        return await respond(request.scope, request.receive)
+
+    if endpoint.inline:
+        # A hot read: the app's request layer calls it directly (api/middleware.py).
+        asgi_endpoint.fast_handler = respond  # type: ignore[attr-defined]
     return Route(route_path(endpoint.path), asgi_endpoint, methods=[endpoint.method], name=None)

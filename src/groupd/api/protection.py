@@ -11,11 +11,11 @@ import logging
 import math
 import threading
 import time
-import weakref
+from collections import deque
 from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from groupd.errors import RateLimited, Unavailable
@@ -34,40 +34,55 @@ log = logging.getLogger("groupd.api")
 # user from one address shares one bucket.
 CREDENTIAL_HEADERS = ("authorization", "sessionid", "token", "username", "cookie")
 _CREDENTIAL_NAMES = tuple(name.encode() for name in CREDENTIAL_HEADERS)
+_CREDENTIAL_SET = frozenset(_CREDENTIAL_NAMES)
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
 STORAGE_RETRY_SECONDS = 5.0
-# How often expired entries of the in-process counters are dropped. limits itself does it
-# every 10 ms; each pass copies every client's list of hits, and an entry kept a little
-# longer only takes memory (the window's check reads the entries' own times).
-EXPIRY_INTERVAL_SECONDS = 0.1
 
 
-class InProcessStorage(MemoryStorage):
-    """limits' in-memory storage, its expired entries dropped by one long-lived thread.
-
-    The library starts a new timer thread every 10 ms while hits arrive, and starting a
-    thread waits until it runs: on a busy core that wait was the largest cost of a fast
-    request, and in the event loop it would stall every request (decision 0073). The
-    counting is the library's, unchanged.
+class InProcessWindow:
+    """A moving window of ``amount`` hits per ``seconds`` per key, in this process's memory:
+    the times of each key's last ``amount`` hits; a hit is allowed when fewer than
+    ``amount`` of them fall in the last ``seconds``. The same rule as limits' moving window,
+    without its per-hit key string, lock per key and growing lists: the counter is checked
+    on every request, in the event loop for the hot reads (decision 0075). Keys idle for
+    a whole window are dropped at most once per window, by the hit that finds it due.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        reference = weakref.ref(self)
+    def __init__(self, amount: int, seconds: float) -> None:
+        self.amount = amount
+        self.seconds = seconds
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._sweep_at = time.monotonic() + seconds
 
-        def expire() -> None:
-            while True:
-                time.sleep(EXPIRY_INTERVAL_SECONDS)
-                storage = reference()
-                if storage is None:  # the limiter is gone (tests make many)
-                    return
-                storage._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-                del storage
+    def hit(self, key: str) -> bool:
+        if self.amount <= 0:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._sweep_at:
+                self._sweep(now)
+            hits = self._hits.get(key)
+            if hits is None:
+                hits = self._hits[key] = deque(maxlen=self.amount)
+            elif len(hits) == self.amount and hits[0] >= now - self.seconds:
+                return False
+            hits.append(now)  # the oldest falls out: only the last ``amount`` matter
+            return True
 
-        threading.Thread(target=expire, name="groupd-rate-limit-expiry", daemon=True).start()
+    def retry_after(self, key: str) -> int:
+        """Whole seconds until ``key`` may hit again (at least 1)."""
+        with self._lock:
+            hits = self._hits.get(key)
+            if not hits or len(hits) < self.amount:
+                return 1 if self.amount > 0 else math.ceil(self.seconds)
+            return max(1, math.ceil(hits[0] + self.seconds - time.monotonic()))
 
-    def _MemoryStorage__schedule_expiry(self) -> None:
-        """The library's per-hit scheduling: nothing to do, the thread above runs."""
+    def _sweep(self, now: float) -> None:
+        idle = [key for key, hits in self._hits.items() if hits[-1] <= now - self.seconds]
+        for key in idle:
+            del self._hits[key]
+        self._sweep_at = now + self.seconds
 
 
 class MaintenanceGate:
@@ -115,7 +130,7 @@ class RateLimiter:
             )
             assert isinstance(storage, Storage), "a redis:// URL gives a synchronous storage"
             self.shared = MovingWindowRateLimiter(storage)
-        self.local = MovingWindowRateLimiter(InProcessStorage())
+        self.local = InProcessWindow(self.limit.amount, self.limit.get_expiry())
         self._shared_down_until = float("-inf")
 
     @property
@@ -126,8 +141,8 @@ class RateLimiter:
     def key(self, req: ApiRequest) -> str:
         # One pass over the raw headers (each ``headers.get`` is a pass of its own).
         found: dict[bytes, bytes] = {}
-        for name, value in req.request.scope["headers"]:
-            if name in _CREDENTIAL_NAMES:
+        for name, value in req.scope["headers"]:
+            if name in _CREDENTIAL_SET:
                 found.setdefault(name, value)
         credential = b"\x00".join(found.get(name, b"") for name in _CREDENTIAL_NAMES)
         digest = hashlib.sha256(credential).hexdigest()[:32]
@@ -142,25 +157,31 @@ class RateLimiter:
         if not self.enabled:
             return
         key = self.key(req)
-        limiter = self._limiter()
-        try:
-            allowed = limiter.hit(self.limit, self.prefix, key)
-        except Exception as error:  # any storage failure: count locally instead
-            self._shared_failed(error)
-            limiter = self.local
-            allowed = limiter.hit(self.limit, self.prefix, key)
-        if allowed:
-            return
-        retry_after = self._retry_after(limiter, key)
+        shared = self._shared()
+        if shared is None:
+            if self.local.hit(key):
+                return
+            retry_after = self.local.retry_after(key)
+        else:
+            try:
+                if shared.hit(self.limit, self.prefix, key):
+                    return
+                retry_after = self._retry_after(shared, key)
+            except Exception as error:  # any storage failure: count locally instead
+                self._shared_failed(error)
+                if self.local.hit(key):
+                    return
+                retry_after = self.local.retry_after(key)
         raise RateLimited(
             f"rate limit of {self.limit.amount} requests per "
             f"{self.limit.get_expiry()} s reached; retry in {retry_after} s",
             retry_after=retry_after,
         )
 
-    def _limiter(self) -> MovingWindowRateLimiter:
+    def _shared(self) -> MovingWindowRateLimiter | None:
+        """The shared counters, unless there are none or they failed a moment ago."""
         if self.shared is None or time.monotonic() < self._shared_down_until:
-            return self.local
+            return None
         return self.shared
 
     def _shared_failed(self, error: Exception) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, select
@@ -155,6 +155,40 @@ _GET_LIVE_GROUP = Prepared(
 )
 
 
+class GroupText(NamedTuple):
+    """A live group as ``GroupView`` has it, its uuids and times already the APIs' text:
+    the hot read of one group, written out as it comes (decision 0075)."""
+
+    id: int
+    uuid: str
+    parent_uuid: str | None
+    kind: str
+    name: str
+    description: str
+    value_type: str | None
+    values: list[str] | None
+    agent_id: str | None
+    linked_type: str | None
+    linked_ref: str | None
+    protected: bool
+    version: int
+    depth: int
+    created_at: str
+    updated_at: str
+
+
+_GET_LIVE_GROUP_TEXT = Prepared(_GET_LIVE_GROUP.statement, as_text=True)
+
+
+def get_group_text(uow: UnitOfWork, *, actor: Actor, group_id: str) -> GroupText:
+    """``get_group`` for a face that writes the group straight out."""
+    key = parse_uuid(group_id, what="group")
+    row = _GET_LIVE_GROUP_TEXT.one_or_none(uow, {"group_uuid": key, "tenant_id": actor.tenant_id})
+    if row is None:
+        raise NotFound(f"no group '{group_id}'")
+    return GroupText(*row)
+
+
 def get_group(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) -> GroupView:
     """One live group of the actor's tenant."""
     key = group_id if isinstance(group_id, UUID) else parse_uuid(group_id, what="group")
@@ -192,8 +226,12 @@ def list_groups(
     name_contains: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    as_text: bool = False,
 ) -> Page:
-    """Live groups of the tenant, filtered, in key order, one page at a time (keyset)."""
+    """Live groups of the tenant, filtered, in key order, one page at a time (keyset).
+
+    ``as_text``: the usual page (a group's children) holds ``GroupText`` items, read as
+    the APIs write them (decision 0075); any other page holds ``GroupView`` items."""
     check_limit(limit)
     after = decode_cursor(cursor)
     parent: int | None = None
@@ -205,7 +243,8 @@ def list_groups(
         (parent,) = found
         if kind is name is agent_id is None and not name_contains and not value_types:
             # The usual page, a group's children: a prepared statement.
-            children = _CHILDREN_PAGE.all(
+            statement = _CHILDREN_PAGE_TEXT if as_text else _CHILDREN_PAGE
+            children = statement.all(
                 uow,
                 {
                     "tenant_id": actor.tenant_id,
@@ -214,6 +253,10 @@ def list_groups(
                     "limit": limit + 1,
                 },
             )
+            if as_text:
+                texts = [GroupText(*row) for row in children[:limit]]
+                more = len(children) > limit
+                return Page(texts, encode_cursor(texts[-1].id) if more else None)
             return _page(children, limit)
     # Built only off the fast path: writing a select() costs more than running one.
     query = _view_query().where(
@@ -260,6 +303,7 @@ _CHILDREN_PAGE = Prepared(
     .order_by(Group.id)
     .limit(bindparam("limit"))
 )
+_CHILDREN_PAGE_TEXT = Prepared(_CHILDREN_PAGE.statement, as_text=True)
 
 
 def get_root(uow: UnitOfWork, *, actor: Actor) -> GroupView:

@@ -20,6 +20,9 @@ from groupd.services.common import (
     parse_uuid,
 )
 from groupd.services.group_views import (  # re-exported: callers read groups here
+    GroupText as GroupText,
+)
+from groupd.services.group_views import (
     GroupView as GroupView,
 )
 from groupd.services.group_views import (
@@ -36,6 +39,9 @@ from groupd.services.group_views import (
 )
 from groupd.services.group_views import (
     get_group_by_name as get_group_by_name,
+)
+from groupd.services.group_views import (
+    get_group_text as get_group_text,
 )
 from groupd.services.group_views import (
     list_groups as list_groups,

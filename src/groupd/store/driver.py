@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,24 +68,32 @@ class Deadline:
 deadline_var: ContextVar[Deadline | None] = ContextVar("groupd_db_deadline", default=None)
 
 
-@contextmanager
-def request_deadline(
-    at: float, budget_seconds: float, *, cpu_seconds: float = 0.0
-) -> Iterator[None]:
+class request_deadline:
     """Bound the database work started in this block (in this thread or task) so that it
     ends by ``at`` (a ``time.monotonic()`` value), and with ``cpu_seconds``, once it has
     held this thread that long and then used as much processor time, or waited that long
     for a lock (SQLite); past either, statements fail with ``Unavailable``
-    (``time_budget_exceeded``)."""
-    if cpu_seconds:
-        deadline = Deadline(at, budget_seconds, cpu_seconds, time.monotonic() + cpu_seconds)
-    else:
-        deadline = Deadline(at, budget_seconds)
-    token = deadline_var.set(deadline)
-    try:
-        yield
-    finally:
-        deadline_var.reset(token)
+    (``time_budget_exceeded``). A class rather than a generator: every request enters
+    one (decision 0075)."""
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, at: float, budget_seconds: float, *, cpu_seconds: float = 0.0) -> None:
+        if cpu_seconds:
+            self._deadline = Deadline(
+                at, budget_seconds, cpu_seconds, time.monotonic() + cpu_seconds
+            )
+        else:
+            self._deadline = Deadline(at, budget_seconds)
+        self._token: Token[Deadline | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = deadline_var.set(self._deadline)
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            deadline_var.reset(self._token)
+            self._token = None
 
 
 def budget_exceeded(deadline: Deadline) -> Unavailable:

@@ -48,9 +48,19 @@ class Prepared:
     # Every prepared statement made, so the tests can compile each on both databases.
     made: ClassVar[list[Prepared]] = []
 
-    def __init__(self, statement: ClauseElement, *, column_keys: Sequence[str] | None = None):
+    def __init__(
+        self,
+        statement: ClauseElement,
+        *,
+        column_keys: Sequence[str] | None = None,
+        as_text: bool = False,
+    ):
+        """``as_text``: the columns whose type offers a ``text_processor`` (uuids,
+        timestamps) come out as the text the APIs write, not as Python objects to be
+        formatted again (a hot read that goes straight out, decision 0075)."""
         self.statement = statement
         self.column_keys = list(column_keys) if column_keys is not None else None
+        self.as_text = as_text
         self._by_dialect: dict[str, _Compiled] = {}
         Prepared.made.append(self)
 
@@ -76,10 +86,15 @@ class Prepared:
         selected = getattr(self.statement, "selected_columns", None)
         if selected is not None:
             result_processors = tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in selected
+                self._result_processor(column.type, dialect) for column in selected
             )
         return _Compiled(sql, names, fixed, bind_processors, result_processors, positional)
+
+    def _result_processor(self, kind: Any, dialect: Dialect) -> Processor | None:
+        text = getattr(kind, "text_processor", None) if self.as_text else None
+        if text is not None:
+            return text(dialect)  # type: ignore[no-any-return]
+        return kind.dialect_impl(dialect).result_processor(dialect, None)  # type: ignore[no-any-return]
 
     # execution -----------------------------------------------------------------------
     def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:

@@ -54,9 +54,13 @@ def batch_create(req: ApiRequest) -> Response:
 
 
 def get_group(req: ApiRequest) -> Response:
-    view = groups.get_group(req.uow, actor=req.actor, group_id=req.path_params["id"])
+    # The hot read: the row's uuids and times come out as text (decision 0075).
+    view = groups.get_group_text(req.uow, actor=req.actor, group_id=req.path_params["id"])
     unchanged = conditional.not_modified(req, version=view.version, what=f"group '{view.uuid}'")
-    return unchanged or _group_response(view)
+    if unchanged is not None:
+        return unchanged
+    headers = {"ETag": conditional.entity_tag(view.version)}
+    return json_response(render.group_text(view), headers=headers)
 
 
 def list_groups(req: ApiRequest) -> Response:
@@ -69,10 +73,13 @@ def list_groups(req: ApiRequest) -> Response:
         name=req.query_str("name"),
         limit=limit,
         cursor=cursor,
+        as_text=True,
     )
-    return json_response(
-        s.GroupPage(items=[render.group(v) for v in page.items], next_cursor=page.next_cursor)
-    )
+    items = [
+        render.group_text(v) if isinstance(v, groups.GroupText) else render.group(v)
+        for v in page.items
+    ]
+    return json_response(s.GroupPage(items=items, next_cursor=page.next_cursor))
 
 
 def update_group(req: ApiRequest) -> Response:

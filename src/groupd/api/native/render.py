@@ -7,7 +7,7 @@ from datetime import datetime
 from groupd.api import wire
 from groupd.api.native import schemas as s
 from groupd.services.audit import AuditView
-from groupd.services.groups import GroupView
+from groupd.services.groups import GroupText, GroupView
 from groupd.services.licensing import ActivationView, LicenceView
 from groupd.services.objects import ObjectView
 from groupd.services.operations import OperationView
@@ -39,6 +39,25 @@ def group(view: GroupView) -> s.GroupOut:
         agent_id=view.agent_id,
         created_at=ts(view.created_at),
         updated_at=ts(view.updated_at),
+    )
+
+
+def group_text(view: GroupText) -> s.GroupOut:
+    """``group`` for a view read as text (``get_group_text``): the same answer."""
+    linked = view.linked_type
+    return s.GroupOut(
+        id=view.uuid,
+        parent_id=view.parent_uuid,
+        name=view.name,
+        description=view.description,
+        kind=view.kind,
+        value_type=view.value_type,
+        values=view.values,
+        linked_entity=s.LinkedEntity(type=linked, ref=view.linked_ref) if linked else None,
+        protected=view.protected,
+        agent_id=view.agent_id,
+        created_at=view.created_at,
+        updated_at=view.updated_at,
     )
 
 
