@@ -144,7 +144,7 @@ def test_the_delete_page_comes_before_its_count_and_delete_waits_for_the_count(
     with served(settings, db) as app:
         sign_in_page(page, app.base_url, acme.editor.username)
         # Hold the count's request: the page is whole without it.
-        page.route("**/delete/impact*", held.append)
+        page.route("**/delete/impact*", lambda route: held.append(route))
         page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
         page.get_by_role("heading", name="Delete “Branch” and everything under it").wait_for()
         region = page.locator("#impact-region")
@@ -166,6 +166,10 @@ def test_the_delete_page_comes_before_its_count_and_delete_waits_for_the_count(
         page.get_by_label("Release consumed units").check()
         region.get_by_text("Counting what this delete takes…").wait_for()
         assert button.is_disabled()
+        for _ in range(100):
+            if len(held) == 2:
+                break
+            page.wait_for_timeout(20)
         held[1].continue_()
         region.get_by_text("released (they can be used again)").wait_for()
         assert button.is_enabled()
