@@ -237,7 +237,7 @@ def test_without_javascript_the_delete_counts_on_request_and_still_deletes(
                     break
                 page.wait_for_timeout(50)
                 page.reload()
-            assert page.locator("#op-state").inner_text() == "succeeded"
+            assert page.locator("#op-state").text_content() == "succeeded"
             with api(app, acme.editor.headers) as client:
                 assert client.get(f"/api/v1/groups/{branch.id}").status_code == 404
     finally:
