@@ -196,6 +196,7 @@ def test_another_tenants_ids_are_not_found(
         for path in (
             f"/console/groups/{branch.id}",
             f"/console/groups/{branch.id}/delete",
+            f"/console/groups/{branch.id}/delete/impact",
             f"/console/groups/{branch.id}/children",
             f"/console/licences/{branch.licence_id}",
         ):

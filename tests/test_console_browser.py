@@ -106,6 +106,8 @@ def test_the_impact_equals_the_apis_dry_run_and_a_wrong_name_keeps_delete_disabl
         page.goto(f"{app.base_url}/console/groups/{branch.id}")
         page.get_by_role("button", name="Delete", exact=True).click()
         page.get_by_role("heading", name="What the delete takes").wait_for()
+        region = page.locator("#impact-region")
+        region.get_by_text("kept consumed (listed as orphaned").wait_for()
         with api(app, acme.editor.headers) as client:
             kept = client.delete(f"/api/v1/groups/{branch.id}", params={"dryRun": "true"})
             released = client.delete(
@@ -113,9 +115,10 @@ def test_the_impact_equals_the_apis_dry_run_and_a_wrong_name_keeps_delete_disabl
                 params={"dryRun": "true", "releaseConsumedUnits": "true"},
             )
         assert impact_on_page(page) == impact_from_api(kept.json())
-        assert "kept consumed" in page.locator("caption").nth(1).inner_text()
+        # The choice counts again in place; a reload keeps it.
         page.get_by_label("Release consumed units").check()
-        page.wait_for_url("**/delete?release=true")
+        region.get_by_text("released (they can be used again)").wait_for()
+        assert page.url.endswith("/delete?release=true")
         assert impact_on_page(page) == impact_from_api(released.json())
         assert page.get_by_label("Release consumed units").is_checked()
 
@@ -133,6 +136,115 @@ def test_the_impact_equals_the_apis_dry_run_and_a_wrong_name_keeps_delete_disabl
             assert client.get(f"/api/v1/groups/{branch.id}").status_code == 200
 
 
+def test_the_delete_page_comes_before_its_count_and_delete_waits_for_the_count(
+    page: Any, settings: Any, db: Database, acme: TenantFixture
+) -> None:
+    branch = seed_branch(db, acme)
+    held: list[Any] = []
+    with served(settings, db) as app:
+        sign_in_page(page, app.base_url, acme.editor.username)
+        # Hold the count's request: the page is whole without it.
+        page.route("**/delete/impact*", lambda route: held.append(route))
+        page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
+        page.get_by_role("heading", name="Delete “Branch” and everything under it").wait_for()
+        region = page.locator("#impact-region")
+        assert region.get_attribute("aria-live") == "polite"
+        region.get_by_text("Counting what this delete takes…").wait_for()
+        assert region.get_attribute("aria-busy") == "true"
+        assert page.get_by_label("Release consumed units").is_visible()
+        page.get_by_label("Type the group name to confirm").fill("Branch")
+        button = page.get_by_role("button", name="Delete subtree")
+        assert button.is_disabled()
+        assert page.locator("#delete-hint").inner_text() == "Enabled once the count is shown."
+        page.wait_for_timeout(200)
+        assert held and button.is_disabled()
+        held[0].continue_()
+        region.get_by_text("Counted now over the whole subtree").wait_for()
+        assert region.get_attribute("aria-busy") is None
+        assert button.is_enabled()
+        # Asking again (units released) disables it until that count is shown.
+        page.get_by_label("Release consumed units").check()
+        region.get_by_text("Counting what this delete takes…").wait_for()
+        assert button.is_disabled()
+        for _ in range(100):
+            if len(held) == 2:
+                break
+            page.wait_for_timeout(20)
+        held[1].continue_()
+        region.get_by_text("released (they can be used again)").wait_for()
+        assert button.is_enabled()
+        with api(app, acme.editor.headers) as client:
+            assert client.get(f"/api/v1/groups/{branch.id}").status_code == 200
+
+
+def test_blockers_are_links_and_keep_delete_disabled(
+    page: Any, settings: Any, db: Database, acme: TenantFixture
+) -> None:
+    branch = seed_branch(db, acme)
+    actor = Actor(tenant_id=acme.id, account_id=None, username="seed", role="admin")
+    with transaction(db) as uow:
+        groups.update_group(
+            uow,
+            actor=actor,
+            group_id=groups.parse_uuid(branch.child_ids[1]),
+            changes=groups.GroupChanges(linked_entity=groups.LinkedEntity("CUSTOMER", "acme-0001")),
+            now=system_clock(),
+        )
+    with served(settings, db) as app:
+        sign_in_page(page, app.base_url, acme.editor.username)
+        page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
+        region = page.locator("#impact-region")
+        region.get_by_role("heading", name="The delete would be refused").wait_for()
+        link = region.get_by_role("link", name="Branch 2")
+        assert link.get_attribute("href") == f"/console/groups/{branch.child_ids[1]}"
+        page.get_by_label("Type the group name to confirm").fill("Branch")
+        assert page.get_by_role("button", name="Delete subtree").is_disabled()
+        assert "would be refused" in page.locator("#delete-hint").inner_text()
+        link.click()
+        page.get_by_role("heading", name="Branch 2", level=1).wait_for()
+
+
+def test_without_javascript_the_delete_counts_on_request_and_still_deletes(
+    browser: Any, settings: Any, db: Database, acme: TenantFixture
+) -> None:
+    branch = seed_branch(db, acme)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        with served(settings, db) as app:
+            sign_in_page(page, app.base_url, acme.editor.username)
+            page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
+            assert page.locator("[data-impact]").count() == 0
+            assert page.get_by_role("button", name="Delete subtree").is_disabled()
+            page.get_by_role("link", name="Count what this delete takes").click()
+            page.get_by_text("Counted now over the whole subtree").wait_for()
+            with api(app, acme.editor.headers) as client:
+                kept = client.delete(f"/api/v1/groups/{branch.id}", params={"dryRun": "true"})
+            assert impact_on_page(page) == impact_from_api(kept.json())
+            # Shown, so it can be sent; the server checks the typed name.
+            page.get_by_label("Type the group name to confirm").fill("Branc")
+            page.get_by_role("button", name="Delete subtree").click()
+            page.get_by_text("the typed name does not match").wait_for()
+            page.go_back()
+            page.get_by_label("Type the group name to confirm").fill("Branch")
+            page.get_by_role("button", name="Delete subtree").click()
+            page.wait_for_url("**/console/operations/*")
+            # Without the script the progress view does not follow the operation: a
+            # reload shows where it is.
+            for _ in range(200):
+                if page.locator("#op-ended").count():
+                    break
+                page.wait_for_timeout(50)
+                page.reload()
+            assert page.locator("#op-state").text_content() == "succeeded"
+            with api(app, acme.editor.headers) as client:
+                assert client.get(f"/api/v1/groups/{branch.id}").status_code == 404
+    finally:
+        context.close()
+    assert_invariants(db)
+
+
 def test_the_right_name_deletes_and_the_progress_view_reaches_the_end(
     page: Any, settings: Any, db: Database, acme: TenantFixture
 ) -> None:
@@ -141,6 +253,7 @@ def test_the_right_name_deletes_and_the_progress_view_reaches_the_end(
         sign_in_page(page, app.base_url, acme.editor.username)
         page.goto(f"{app.base_url}/console/groups/{branch.id}/delete?release=true")
         page.get_by_label("Type the group name to confirm").fill("Branch")
+        page.get_by_text("Counted now over the whole subtree").wait_for()
         page.get_by_role("button", name="Delete subtree").click()
         page.wait_for_url("**/console/operations/*")
         status = page.get_by_role("status")
@@ -177,8 +290,9 @@ def test_a_viewer_sees_no_write_control(
         assert page.get_by_role("button", name="Delete").count() == 0
         assert page.get_by_role("button", name="Save changes").count() == 0
         assert page.get_by_role("textbox", name="Name").count() == 0
-        response = page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
-        assert response is not None and response.status == 403
+        for path in ("delete", "delete/impact"):
+            response = page.goto(f"{app.base_url}/console/groups/{branch.id}/{path}")
+            assert response is not None and response.status == 403, path
         page.goto(f"{app.base_url}/console/licences/{branch.licence_id}")
         assert page.get_by_role("button", name="Release").count() == 0
         # Only "Sign out" and "Search" remain as buttons on a viewer's page.
@@ -226,6 +340,7 @@ def test_restore_from_the_bin_with_a_name_conflict_resolved(
         # The delete goes to the bin; its progress view links to the bin entry.
         page.goto(f"{app.base_url}/console/groups/{branch.id}/delete")
         page.get_by_label("Type the group name to confirm").fill("Branch")
+        page.get_by_text("Counted now over the whole subtree").wait_for()
         page.get_by_role("button", name="Delete subtree").click()
         page.wait_for_url("**/console/operations/*")
         page.get_by_role("status").get_by_text("succeeded").wait_for()

@@ -217,7 +217,7 @@ def test_chunks_committed_during_the_count_do_not_change_it(
     chunks_run: list[deletion.ChunkResult] = []
 
     def between(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("WITH subtree") and not chunks_run:
+        if statement.startswith("SELECT group_tally") and not chunks_run:
             chunks_run.append(_chunk(db, worker, operation_id))
             chunks_run.append(_chunk(db, worker, operation_id))
 

@@ -466,30 +466,35 @@ def subtree_licence_use(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID) 
     ).one_or_none()
     if found is None:
         raise NotFound(f"no group '{group_id}'")
+    # The subtree's objects as ``home_group_id IN (its group ids)``: SQLite lists the ids
+    # once and seeks the objects' index for each; PostgreSQL hashes them (decision 0043).
     low, high = subtree_bounds(found.path)
+    subtree_ids = select(Group.id).where(
+        Group.tenant_id == actor.tenant_id,
+        Group.path >= low,
+        Group.path < high,
+        Group.state == LIVE,
+    )
+    charged = (
+        select(
+            Activation.licence_id,
+            func.count().label("activations"),
+            func.coalesce(func.sum(Activation.units), 0).label("units"),
+        )
+        .join(DirectoryObject, DirectoryObject.id == Activation.object_id)
+        .where(DirectoryObject.home_group_id.in_(subtree_ids))
+        .group_by(Activation.licence_id)
+        .subquery("charged")
+    )
     rows = uow.session.execute(
         select(
             Licence.uuid,
             Licence.product,
             Licence.unit_kind,
-            func.count(Activation.id),
-            func.coalesce(func.sum(Activation.units), 0),
+            charged.c.activations,
+            charged.c.units,
         )
-        .select_from(Group)
-        .join(
-            DirectoryObject,
-            (DirectoryObject.home_group_id == Group.id)
-            & (DirectoryObject.tenant_id == Group.tenant_id),
-        )
-        .join(Activation, Activation.object_id == DirectoryObject.id)
-        .join(Licence, Licence.id == Activation.licence_id)
-        .where(
-            Group.tenant_id == actor.tenant_id,
-            Group.path >= low,
-            Group.path < high,
-            Group.state == LIVE,
-        )
-        .group_by(Licence.uuid, Licence.product, Licence.unit_kind)
+        .join(charged, charged.c.licence_id == Licence.id)
         .order_by(Licence.product)
     ).all()
     return [LicenceUse(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]

@@ -53,6 +53,7 @@ def endpoints() -> list[Endpoint]:
         page("/console/groups/{id}/children", pages.tree_children),
         page("/console/groups/{id}/usage", pages.group_usage),
         page("/console/groups/{id}/delete", delete.impact_page, role="editor"),
+        page("/console/groups/{id}/delete/impact", delete.impact_fragment, role="editor"),
         action("/console/groups/{id}/delete", delete.delete_subtree, is_async=True),
         page("/console/operations", pages.operations_page),
         page("/console/operations/{id}", pages.operation_page),

@@ -1,5 +1,6 @@
-"""The delete, as a person meets it: the impact (the dry run), the units choice, the
-typed name, then the operation's progress view."""
+"""The delete, as a person meets it: the page (the group, the units choice, the typed
+name) at once, the impact (the dry run) in a request of its own, then the operation's
+progress view (docs/decisions/0043)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,43 @@ from groupd.services.common import Precondition
 from groupd.store.db import UnitOfWork
 
 
-def impact_page(req: ApiRequest) -> Response:
-    release = req.query_bool("release", False)
-    actor = req.actor
-    group = groups.get_group(req.uow, actor=actor, group_id=req.path_params["id"])
+def _dry_run(req: ApiRequest, group: groups.GroupView, release: bool) -> deletion.Impact:
     plan = deletion.request_delete(
         req.uow,
-        actor=actor,
+        actor=req.actor,
         group_id=group.uuid,
         release_units=release,
         dry_run=True,
         now=req.now,
     )
+    return plan.impact
+
+
+def impact_page(req: ApiRequest) -> Response:
+    """The delete's page, without the count: console.js asks for it (``impact_fragment``)
+    and enables "Delete subtree" once it is shown. ``?impact=true`` (the link a page
+    without the script offers) counts it here and renders it inline."""
+    release = req.query_bool("release", False)
+    actor = req.actor
+    group = groups.get_group(req.uow, actor=actor, group_id=req.path_params["id"])
+    impact = _dry_run(req, group, release) if req.query_bool("impact", False) else None
     return render(
         req,
         "delete.html",
         group=group,
         crumbs=group_views.list_ancestors(req.uow, actor=actor, group=group),
-        impact=plan.impact,
+        impact=impact,
         release=release,
+    )
+
+
+def impact_fragment(req: ApiRequest) -> Response:
+    """What the delete takes (the dry run, as the API's ``dryRun=true``): a fragment the
+    delete's page loads into its live region."""
+    release = req.query_bool("release", False)
+    group = groups.get_group(req.uow, actor=req.actor, group_id=req.path_params["id"])
+    return render(
+        req, "_impact.html", group=group, impact=_dry_run(req, group, release), release=release
     )
 
 

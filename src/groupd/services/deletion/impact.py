@@ -13,23 +13,27 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    String,
     and_,
     case,
     func,
-    literal,
-    null,
     select,
-    union,
-    union_all,
+    true,
 )
 
 from groupd.errors import DeleteRefused
 from groupd.services.deletion.policy import STANDARD, DeletePolicy
 from groupd.store.db import UnitOfWork
-from groupd.store.models import LIVE, Activation, DirectoryObject, Group, Licence, Membership
+from groupd.store.models import (
+    GROUP_KINDS,
+    LIVE,
+    OBJECT_KINDS,
+    Activation,
+    DirectoryObject,
+    Group,
+    Licence,
+    Membership,
+)
 from groupd.store.tree import in_subtree
-from groupd.store.types import BigIntKey
 
 BLOCKERS_SHOWN = 100
 
@@ -108,10 +112,12 @@ def measure_impact(
 
 @dataclass(frozen=True, slots=True)
 class GuardFlags:
-    """Whether any group of the subtree is protected or linked (from a pass over them)."""
+    """Whether any group of the subtree is protected or linked, and whether it holds a
+    user group (from a pass over them)."""
 
     protected: bool
     linked: bool
+    user_groups: bool = True
 
 
 def _linked(group: Any) -> ColumnElement[bool]:
@@ -132,93 +138,116 @@ def survey_groups(uow: UnitOfWork, *, in_tree: Any) -> tuple[dict[str, int], Gua
         .group_by(Group.kind)
     ).all()
     kinds = {kind: int(count) for kind, count, _protected, _linked_count in rows}
-    flags = GuardFlags(protected=any(row[2] for row in rows), linked=any(row[3] for row in rows))
+    flags = GuardFlags(
+        protected=any(row[2] for row in rows),
+        linked=any(row[3] for row in rows),
+        user_groups="user" in kinds,
+    )
     return kinds, flags
 
 
 def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> GuardFlags:
-    """Groups by kind, objects by kind, activations per licence and memberships, in one
-    statement whose cost follows the subtree, not the tenant.
+    """Groups by kind, objects by kind, memberships and activations per licence, with
+    work that follows the subtree (docs/decisions/0043).
 
-    The subtree's groups (a path range, or the operation's marked groups) are read once,
-    and its objects once (an index-only range of ``ix_objects_home_group_id_tenant_id_id_kind``
-    per group); both are common table expressions shared by the aggregates.
-    Memberships are the union of two key sets, each found through an index (the
-    subtree's user groups by ``group_id``, the users homed in it by ``object_id``): a
-    membership on both sides counts once, as with an OR, without testing every
-    membership of the tenant against both. Returns which guards need a closer look.
+    Each aggregate reaches the subtree's objects as ``home_group_id IN (the subtree's
+    group ids)``: SQLite lists the ids once and seeks the objects' index for each, so no
+    group row is looked up between index entries; PostgreSQL hashes them (a semi-join).
+    Kinds are counted by conditional sums over a fixed set, so no aggregate sorts a
+    million rows. Memberships are those of the subtree's user groups plus those of its
+    users in user groups outside it (``_count_outside_memberships``, only when it homes
+    users: devices are never members). Activations per licence follow
+    (``_count_activations``). Returns which guards need a closer look.
     """
-    subtree = (
+
+    def tally(condition: ColumnElement[bool], label: str) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(label)
+
+    groups = (
         select(
-            Group.id,
-            Group.kind,
-            Group.protected.label("protected"),
-            _linked(Group).label("linked"),
+            *(tally(Group.kind == kind, f"groups_{kind}") for kind in GROUP_KINDS),
+            tally(Group.protected.is_(True), "protected"),
+            tally(_linked(Group), "linked"),
         )
         .where(in_tree)
-        .cte("subtree")
+        .subquery("group_tally")
     )
-    # Joins, not IN: both sides are unique (group ids, object ids), and an IN over a
-    # common table expression makes PostgreSQL de-duplicate it first (decision 0011).
     homed = (
-        select(DirectoryObject.id, DirectoryObject.kind)
-        .join(subtree, DirectoryObject.home_group_id == subtree.c.id)
-        .cte("homed")
+        select(*(tally(DirectoryObject.kind == kind, f"objects_{kind}") for kind in OBJECT_KINDS))
+        .where(DirectoryObject.home_group_id.in_(_group_ids(in_tree)))
+        .subquery("object_tally")
     )
-    member_keys = union(
-        select(Membership.group_id, Membership.object_id).join(
-            subtree, Membership.group_id == subtree.c.id
-        ),
-        select(Membership.group_id, Membership.object_id).join(
-            homed, Membership.object_id == homed.c.id
-        ),
-    ).subquery("member_keys")
-    no_kind = null().cast(String)
-    no_key = null().cast(BigIntKey)
+    members = (
+        select(func.count().label("members_inside"))
+        .where(Membership.group_id.in_(_group_ids(in_tree).where(Group.kind == "user")))
+        .subquery("member_tally")
+    )
+    row = (
+        uow.session.execute(
+            select(groups, homed, members)
+            .select_from(groups)
+            .join(homed, true())
+            .join(members, true())
+        )
+        .mappings()
+        .one()
+    )
+    impact.groups = {
+        kind: int(row[f"groups_{kind}"]) for kind in GROUP_KINDS if row[f"groups_{kind}"]
+    }
+    impact.devices = int(row["objects_device"])
+    impact.users = int(row["objects_user"])
+    impact.memberships = int(row["members_inside"])
+    if impact.users:
+        impact.memberships += _count_outside_memberships(uow, in_tree=in_tree)
+    if impact.devices or impact.users:
+        _count_activations(uow, impact=impact, in_tree=in_tree)
+    return GuardFlags(
+        protected=row["protected"] > 0,
+        linked=row["linked"] > 0,
+        user_groups=bool(row["groups_user"]),
+    )
 
-    def tally(what: str, source: Any, *, where: Any = None) -> Any:
-        query = select(literal(what), no_kind, no_key, func.count(), literal(0)).select_from(source)
-        return query if where is None else query.where(where)
 
-    statement = union_all(
+def _group_ids(in_tree: Any) -> Any:
+    return select(Group.id).where(in_tree)
+
+
+def _count_outside_memberships(uow: UnitOfWork, *, in_tree: Any) -> int:
+    """Memberships of the users homed in the subtree in user groups outside it (those
+    inside are counted from the groups' side)."""
+    inside = select(Group.id).where(Group.id == Membership.group_id, in_tree)
+    return int(
+        uow.session.execute(
+            select(func.count())
+            .select_from(DirectoryObject)
+            .join(Membership, Membership.object_id == DirectoryObject.id)
+            .where(
+                DirectoryObject.home_group_id.in_(_group_ids(in_tree)),
+                DirectoryObject.kind == "user",
+                ~inside.exists(),
+            )
+        ).scalar_one()
+    )
+
+
+def _count_activations(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> None:
+    """Activations and units per licence of the objects homed in the subtree: each
+    homed object's activations by ``object_id``."""
+    query = (
         select(
-            literal("groups").label("what"),
-            subtree.c.kind.label("kind"),
-            no_key.label("licence_id"),
-            func.count().label("rows"),
-            literal(0).label("units"),
-        ).group_by(subtree.c.kind),
-        tally("protected", subtree, where=subtree.c.protected.is_(True)),
-        tally("linked", subtree, where=subtree.c.linked),
-        select(literal("objects"), homed.c.kind, no_key, func.count(), literal(0)).group_by(
-            homed.c.kind
-        ),
-        select(
-            literal("activations"),
-            no_kind,
             Activation.licence_id,
             func.count(),
             func.coalesce(func.sum(Activation.units), 0),
         )
-        .join(homed, Activation.object_id == homed.c.id)
-        .group_by(Activation.licence_id),
-        tally("memberships", member_keys),
+        .join(DirectoryObject, DirectoryObject.id == Activation.object_id)
+        .where(DirectoryObject.home_group_id.in_(_group_ids(in_tree)))
+        .group_by(Activation.licence_id)
     )
-    counted: dict[str, int] = {}
-    charged: dict[int, tuple[int, int]] = {}
-    for what, kind, licence_id, rows, units in uow.session.execute(statement):
-        if what == "groups":
-            impact.groups[kind] = int(rows)
-        elif what == "objects":
-            if kind == "device":
-                impact.devices = int(rows)
-            else:
-                impact.users = int(rows)
-        elif what == "activations":
-            charged[int(licence_id)] = (int(rows), int(units))
-        else:
-            counted[what] = int(rows)
-    impact.memberships = counted["memberships"]
+    charged = {
+        int(licence_id): (int(rows), int(units))
+        for licence_id, rows, units in uow.session.execute(query)
+    }
     if charged:
         for licence in uow.session.execute(
             select(Licence.id, Licence.uuid, Licence.product, Licence.unit_kind)
@@ -230,7 +259,6 @@ def _count_contents(uow: UnitOfWork, *, impact: Impact, in_tree: Any) -> GuardFl
                 LicenceImpact(licence.uuid, licence.product, licence.unit_kind, activations, units)
             )
     impact.activations = sum(item.activations for item in impact.licences)
-    return GuardFlags(protected=counted["protected"] > 0, linked=counted["linked"] > 0)
 
 
 def find_blockers(
@@ -244,7 +272,8 @@ def find_blockers(
     subtree: protected groups, linked entities, and user groups with active members.
 
     With ``flags`` from a pass that already looked at every group of the subtree, the
-    protected and linked queries run only when that pass saw such a group.
+    protected, linked and active-member queries run only when that pass saw such a group
+    (a user group, for the last).
     """
     session = session_uow.session
     blockers: list[Blocker] = []
@@ -271,7 +300,7 @@ def find_blockers(
                     linked_entity_type=linked.linked_entity_type,
                 )
             )
-    if not policy.refuse_active_members:
+    if not policy.refuse_active_members or (flags is not None and not flags.user_groups):
         return blockers
     member_home = Group.__table__.alias("member_home")
     active_query = (

@@ -6,11 +6,13 @@ document.documentElement.classList.add("js");
 
 async function fetchFragment(url) {
   const response = await fetch(url, { headers: { Accept: "text/html" }, credentials: "same-origin" });
-  if (!response.ok) {
-    throw new Error(`${response.status}`);
-  }
   const template = document.createElement("template");
   template.innerHTML = await response.text();
+  if (!response.ok) {
+    // The console's error page says what went wrong in its alert.
+    const alert = template.content.querySelector("[role=alert]");
+    throw new Error(alert ? alert.textContent.trim() : `${response.status}`);
+  }
   return template.content;
 }
 
@@ -71,20 +73,35 @@ document.addEventListener("click", (event) => {
   if (more) loadMore(more);
 });
 
+// The delete's page: "Delete subtree" is enabled once the impact is shown, nothing blocks
+// the delete, and the typed name matches (the server checks the name too).
 function setUpDeleteForm() {
   const form = document.getElementById("delete-form");
   if (!form) return;
+  const region = document.getElementById("impact-region");
   const typed = document.getElementById("confirm-name");
   const button = document.getElementById("delete-subtree");
+  const hint = document.getElementById("delete-hint");
   const update = () => {
-    button.disabled = typed.value !== form.dataset.expected;
+    const shown = region.querySelector("[data-blocked]");
+    const blocked = shown !== null && shown.dataset.blocked === "true";
+    const counting = region.getAttribute("aria-busy") === "true";
+    const ready = shown !== null && !blocked && !counting;
+    button.disabled = !ready || typed.value !== form.dataset.expected;
+    if (blocked) hint.textContent = "The delete would be refused (see above).";
+    else if (!ready) hint.textContent = "Enabled once the count is shown.";
+    else hint.textContent = button.disabled ? "Type the name to enable it." : "";
   };
   typed.addEventListener("input", update);
+  region.addEventListener("fragment-change", update);
   update();
   const release = document.getElementById("release-units");
   release.addEventListener("change", () => {
-    const url = release.dataset.releaseUrl + (release.checked ? "?release=true" : "");
-    window.location.assign(url);
+    const query = release.checked ? "?release=true" : "";
+    // A reload keeps the choice; the count comes again with the new caption.
+    window.history.replaceState(null, "", release.dataset.pageUrl + query);
+    region.dataset.fragment = release.dataset.impactUrl + query;
+    loadFragment(region);
   });
 }
 
@@ -146,17 +163,35 @@ function setUpProgress() {
   window.setTimeout(tick, 300);
 }
 
-async function loadFragments() {
-  for (const holder of document.querySelectorAll("[data-fragment]")) {
-    holder.setAttribute("aria-busy", "true");
-    holder.querySelector("p").textContent = "Counting…";
-    try {
-      holder.replaceChildren(await fetchFragment(holder.dataset.fragment));
-    } catch (error) {
-      holder.querySelector("p").textContent = "Could not count it; reload the page to try again.";
-    }
-    holder.removeAttribute("aria-busy");
+// A section whose content is an aggregate over a whole subtree: the page comes first,
+// the count in its own request (docs/decisions/0042, 0043). The holder is a live region.
+async function loadFragment(holder) {
+  const say = (text) => {
+    const line = document.createElement("p");
+    line.textContent = text;
+    holder.replaceChildren(line);
+  };
+  const changed = () => holder.dispatchEvent(new Event("fragment-change"));
+  holder.setAttribute("aria-busy", "true");
+  say(holder.dataset.counting || "Counting…");
+  changed();
+  const url = holder.dataset.fragment;
+  let content = null;
+  let failure = "";
+  try {
+    content = await fetchFragment(url);
+  } catch (error) {
+    failure = error.message;
   }
+  if (holder.dataset.fragment !== url) return; // a newer request took its place
+  if (content) holder.replaceChildren(content);
+  else say(`Could not count it (${failure}); reload the page to try again.`);
+  holder.removeAttribute("aria-busy");
+  changed();
+}
+
+function loadFragments() {
+  for (const holder of document.querySelectorAll("[data-fragment]")) loadFragment(holder);
 }
 
 setUpDeleteForm();
