@@ -99,9 +99,9 @@ def measure_impact(
 ) -> Impact:
     """Count what the subtree holds and find every blocker.
 
-    One statement counts everything (``_count_contents``); the blockers' details are
-    looked up only when it saw a protected or linked group, and the active members
-    through the memberships of the subtree's user groups.
+    A few set-based statements count everything (``_count_contents``); the blockers'
+    details are looked up only when they saw a protected or linked group, and the active
+    members only when the subtree holds a user group.
     """
     in_tree = subtree_filter(tenant_id=tenant_id, path=path, operation_id=operation_id)
     impact = Impact(release_units=release_units)
