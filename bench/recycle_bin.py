@@ -8,7 +8,8 @@ On a fresh copy:
 1. the floors, each ONE transaction of plain set-based SQL on the minimal schema: to the
    bin (mark the subtree's groups, mark its activations released, give the units back),
    back from the bin (the reverse), and the removal (``run_floor`` of
-   ``bench/delete_subtree.py``: what a purge does);
+   ``bench/delete_subtree.py``: what a purge does), and that removal's SQL on groupd's
+   own schema (``run_schema_floor``: a reference, what the schema itself costs);
 2. groupd, one server process with its worker and the product's settings (a week's
    retention), through the native API: a delete to the bin with
    ``releaseConsumedUnits`` (phase 1 until its 202, and whole until its operation
@@ -57,7 +58,14 @@ from bench.common import (
     start_groupd,
     vacuum_analyze,
 )
-from bench.delete_subtree import Loaded, build_floor, load_through_sql, run_floor, side_load
+from bench.delete_subtree import (
+    Loaded,
+    build_floor,
+    load_through_sql,
+    run_floor,
+    run_schema_floor,
+    side_load,
+)
 
 LOW, HIGH = "/1/2/", "/1/20"  # the floor's subtree: group 2 and everything under it
 
@@ -268,6 +276,11 @@ def main() -> None:
             f"loaded {args.groups} groups, {args.devices} devices in {loaded.load_seconds:.1f} s",
             flush=True,
         )
+        reference = clone_database(template, "binschema")
+        try:
+            schema_floor = run_schema_floor(reference, loaded)["seconds"]
+        finally:
+            drop_database(reference)
         copy = clone_database(template, "bin0")
         try:
             floors = {"to the bin": floor_to_bin(copy), "restore": floor_from_bin(copy)}
@@ -278,6 +291,11 @@ def main() -> None:
     finally:
         drop_database(template)
     report(steps, samples, floors)
+    print(
+        f"the removal floor's SQL on groupd's schema: {schema_floor:.3f} s"
+        f" ({schema_floor / floors['purge']:.2f} x the floor; the purge is"
+        f" {steps['purge'].seconds / schema_floor:.2f} x it)"
+    )
 
 
 def report(

@@ -365,6 +365,11 @@ def accept_restore(
         },
         now=now,
     )
+    # Progress per kind from the start: what the restore brings back, none of it yet.
+    progress = Progress()
+    for kind in recycle_bin.COUNTED:
+        progress.tally(kind).total = int(entry.counts.get(kind, 0))
+    operation.progress = progress.to_record()
     entry.restore_operation_id = operation.id
     return recycle_bin.Accepted(operation.uuid, root.uuid)
 
