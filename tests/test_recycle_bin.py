@@ -228,6 +228,33 @@ def test_a_delete_to_the_bin_counted_in_its_write_records_the_same_entry(
     assert_invariants(db)
 
 
+def test_a_subtree_is_neither_restored_nor_purged_before_its_delete_has_run(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    """The delete's operation gives the units back and fills the entry: until it has
+    run, a restore or a purge of that entry is refused (409), nothing changed."""
+    h = acme.editor.headers
+    ids, seats, _person = branch_with_devices(client, acme)
+    worker = client.app.state.ctx.worker  # type: ignore[attr-defined]
+    worker.stop()
+    response = delete(client, h, ids[0], releaseConsumedUnits=True, wait=0)
+    assert response.status_code == 202, response.text
+    early = restore(client, h, ids[0])
+    assert early.status_code == 409 and early.json()["code"] == "delete_pending", early.text
+    purge = client.delete(f"/api/v1/deleted-groups/{ids[0]}", headers=acme.admin.headers)
+    assert purge.status_code == 409 and purge.json()["code"] == "delete_pending", purge.text
+    worker.run_until_idle()
+    assert used(client, h, seats["id"]) == 4
+    again = client.post(
+        f"/api/v1/deleted-groups/{ids[0]}/restore", params={"wait": 0}, json={}, headers=h
+    )
+    assert again.status_code == 202, again.text  # the worker is stopped: it waits
+    worker.run_until_idle()
+    assert client.get(f"/api/v1/groups/{ids[0]}", headers=h).status_code == 200
+    assert used(client, h, seats["id"]) == 10
+    assert_invariants(db)
+
+
 def test_without_releasing_units_they_stay_consumed_in_the_bin_and_orphan_at_purge(
     client: TestClient, acme: TenantFixture, db: Database, clock: ManualClock, context: AppContext
 ) -> None:
@@ -239,6 +266,9 @@ def test_without_releasing_units_they_stay_consumed_in_the_bin_and_orphan_at_pur
     assert restore(client, h, ids[0]).status_code == 200
     assert dump(db) == before
     assert delete(client, h, ids[0]).status_code == 200
+    # The purge runs here, not on the app's worker thread, which would otherwise start it
+    # too and leave nothing for this call while it runs (the check below would race it).
+    context.worker.stop()
     clock.advance(RETENTION + 1)
     context.worker.run_until_idle()
     assert client.get(f"/api/v1/deleted-groups/{ids[0]}", headers=h).status_code == 404
@@ -255,6 +285,7 @@ def test_purge_by_retention_removes_the_rows_and_says_so(
     h = acme.editor.headers
     ids, seats, _person = branch_with_devices(client, acme)
     assert delete(client, h, ids[0], releaseConsumedUnits=True).status_code == 200
+    context.worker.stop()  # the purge runs here (see above)
     clock.advance(RETENTION - 60)
     context.worker.run_until_idle()
     assert client.get(f"/api/v1/deleted-groups/{ids[0]}", headers=h).status_code == 200

@@ -377,6 +377,17 @@ def operation_actor(operation: Operation) -> Actor:
     )
 
 
+def refuse_while_binning(uow: UnitOfWork, *, entry: BinEntry, root: Group) -> None:
+    """Refuse to restore or purge a subtree whose delete's operation has not run yet: it
+    gives the units back and records what the entry holds, and it needs the entry."""
+    if not entry.purging and operations.unfinished(uow, operation_id=entry.operation_id):
+        raise Conflict(
+            f"the delete of '{root.name}' is still under way: wait for operation "
+            f"{entry.operation_uuid}",
+            code="delete_pending",
+        )
+
+
 # purging ------------------------------------------------------------------------------
 def start_purge(
     uow: UnitOfWork, *, actor: Actor, entry: BinEntry, root: Group, now: datetime
@@ -451,6 +462,7 @@ def purge_now(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID, now: datet
     entry, root, _parent = find_entry(uow, tenant_id=actor.tenant_id, group_id=group_id, lock=True)
     if entry.restore_operation_id is not None:
         raise Conflict(f"a restore of '{root.name}' is under way", code="restore_pending")
+    refuse_while_binning(uow, entry=entry, root=root)
     # Those inside first: their operations come first in the workers' order, and the
     # enclosing purge's removal waits for them.
     purge_inside(uow, actor=actor, tenant_id=entry.tenant_id, path=root.path, now=now)
@@ -468,6 +480,13 @@ def start_due_purges(uow: UnitOfWork, *, now: datetime, limit: int = PURGES_PER_
                 BinEntry.purge_at <= now,
                 BinEntry.restore_operation_id.is_(None),
                 BinEntry.purging.is_(False),
+                # Not before the delete's own operation has run (refuse_while_binning).
+                ~select(Operation.id)
+                .where(
+                    Operation.id == BinEntry.operation_id,
+                    Operation.state.in_(operations.UNFINISHED),
+                )
+                .exists(),
             )
             .order_by(BinEntry.purge_at, BinEntry.id)
             .limit(limit)

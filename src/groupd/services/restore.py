@@ -348,6 +348,7 @@ def accept_restore(
     )
     if entry.restore_operation_id is not None:
         raise Conflict(f"a restore of '{root.name}' is already under way", code="restore_pending")
+    recycle_bin.refuse_while_binning(uow, entry=entry, root=root)
     _target, conflicts = find_conflicts(
         uow, entry=entry, root=root, parent_uuid=parent_uuid, name=name
     )
