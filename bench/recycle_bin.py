@@ -36,7 +36,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,10 +137,6 @@ class Step:
     began_at: float
     ended_at: float
     phase1: float | None = None
-    # The worker's time on the operation, from its claim to its end (the server's
-    # ``startedAt`` to ``finishedAt``): for a one-step operation, its write transaction
-    # and what precedes it in the worker.
-    worker_s: float = 0.0
 
 
 def _await_operation(
@@ -157,10 +152,6 @@ def _await_operation(
         if time.monotonic() > deadline:
             raise RuntimeError(f"operation {operation} did not end within {timeout} s")
         time.sleep(poll)
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _used_units(client: httpx.Client, loaded: Loaded) -> int:
@@ -214,10 +205,9 @@ def run_groupd(
                 began_at, began = time.time(), time.perf_counter()
                 accepted = check(send(), 202, 200)
                 phase1 = time.perf_counter() - began
-                done = _await_operation(client, accepted["id"], args.poll, args.timeout)
+                _await_operation(client, accepted["id"], args.poll, args.timeout)
                 seconds = time.perf_counter() - began
-                worker_s = (_when(done["finishedAt"]) - _when(done["startedAt"])).total_seconds()
-                steps[name] = Step(seconds, began_at, time.time(), phase1, worker_s)
+                steps[name] = Step(seconds, began_at, time.time(), phase1)
 
             to_bin = {"releaseConsumedUnits": "true", "wait": "0"}
             step("to the bin", lambda: client.delete(f"/api/v1/groups/{root}", params=to_bin))
@@ -301,10 +291,6 @@ def main() -> None:
     finally:
         drop_database(template)
     report(steps, samples, floors)
-    print(
-        "the worker's time on each operation (claim to end): "
-        + ", ".join(f"{name} {step.worker_s:.3f} s" for name, step in steps.items())
-    )
     print(
         f"the removal floor's SQL on groupd's schema: {schema_floor:.3f} s"
         f" ({schema_floor / floors['purge']:.2f} x the floor; the purge is"
