@@ -18,7 +18,10 @@ On a fresh copy:
 
 while a reader (a GET elsewhere, 50/s) and a small writer (a create elsewhere, 5/s), each
 in its own process, run alone for ``--baseline`` s first and then beside every step: the
-reader's p99 and the writer's worst wait per step, beside the baseline's. Targets
+reader's p99 and the writer's worst wait per step, beside the baseline's. On SQLite a
+probe also takes and drops the write lock every 10 ms: its worst wait in a step is the
+longest time groupd held the one writer then, which a writer at 5/s rarely meets in a
+step as short as a restore. Targets
 (issue 20): delete to the bin's phase 1 <= 0.3 s and whole <= 1.5 x its floor; restore
 <= 2 x its floor; purge <= 1.5 x the removal floor; and, as for the delete
 (bench/delete_subtree.py), reader p99 <= 20 ms, the writer's worst <= 100 ms.
@@ -33,6 +36,7 @@ import argparse
 import math
 import multiprocessing as mp
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,6 +162,41 @@ def _used_units(client: httpx.Client, loaded: Loaded) -> int:
     return int(check(client.get(f"/api/v1/licenses/{loaded.licence}"), 200)["usedUnits"])
 
 
+class WriteLockProbe:
+    """SQLite only: takes and drops the database's one write lock (``BEGIN IMMEDIATE``,
+    ``COMMIT``) every ``interval`` s on a connection of its own, and records how long
+    each took: its worst in a window is (within ``interval``) the longest time groupd
+    held the writer then. A transaction that writes nothing, so nothing else changes."""
+
+    def __init__(self, db: BenchDatabase, interval: float = 0.01) -> None:
+        self.db = db
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        connection = self.db.raw_connect()
+        try:
+            while not self._stop.wait(self.interval):
+                at, began = time.time(), time.perf_counter()
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("COMMIT")
+                self.samples.append((at, time.perf_counter() - began))
+        finally:
+            connection.close()
+
+    def __enter__(self) -> WriteLockProbe:
+        if self.db.is_sqlite:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self.db.is_sqlite:
+            self._thread.join(30)
+
+
 def run_groupd(
     db: BenchDatabase, loaded: Loaded, args: argparse.Namespace
 ) -> tuple[dict[str, Step], dict[str, list[tuple[float, float]]]]:
@@ -200,35 +239,42 @@ def run_groupd(
             for event in ready.values():
                 event.wait(60)
             time.sleep(args.baseline)
+            with WriteLockProbe(db) as probe:
 
-            def step(name: str, send: Callable[[], httpx.Response]) -> None:
-                began_at, began = time.time(), time.perf_counter()
-                accepted = check(send(), 202, 200)
-                phase1 = time.perf_counter() - began
-                _await_operation(client, accepted["id"], args.poll, args.timeout)
-                seconds = time.perf_counter() - began
-                steps[name] = Step(seconds, began_at, time.time(), phase1)
+                def step(name: str, send: Callable[[], httpx.Response]) -> None:
+                    began_at, began = time.time(), time.perf_counter()
+                    accepted = check(send(), 202, 200)
+                    phase1 = time.perf_counter() - began
+                    _await_operation(client, accepted["id"], args.poll, args.timeout)
+                    seconds = time.perf_counter() - began
+                    steps[name] = Step(seconds, began_at, time.time(), phase1)
 
-            to_bin = {"releaseConsumedUnits": "true", "wait": "0"}
-            step("to the bin", lambda: client.delete(f"/api/v1/groups/{root}", params=to_bin))
-            check(client.get(f"/api/v1/groups/{root}"), 404)
-            if _used_units(client, loaded) != 0:
-                raise RuntimeError("the delete to the bin did not give the units back")
-            step(
-                "restore",
-                lambda: client.post(f"/api/v1/deleted-groups/{root}/restore", params={"wait": "0"}),
-            )
-            check(client.get(f"/api/v1/groups/{root}"), 200)
-            if _used_units(client, loaded) != loaded.devices:
-                raise RuntimeError("the restore did not take the units back")
-            step("to the bin again", lambda: client.delete(f"/api/v1/groups/{root}", params=to_bin))
-            step(
-                "purge",
-                lambda: client.delete(f"/api/v1/deleted-groups/{root}", params={"wait": "0"}),
-            )
-            check(client.get(f"/api/v1/deleted-groups/{root}"), 404)
-            if _used_units(client, loaded) != 0:
-                raise RuntimeError("the purge changed the licence's books")
+                to_bin = {"releaseConsumedUnits": "true", "wait": "0"}
+                step("to the bin", lambda: client.delete(f"/api/v1/groups/{root}", params=to_bin))
+                check(client.get(f"/api/v1/groups/{root}"), 404)
+                if _used_units(client, loaded) != 0:
+                    raise RuntimeError("the delete to the bin did not give the units back")
+                step(
+                    "restore",
+                    lambda: client.post(
+                        f"/api/v1/deleted-groups/{root}/restore", params={"wait": "0"}
+                    ),
+                )
+                check(client.get(f"/api/v1/groups/{root}"), 200)
+                if _used_units(client, loaded) != loaded.devices:
+                    raise RuntimeError("the restore did not take the units back")
+                step(
+                    "to the bin again",
+                    lambda: client.delete(f"/api/v1/groups/{root}", params=to_bin),
+                )
+                step(
+                    "purge",
+                    lambda: client.delete(f"/api/v1/deleted-groups/{root}", params={"wait": "0"}),
+                )
+                check(client.get(f"/api/v1/deleted-groups/{root}"), 404)
+                if _used_units(client, loaded) != 0:
+                    raise RuntimeError("the purge changed the licence's books")
+            samples["write lock"] = probe.samples
             stop.set()
             for _ in loaders:
                 role, latencies, errors = out.get(timeout=120)
@@ -329,10 +375,12 @@ def report(
         if target is not None:
             read = _within(reader, step.began_at, step.ended_at)
             wrote = _within(writer, step.began_at, step.ended_at)
+            held = _within(samples.get("write lock", []), step.began_at, step.ended_at)
             side = (
                 f" {percentile(read, 99) * 1000:7.1f} ms"
                 f" {max(wrote, default=math.nan) * 1000:9.1f} ms"
                 f"  ({len(read)} GETs, {len(wrote)} creates)"
+                + (f"; write lock waited for, worst {max(held) * 1000:.0f} ms" if held else "")
             )
         if target is None:
             seconds = step.phase1 or 0.0
