@@ -79,10 +79,15 @@ def test_delete_in_process_bench_runs_to_the_end(bench_db: str) -> None:
 
 def test_recycle_bin_bench_runs_to_the_end(bench_db: str) -> None:
     stdout = _run_bench(
-        "recycle_bin.py", f"--db={bench_db}", f"--groups={GROUPS}", f"--devices={DEVICES}"
+        "recycle_bin.py",
+        f"--db={bench_db}",
+        f"--groups={GROUPS}",
+        f"--devices={DEVICES}",
+        "--baseline=1",
     )
-    for what in ("to the bin, phase 1", "to the bin, whole", "restore", "purge"):
+    for what in ("to the bin, phase 1", "to the bin, whole", "restore", "purge", "baseline"):
         assert what in stdout
+    assert "reader p99" in stdout and "writer worst" in stdout
     assert '"cpu"' in stdout  # and the machine they ran on
 
 

@@ -16,12 +16,13 @@ from groupd.api.app import create_app
 from groupd.api.context import AppContext
 from groupd.clock import ManualClock, system_clock
 from groupd.errors import Conflict
-from groupd.services import groups
+from groupd.services import deletion, groups, operations
 from groupd.services import restore as bin_restore
 from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
-from helpers import build_tree, create, devices, licence, user
+from groupd.worker import Worker
+from helpers import build_tree, create, devices, licence, user, wait_operation
 from invariants import assert_invariants
 from test_appviewx import add_group, session_for, user_group_id
 from test_appviewx import delete as avx_delete
@@ -145,6 +146,115 @@ def test_delete_to_the_bin_and_restore_leave_every_table_as_it_was(
     assert_invariants(db)
 
 
+def test_a_restore_is_an_operation_with_progress_per_kind(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    """A restore that does not end within ``wait`` answers 202 with where to poll, and
+    its operation shows, per kind, what it brings back before and after it ran."""
+    h = acme.editor.headers
+    ids, seats, _person = branch_with_devices(client, acme)
+    deleted = delete(client, h, ids[0], releaseConsumedUnits=True)
+    assert deleted.status_code == 200, deleted.text
+    worker = client.app.state.ctx.worker  # type: ignore[attr-defined]
+    worker.stop()  # the restore waits in its operation while we look
+    response = client.post(
+        f"/api/v1/deleted-groups/{ids[0]}/restore", params={"wait": 0}, json={}, headers=h
+    )
+    assert response.status_code == 202, response.text
+    operation_id = response.headers["response-id"]
+    assert response.headers["location"] == f"/api/v1/operations/{operation_id}"
+    waiting = client.get(f"/api/v1/operations/{operation_id}", headers=h).json()
+    assert waiting["state"] == "accepted"
+    expected = {"groups": 7, "devices": 3, "users": 1, "memberships": 1, "activations": 3}
+    assert {kind: waiting["progress"][kind] for kind in expected} == {
+        kind: {"done": 0, "total": total} for kind, total in expected.items()
+    }
+    assert client.get(f"/api/v1/groups/{ids[0]}", headers=h).status_code == 404
+    worker.run_until_idle()
+    final = wait_operation(client, h, operation_id)
+    assert final["state"] == "succeeded", final
+    assert {kind: final["progress"][kind] for kind in expected} == {
+        kind: {"done": total, "total": total} for kind, total in expected.items()
+    }
+    assert client.get(f"/api/v1/groups/{ids[0]}", headers=h).status_code == 200
+    assert used(client, h, seats["id"]) == 10
+    assert_invariants(db)
+
+
+def test_a_delete_to_the_bin_counted_in_its_write_records_the_same_entry(
+    client: TestClient,
+    acme: TenantFixture,
+    db: Database,
+    settings: Settings,
+    clock: ManualClock,
+) -> None:
+    """The worker counts a binned subtree in a snapshot before the delete's write; a
+    step run without that count (it failed) counts in the write, to the same entry."""
+    h = acme.editor.headers
+    ids, seats, _person = branch_with_devices(client, acme)
+    client.app.state.ctx.worker.stop()  # type: ignore[attr-defined]
+    response = delete(client, h, ids[0], releaseConsumedUnits=True, wait=0)
+    assert response.status_code == 202, response.text
+    operation_uuid = response.headers["response-id"]
+    worker = Worker(db, settings)
+    with transaction(db) as uow:
+        operation_id = operations.claim(
+            uow, worker_id=worker.id, host="test", now=clock(), lease_seconds=60
+        )
+    assert operation_id is not None
+    with transaction(db) as uow:
+        step = deletion.run_delete_chunk(
+            uow,
+            operation_id=operation_id,
+            worker_id=worker.id,
+            now=clock(),
+            lease_seconds=60,
+            chunk_groups=400,
+            chunk_objects=40_000,
+            result_ttl_seconds=3600,
+        )
+    assert step.finished
+    final = wait_operation(client, h, operation_uuid)
+    assert final["result"]["body"]["binned"] == {
+        "groups": 7,
+        "devices": 3,
+        "users": 1,
+        "memberships": 1,
+        "activations": 3,
+    }
+    entry = client.get(f"/api/v1/deleted-groups/{ids[0]}", headers=h).json()
+    assert entry["units"][0]["units"] == 6 and entry["counts"]["devices"] == 3
+    assert used(client, h, seats["id"]) == 4
+    assert_invariants(db)
+
+
+def test_a_subtree_is_neither_restored_nor_purged_before_its_delete_has_run(
+    client: TestClient, acme: TenantFixture, db: Database
+) -> None:
+    """The delete's operation gives the units back and fills the entry: until it has
+    run, a restore or a purge of that entry is refused (409), nothing changed."""
+    h = acme.editor.headers
+    ids, seats, _person = branch_with_devices(client, acme)
+    worker = client.app.state.ctx.worker  # type: ignore[attr-defined]
+    worker.stop()
+    response = delete(client, h, ids[0], releaseConsumedUnits=True, wait=0)
+    assert response.status_code == 202, response.text
+    early = restore(client, h, ids[0])
+    assert early.status_code == 409 and early.json()["code"] == "delete_pending", early.text
+    purge = client.delete(f"/api/v1/deleted-groups/{ids[0]}", headers=acme.admin.headers)
+    assert purge.status_code == 409 and purge.json()["code"] == "delete_pending", purge.text
+    worker.run_until_idle()
+    assert used(client, h, seats["id"]) == 4
+    again = client.post(
+        f"/api/v1/deleted-groups/{ids[0]}/restore", params={"wait": 0}, json={}, headers=h
+    )
+    assert again.status_code == 202, again.text  # the worker is stopped: it waits
+    worker.run_until_idle()
+    assert client.get(f"/api/v1/groups/{ids[0]}", headers=h).status_code == 200
+    assert used(client, h, seats["id"]) == 10
+    assert_invariants(db)
+
+
 def test_without_releasing_units_they_stay_consumed_in_the_bin_and_orphan_at_purge(
     client: TestClient, acme: TenantFixture, db: Database, clock: ManualClock, context: AppContext
 ) -> None:
@@ -156,6 +266,9 @@ def test_without_releasing_units_they_stay_consumed_in_the_bin_and_orphan_at_pur
     assert restore(client, h, ids[0]).status_code == 200
     assert dump(db) == before
     assert delete(client, h, ids[0]).status_code == 200
+    # The purge runs here, not on the app's worker thread, which would otherwise start it
+    # too and leave nothing for this call while it runs (the check below would race it).
+    context.worker.stop()
     clock.advance(RETENTION + 1)
     context.worker.run_until_idle()
     assert client.get(f"/api/v1/deleted-groups/{ids[0]}", headers=h).status_code == 404
@@ -172,6 +285,7 @@ def test_purge_by_retention_removes_the_rows_and_says_so(
     h = acme.editor.headers
     ids, seats, _person = branch_with_devices(client, acme)
     assert delete(client, h, ids[0], releaseConsumedUnits=True).status_code == 200
+    context.worker.stop()  # the purge runs here (see above)
     clock.advance(RETENTION - 60)
     context.worker.run_until_idle()
     assert client.get(f"/api/v1/deleted-groups/{ids[0]}", headers=h).status_code == 200

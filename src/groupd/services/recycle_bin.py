@@ -195,7 +195,7 @@ def open_entry(
 ) -> None:
     """Phase 1 of a delete to the bin: the entry of ``root``'s subtree, whose groups the
     caller has just marked ``deleted`` for ``operation``. Its counts come later, from the
-    operation (``settle_binned_delete``)."""
+    operation (``record_contents``)."""
     ancestors = [int(part) for part in root.path.strip("/").split("/")]
     names = dict(
         uow.session.execute(select(Group.id, Group.name).where(Group.id.in_(ancestors))).all()
@@ -231,26 +231,31 @@ class Settled:
     purge_at: datetime
 
 
-def settle_binned_delete(
-    uow: UnitOfWork,
-    *,
-    operation_id: int,
-    counts: dict[str, int],
-    licences: list[BinUnits],
-    now: datetime,
-) -> Settled:
-    """The work of a delete to the bin after phase 1, in one transaction: the entry gets
-    what the subtree holds (``counts`` and ``licences``, measured over its groups), and
-    with ``releaseConsumedUnits`` the units its activations hold go back to their
-    licences, one UPDATE per licence. The activations are left as they are."""
-    entry = uow.session.execute(
-        select(BinEntry).where(BinEntry.operation_id == operation_id).with_for_update()
-    ).scalar_one()
+def binned_entry(uow: UnitOfWork, *, operation_id: int, lock: bool = True) -> BinEntry | None:
+    """The bin entry a delete to the bin opened, row-locked unless ``lock`` is False;
+    None once it has left the bin (restored, or handed to a purge)."""
+    query = select(BinEntry).where(BinEntry.operation_id == operation_id)
+    if lock:
+        query = query.with_for_update()
+    return uow.session.execute(query).scalar_one_or_none()
+
+
+def is_counted(entry: BinEntry) -> bool:
+    """Whether the entry has its contents yet (``record_contents``)."""
+    return "groups" in entry.counts
+
+
+def record_contents(
+    uow: UnitOfWork, *, entry: BinEntry, counts: dict[str, int], licences: list[BinUnits]
+) -> None:
+    """Give ``entry`` what its subtree holds: ``counts`` per kind, and the units its
+    activations hold per licence (``licences``). Nothing can change the activations of
+    hidden objects, so a count taken any time after phase 1 stays exact until a restore
+    or a purge (docs/decisions/0030). A second count finds it done and changes nothing."""
+    if is_counted(entry):
+        return
     keys = _licence_keys(uow, [item.licence_uuid for item in licences])
-    if entry.release_units and not entry.released:
-        bin_store.add_used_units(uow, {keys[item.licence_uuid]: -item.units for item in licences})
-        entry.released = True
-    entry.counts = dict(counts)
+    entry.counts = {kind: int(counts.get(kind, 0)) for kind in COUNTED}
     entry.units = [
         {
             "key": keys[item.licence_uuid],
@@ -262,25 +267,28 @@ def settle_binned_delete(
         }
         for item in licences
     ]
-    total = sum(item.units for item in licences)
+
+
+def settle_binned_delete(uow: UnitOfWork, *, entry: BinEntry) -> Settled:
+    """The write of a delete to the bin after phase 1, once its entry has its contents
+    (``record_contents``): with ``releaseConsumedUnits`` the units the subtree's
+    activations hold go back to their licences, one UPDATE per licence. The activations
+    are left as they are."""
+    assert is_counted(entry)
+    held = {int(item["key"]): int(item["units"]) for item in entry.units}
+    if entry.release_units and not entry.released:
+        bin_store.add_used_units(uow, {key: -units for key, units in held.items()})
+        entry.released = True
+    total = sum(held.values())
     released = total if entry.release_units else 0
-    return Settled(dict(counts), released, total - released, entry.purge_at)
+    counts = {kind: int(entry.counts.get(kind, 0)) for kind in COUNTED}
+    return Settled(counts, released, total - released, entry.purge_at)
 
 
-def run_binned_delete(
-    uow: UnitOfWork,
-    *,
-    operation: Operation,
-    counts: dict[str, int],
-    licences: list[BinUnits],
-    now: datetime,
-) -> Outcome:
+def run_binned_delete(uow: UnitOfWork, *, operation: Operation, entry: BinEntry) -> Outcome:
     """A delete to the bin after phase 1, whole, in the caller's transaction: the units
-    given back when asked, the entry's counts. ``counts`` and ``licences`` are what the
-    subtree holds (the delete's impact, measured over its marked groups)."""
-    settled = settle_binned_delete(
-        uow, operation_id=operation.id, counts=counts, licences=licences, now=now
-    )
+    given back when asked (``settle_binned_delete``), and the operation's answer."""
+    settled = settle_binned_delete(uow, entry=entry)
     progress = done_progress(settled.counts)
     progress.units_released = settled.units_released
     progress.units_kept_consumed = settled.units_kept
@@ -369,6 +377,17 @@ def operation_actor(operation: Operation) -> Actor:
     )
 
 
+def refuse_while_binning(uow: UnitOfWork, *, entry: BinEntry, root: Group) -> None:
+    """Refuse to restore or purge a subtree whose delete's operation has not run yet: it
+    gives the units back and records what the entry holds, and it needs the entry."""
+    if not entry.purging and operations.unfinished(uow, operation_id=entry.operation_id):
+        raise Conflict(
+            f"the delete of '{root.name}' is still under way: wait for operation "
+            f"{entry.operation_uuid}",
+            code="delete_pending",
+        )
+
+
 # purging ------------------------------------------------------------------------------
 def start_purge(
     uow: UnitOfWork, *, actor: Actor, entry: BinEntry, root: Group, now: datetime
@@ -443,6 +462,7 @@ def purge_now(uow: UnitOfWork, *, actor: Actor, group_id: str | UUID, now: datet
     entry, root, _parent = find_entry(uow, tenant_id=actor.tenant_id, group_id=group_id, lock=True)
     if entry.restore_operation_id is not None:
         raise Conflict(f"a restore of '{root.name}' is under way", code="restore_pending")
+    refuse_while_binning(uow, entry=entry, root=root)
     # Those inside first: their operations come first in the workers' order, and the
     # enclosing purge's removal waits for them.
     purge_inside(uow, actor=actor, tenant_id=entry.tenant_id, path=root.path, now=now)
@@ -460,6 +480,13 @@ def start_due_purges(uow: UnitOfWork, *, now: datetime, limit: int = PURGES_PER_
                 BinEntry.purge_at <= now,
                 BinEntry.restore_operation_id.is_(None),
                 BinEntry.purging.is_(False),
+                # Not before the delete's own operation has run (refuse_while_binning).
+                ~select(Operation.id)
+                .where(
+                    Operation.id == BinEntry.operation_id,
+                    Operation.state.in_(operations.UNFINISHED),
+                )
+                .exists(),
             )
             .order_by(BinEntry.purge_at, BinEntry.id)
             .limit(limit)

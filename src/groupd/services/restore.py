@@ -309,7 +309,13 @@ def _put_back(
 
 def _memberships_to_groups_not_live(uow: UnitOfWork, *, entry: BinEntry) -> int:
     """Memberships of the subtree's users in user groups that are not live (in the bin
-    themselves, or being removed): they come back with those groups, not with this."""
+    themselves, or being removed): they come back with those groups, not with this.
+
+    Read in the restore's write, so only its users' are looked at: a subtree the entry
+    says holds none (nothing adds a user to a hidden group) is not read at all, and
+    devices are passed over in the index instead of probed in the memberships."""
+    if recycle_bin.is_counted(entry) and not int(entry.counts.get("users", 0)):
+        return 0
     home = aliased(Group)
     of_group = aliased(Group)
     return int(
@@ -322,6 +328,7 @@ def _memberships_to_groups_not_live(uow: UnitOfWork, *, entry: BinEntry) -> int:
             .where(
                 home.operation_id == entry.operation_id,
                 home.tenant_id == entry.tenant_id,
+                DirectoryObject.kind == "user",
                 of_group.state != LIVE,
                 of_group.operation_id != entry.operation_id,
             )
@@ -348,6 +355,7 @@ def accept_restore(
     )
     if entry.restore_operation_id is not None:
         raise Conflict(f"a restore of '{root.name}' is already under way", code="restore_pending")
+    recycle_bin.refuse_while_binning(uow, entry=entry, root=root)
     _target, conflicts = find_conflicts(
         uow, entry=entry, root=root, parent_uuid=parent_uuid, name=name
     )
@@ -365,6 +373,11 @@ def accept_restore(
         },
         now=now,
     )
+    # Progress per kind from the start: what the restore brings back, none of it yet.
+    progress = Progress()
+    for kind in recycle_bin.COUNTED:
+        progress.tally(kind).total = int(entry.counts.get(kind, 0))
+    operation.progress = progress.to_record()
     entry.restore_operation_id = operation.id
     return recycle_bin.Accepted(operation.uuid, root.uuid)
 

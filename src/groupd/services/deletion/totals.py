@@ -4,6 +4,10 @@ The count reads the whole subtree once, which costs a good part of the delete it
 it runs on a thread of its own while the chunks go on (decision 0004). Counting what is
 left as of its snapshot and adding what the progress said was done in the same snapshot
 gives the totals, whichever chunks ran before or commit meanwhile.
+
+A delete to the recycle bin has no chunks: it is one step that gives the units back. Its
+subtree is counted the same way, in a snapshot, but before that step (``count_binned``),
+which then holds the write lock for its writes only (decision 0031).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from groupd.services import operations
 from groupd.services.deletion import binned
 from groupd.services.deletion.impact import measure_impact
 from groupd.services.progress import COUNTED_KINDS, Progress
-from groupd.store.db import Database, UnitOfWork
+from groupd.store.db import Database, UnitOfWork, transaction
 from groupd.store.models import Operation
 
 log = logging.getLogger("groupd.deletion")
@@ -124,7 +128,28 @@ class TotalsCount:
             self._done.set()
 
 
+def count_binned(db: Database, operation_id: int) -> bool:
+    """For a delete to the bin whose entry lacks its contents: count them over a
+    snapshot, then store them in a short write of their own. False when there was nothing
+    to count, or the count failed (logged: the operation's step then counts in its
+    write)."""
+    try:
+        with db.snapshot() as uow:
+            if not binned.needs_count(uow, operation_id=operation_id):
+                return False
+            counted = binned.count_contents(uow, operation_id=operation_id)
+        with transaction(db) as uow:
+            binned.record_count(uow, operation_id=operation_id, counted=counted)
+    except (OperationalError, DBAPIError) as error:
+        log.warning("counting operation %s failed (%s); its step counts", operation_id, error)
+        return False
+    return True
+
+
 def count_alongside(db: Database, operation_id: int) -> TotalsCount | None:
-    """Start counting the operation's totals beside its chunks, if it lacks them."""
+    """Start counting the operation's totals beside its chunks, if it lacks them; a
+    delete to the bin is counted now, before its step (``count_binned``)."""
+    if count_binned(db, operation_id):
+        return None
     count = TotalsCount(db, operation_id)
     return count if count.start() else None
