@@ -28,9 +28,10 @@ from scim2_models import (
 )
 from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 
+from groupd.api.conditional import entity_tag
 from groupd.api.http import ApiRequest
 from groupd.api.scim.surface import library_error
-from groupd.errors import InvalidInput, NotFound, PreconditionFailed
+from groupd.errors import InvalidInput, NotFound
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning.groups import MemberChange, ProvisionedGroup
 from groupd.services.provisioning.users import ProvisionedUser, UserSpec
@@ -77,17 +78,14 @@ def location(req: ApiRequest, collection: str, key: uuid.UUID) -> str:
     return f"{str(req.request.base_url).rstrip('/')}/scim/v2/{collection}/{key}"
 
 
-def etag(version: int) -> str:
-    return f'W/"{version}"'
-
-
 def _meta(req: ApiRequest, kind: str, collection: str, view: Any) -> dict[str, str]:
     return {
         "resourceType": kind,
         "created": _when(view.created_at),
         "lastModified": _when(view.updated_at),
         "location": location(req, collection, view.uuid),
-        "version": etag(view.version),
+        # The ETag, as the native API's (RFC 9110 strong tags, decisions 0020 and 0057).
+        "version": entity_tag(view.version),
     }
 
 
@@ -304,17 +302,3 @@ def wants_members(parameters: Any) -> bool:
     if any(a.rsplit(":", 1)[-1].startswith("members") for a in excluded):
         return False
     return not attributes or any(a.rsplit(":", 1)[-1].startswith("members") for a in attributes)
-
-
-def if_match(req: ApiRequest) -> int | None:
-    """The version ``If-Match`` names (``W/"3"``), None when absent or ``*``."""
-    value = req.headers.get("if-match")
-    if value is None or value.strip() == "*":
-        return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit() or len(text) > 18:
-        raise PreconditionFailed(f"If-Match {value!r} names no version this resource had")
-    return int(text)

@@ -22,11 +22,13 @@ from scim2_models import (
 )
 from starlette.responses import Response
 
+from groupd.api.conditional import precondition
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
 from groupd.api.scim import resources as r
 from groupd.api.scim.surface import SCIM, SCIM_BASE, SCIM_JSON, library_error
 from groupd.api.waiting import wait_for_operation
 from groupd.errors import NotFound
+from groupd.services.common import Precondition
 from groupd.services.deletion import DeletePlan
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning import users as provisioned_users
@@ -190,7 +192,7 @@ def replace_user(req: ApiRequest) -> Response:
         actor=req.actor,
         user_id=req.path_params["id"],
         spec=r.user_spec(user),
-        if_match=r.if_match(req),
+        precondition=precondition(req),
         now=req.now,
     )
     return _resource(r.user_document(req, view), r.ScimUser)
@@ -198,8 +200,10 @@ def replace_user(req: ApiRequest) -> Response:
 
 def patch_user(req: ApiRequest) -> Response:
     patch = r.validate(PatchOp[r.ScimUser], req.decode(Document), Context.RESOURCE_PATCH_REQUEST)
+    wanted = precondition(req)
     current = provisioned_users.get_user(req.uow, actor=req.actor, user_id=req.path_params["id"])
-    wanted = r.if_match(req)
+    if wanted is not None:
+        wanted.check(current.version, what="the user")
     user = r.user_model(req, current)
     try:
         patch.patch(user, r.POLICY)
@@ -211,21 +215,26 @@ def patch_user(req: ApiRequest) -> Response:
         user_id=current.uuid,
         spec=r.user_spec(user),
         # The patch applied to this version: a change in between is a conflict, not lost.
-        if_match=current.version if wanted is None else wanted,
+        precondition=Precondition(match=frozenset({current.version})),
         now=req.now,
     )
     return _resource(r.user_document(req, view), r.ScimUser)
 
 
-def delete_user(req: ApiRequest) -> Response:
-    provisioned_users.delete_user(
-        req.uow,
-        actor=req.actor,
-        user_id=req.path_params["id"],
-        if_match=r.if_match(req),
-        now=req.now,
-    )
-    return Response(status_code=204)
+async def delete_user(req: ApiRequest) -> Response:
+    actor, ctx, user_id, wanted = req.actor, req.ctx, req.path_params["id"], precondition(req)
+
+    def phase_one(uow: UnitOfWork) -> DeletePlan:
+        return provisioned_users.delete_user(
+            uow,
+            actor=actor,
+            user_id=user_id,
+            precondition=wanted,
+            now=ctx.clock(),
+            retention_seconds=ctx.settings.retention_seconds,
+        )
+
+    return await _deleted(req, await req.transact(phase_one))
 
 
 # groups -----------------------------------------------------------------------------------
@@ -276,7 +285,7 @@ def replace_group(req: ApiRequest) -> Response:
         display_name=group.display_name or "",
         external_id=group.external_id,
         members=provisioned_groups.MemberChange(replace=r.member_ids(group.members)),
-        if_match=r.if_match(req),
+        precondition=precondition(req),
         now=req.now,
     )
     return _group_answer(req, view.uuid)
@@ -291,7 +300,7 @@ def patch_group(req: ApiRequest) -> Response:
         display_name=patch.display_name,
         external_id=patch.external_id,
         members=patch.members.change(),
-        if_match=r.if_match(req),
+        precondition=precondition(req),
         now=req.now,
     )
     return _group_answer(req, view.uuid)
@@ -306,31 +315,35 @@ def _group_answer(req: ApiRequest, key: Any) -> Response:
 
 
 async def delete_group(req: ApiRequest) -> Response:
-    actor, ctx = req.actor, req.ctx
-    group_id, wanted = req.path_params["id"], r.if_match(req)
+    actor, ctx, group_id, wanted = req.actor, req.ctx, req.path_params["id"], precondition(req)
 
     def phase_one(uow: UnitOfWork) -> DeletePlan:
         return provisioned_groups.delete_group(
             uow,
             actor=actor,
             group_id=group_id,
-            if_match=wanted,
+            precondition=wanted,
             now=ctx.clock(),
             retention_seconds=ctx.settings.retention_seconds,
         )
 
-    plan = await req.transact(phase_one)
+    return await _deleted(req, await req.transact(phase_one))
+
+
+async def _deleted(req: ApiRequest, plan: DeletePlan) -> Response:
+    """204 once the delete's operation has run (to the recycle bin, or removed), or once
+    the wait's budget is spent: the resource is gone from every read since phase one,
+    and what is left runs durably (SCIM has no 202)."""
     assert plan.operation_uuid is not None
-    ctx.worker.notify()
+    req.ctx.worker.notify()
     view = await wait_for_operation(
-        ctx,
-        actor=actor,
+        req.ctx,
+        actor=req.actor,
         operation_uuid=plan.operation_uuid,
-        budget_seconds=ctx.settings.delete_wait_seconds,
+        budget_seconds=req.ctx.settings.delete_wait_seconds,
     )
     if view.state == "failed":
         return SCIM.render_internal_error(req)
-    # Gone from every read since phase one; what is left runs durably (SCIM has no 202).
     return Response(status_code=204)
 
 
@@ -343,7 +356,10 @@ SEARCH = [
     QueryParam("excludedAttributes", description="attributes to leave out, comma-separated"),
 ]
 SELECT = SEARCH[3:]
-IF_MATCH = [QueryParam("If-Match", description='the version (ETag) changed, as W/"3"')]
+IF_MATCH = [
+    QueryParam("If-Match", description='the versions (ETags) the change applies to, as "3"'),
+    QueryParam("If-None-Match", description="versions (ETags) the change must not apply to"),
+]
 
 
 def endpoints() -> list[Endpoint]:
@@ -406,6 +422,7 @@ def endpoints() -> list[Endpoint]:
             "SCIM: delete a user",
             status=204,
             headers=IF_MATCH,
+            is_async=True,
         ),
         e("GET", "/Groups", list_groups, "SCIM: query groups", query=SEARCH),
         e("POST", "/Groups/.search", list_groups, "SCIM: query groups", body=Document),
