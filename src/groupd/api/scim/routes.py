@@ -24,6 +24,8 @@ from starlette.responses import Response
 
 from groupd.api.conditional import precondition
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
+from groupd.api.native.common import CONDITIONS
+from groupd.api.scim import documents
 from groupd.api.scim import resources as r
 from groupd.api.scim.surface import SCIM, SCIM_BASE, SCIM_JSON, library_error
 from groupd.api.waiting import wait_for_operation
@@ -348,18 +350,35 @@ async def _deleted(req: ApiRequest, plan: DeletePlan) -> Response:
 
 
 # the table --------------------------------------------------------------------------------
-SEARCH = [
-    QueryParam("filter", description="RFC 7644 §3.4.2.2 filter"),
-    QueryParam("startIndex", "integer", "1-based index of the first result"),
-    QueryParam("count", "integer", "results per page (at most 1000)"),
-    QueryParam("attributes", description="attributes to return, comma-separated"),
-    QueryParam("excludedAttributes", description="attributes to leave out, comma-separated"),
+def _search_parameters(filter_pattern: str) -> list[QueryParam]:
+    return [
+        QueryParam(
+            "filter",
+            description="RFC 7644 §3.4.2.2 filter (the document names the forms providers send)",
+            pattern=filter_pattern,
+        ),
+        QueryParam("startIndex", "integer", "1-based index of the first result"),
+        QueryParam("count", "integer", "results per page (at most 1000)"),
+        *SELECT,
+    ]
+
+
+SELECT = [
+    QueryParam(
+        "attributes",
+        description="attributes to return, comma-separated",
+        pattern=documents.ATTRIBUTES,
+    ),
+    QueryParam(
+        "excludedAttributes",
+        description="attributes to leave out, comma-separated",
+        pattern=documents.ATTRIBUTES,
+    ),
 ]
-SELECT = SEARCH[3:]
-IF_MATCH = [
-    QueryParam("If-Match", description='the versions (ETags) the change applies to, as "3"'),
-    QueryParam("If-None-Match", description="versions (ETags) the change must not apply to"),
-]
+USER_SEARCH = _search_parameters(documents.USER_FILTER)
+GROUP_SEARCH = _search_parameters(documents.GROUP_FILTER)
+# If-Match and If-None-Match as the native API states them (RFC 9110 §13, decision 0020).
+IF_MATCH = CONDITIONS
 
 
 def endpoints() -> list[Endpoint]:
@@ -395,16 +414,29 @@ def endpoints() -> list[Endpoint]:
         )
 
     return [
-        e("GET", "/Users", list_users, "SCIM: query users", query=SEARCH),
-        e("POST", "/Users/.search", list_users, "SCIM: query users", body=Document),
-        e("POST", "/Users", create_user, "SCIM: create a user", body=Document, status=201),
+        e("GET", "/Users", list_users, "SCIM: query users", query=USER_SEARCH),
+        e(
+            "POST",
+            "/Users/.search",
+            list_users,
+            "SCIM: query users",
+            body=documents.ScimUserSearch,
+        ),
+        e(
+            "POST",
+            "/Users",
+            create_user,
+            "SCIM: create a user",
+            body=documents.ScimUserIn,
+            status=201,
+        ),
         e("GET", "/Users/{id}", get_user, "SCIM: a user", query=SELECT),
         e(
             "PUT",
             "/Users/{id}",
             replace_user,
             "SCIM: replace a user",
-            body=Document,
+            body=documents.ScimUserIn,
             headers=IF_MATCH,
         ),
         e(
@@ -412,7 +444,7 @@ def endpoints() -> list[Endpoint]:
             "/Users/{id}",
             patch_user,
             "SCIM: change a user",
-            body=Document,
+            body=documents.ScimUserPatch,
             headers=IF_MATCH,
         ),
         e(
@@ -424,16 +456,29 @@ def endpoints() -> list[Endpoint]:
             headers=IF_MATCH,
             is_async=True,
         ),
-        e("GET", "/Groups", list_groups, "SCIM: query groups", query=SEARCH),
-        e("POST", "/Groups/.search", list_groups, "SCIM: query groups", body=Document),
-        e("POST", "/Groups", create_group, "SCIM: create a group", body=Document, status=201),
+        e("GET", "/Groups", list_groups, "SCIM: query groups", query=GROUP_SEARCH),
+        e(
+            "POST",
+            "/Groups/.search",
+            list_groups,
+            "SCIM: query groups",
+            body=documents.ScimGroupSearch,
+        ),
+        e(
+            "POST",
+            "/Groups",
+            create_group,
+            "SCIM: create a group",
+            body=documents.ScimGroupIn,
+            status=201,
+        ),
         e("GET", "/Groups/{id}", get_group, "SCIM: a group", query=SELECT),
         e(
             "PUT",
             "/Groups/{id}",
             replace_group,
             "SCIM: replace a group",
-            body=Document,
+            body=documents.ScimGroupIn,
             query=SELECT,
             headers=IF_MATCH,
         ),
@@ -442,7 +487,7 @@ def endpoints() -> list[Endpoint]:
             "/Groups/{id}",
             patch_group,
             "SCIM: change a group and its members",
-            body=Document,
+            body=documents.ScimGroupPatch,
             query=SELECT,
             headers=IF_MATCH,
         ),

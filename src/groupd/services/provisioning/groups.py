@@ -20,6 +20,7 @@ from groupd.errors import InvalidInput, NotFound
 from groupd.services import audit, deletion, groups
 from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.provisioning.filters import Condition
+from groupd.services.provisioning.users import clean_external_id
 from groupd.store.db import UnitOfWork
 from groupd.store.members import add_memberships, live_member_keys
 from groupd.store.models import LIVE, DirectoryObject, Group, Membership
@@ -27,6 +28,7 @@ from groupd.values import clean_name
 
 Home = aliased(Group)
 MAX_COUNT = 1000
+START_MAX = 2**31
 MEMBERS_MAX = 10_000  # one request's members (Entra sends a few, Okta up to hundreds)
 UNSET: Any = groups.GroupChanges.unset()
 
@@ -148,7 +150,7 @@ def query_groups(
 ) -> GroupPage:
     """The live user groups matching ``condition``, in creation order, one page."""
     count = max(0, min(count, MAX_COUNT))
-    start_index = max(1, start_index)
+    start_index = min(max(1, start_index), START_MAX)  # past any tenant; SQL offsets are 64-bit
     query = _user_groups(actor.tenant_id)
     if condition is not None:
         query = query.where(condition)
@@ -181,7 +183,9 @@ def create_group(
         spec=groups.GroupSpec(name=display_name, kind="user"),
         now=now,
     )
-    uow.session.execute(update(Group).where(Group.id == made.id).values(external_id=external_id))
+    uow.session.execute(
+        update(Group).where(Group.id == made.id).values(external_id=clean_external_id(external_id))
+    )
     if members:
         _add(uow, actor=actor, group_key=made.id, users=_resolve(uow, actor, members), now=now)
         _record(uow, actor, made.uuid, made.name, {"added": len(set(members))}, now)
@@ -236,7 +240,7 @@ def update_group(
         )
         values["version"] = renamed.version
     if external_id is not UNSET and external_id != group.external_id:
-        values["external_id"] = external_id
+        values["external_id"] = clean_external_id(external_id)
     counts = _change_members(uow, actor=actor, group=group, change=members, now=now)
     if values or any(counts.values()):
         values["version"] = values.get("version", group.version) + 1

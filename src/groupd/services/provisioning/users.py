@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
-from groupd import values
-from groupd.errors import Conflict, NotFound
+from groupd.errors import Conflict, InvalidInput, NotFound
 from groupd.services import audit, deletion, groups, objects
 from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.provisioning.filters import Condition
@@ -26,12 +25,13 @@ from groupd.services.provisioning.home import provisioning_home
 from groupd.store.db import UnitOfWork
 from groupd.store.models import LIVE, DirectoryObject, Group
 from groupd.store.user_counts import count_live_users, count_users_into, user_moves
-from groupd.values import clean_name
+from groupd.values import NAME_MAX, clean_name
 
 Home = aliased(Group)
-EMAILS_MAX = 20
+EMAILS_MAX = 15  # kept; 15 of the longest fit objects.email_keys
 HOLDER_DESCRIPTION = "A user an identity provider deleted (SCIM); restored, it lives here"
 MAX_COUNT = 1000
+START_MAX = 2**31
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,7 @@ def query_users(
     """The live users matching ``condition`` (a filter as SQL), in creation order, from
     the ``start_index``-th (1-based) on, at most ``count``; and how many match in all."""
     count = max(0, min(count, MAX_COUNT))
-    start_index = max(1, start_index)
+    start_index = min(max(1, start_index), START_MAX)  # past any tenant; SQL offsets are 64-bit
     query = _live_users(actor.tenant_id)
     if condition is None:
         # The kept counts of the live homes, not a count of every user (decision 0055).
@@ -161,9 +161,21 @@ def email_keys(emails: Sequence[str]) -> str | None:
     """The e-mail values as ``objects.email_keys`` holds them: folded, each framed by
     newlines, so that one LIKE finds a whole value (filters.py)."""
     values = [e.strip().lower() for e in emails if e and e.strip()][:EMAILS_MAX]
+    for value in values:
+        if len(value) > NAME_MAX:
+            raise InvalidInput(
+                f"emails: at most {NAME_MAX} characters a value",
+                field="emails",
+                scim_type="invalidValue",
+            )
     if not values:
         return None
     return "\n" + "\n".join(v.replace("\n", " ") for v in values) + "\n"
+
+
+def clean_external_id(value: str | None) -> str | None:
+    """A provider's id for a resource: text of a name's rules (1-255 characters)."""
+    return None if value is None else clean_name(value, field="externalId")
 
 
 def _check_login_free(
@@ -182,7 +194,7 @@ def _check_login_free(
 
 def _columns(spec: UserSpec) -> dict[str, Any]:
     return {
-        "external_id": spec.external_id,
+        "external_id": clean_external_id(spec.external_id),
         "display_name": spec.display_name,
         "email_keys": email_keys(spec.emails),
         "profile": spec.profile,
@@ -296,7 +308,7 @@ def delete_user(
         uow,
         actor=actor,
         spec=groups.GroupSpec(
-            name=f"User {user.user_name}"[: values.NAME_MAX].rstrip(),
+            name=f"User {user.user_name}"[:NAME_MAX].rstrip(),
             parent_uuid=home,
             kind="static",
             description=HOLDER_DESCRIPTION,
