@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from groupd.store.db import UnitOfWork
@@ -22,23 +22,38 @@ from groupd.store.models import LIVE, Group, UserCount, table_of
 
 def count_users_into(uow: UnitOfWork, *, tenant_id: int, changes: Mapping[int, int]) -> None:
     """Add ``changes`` (home group key: users gained, negative for users lost) to the
-    kept counts: one upsert, whatever the number of homes. Homes in key order, so two
-    transactions moving users between the same homes lock their rows in one order."""
-    rows = [
-        {"tenant_id": tenant_id, "home_group_id": home, "users": delta}
-        for home, delta in sorted(changes.items())
-        if delta
-    ]
-    if not rows:
+    kept counts. Gains alone (every create and import) are one upsert, whatever the
+    number of homes. Homes in key order, so that two transactions moving users between
+    the same homes lock their rows in one order."""
+    ordered = [(home, delta) for home, delta in sorted(changes.items()) if delta]
+    if not ordered:
         return
+    if all(delta > 0 for _, delta in ordered):
+        _gain(uow, tenant_id, ordered)
+        return
+    for home, delta in ordered:
+        if delta > 0:
+            _gain(uow, tenant_id, [(home, delta)])
+        else:
+            # A home that loses users has its row: the users it loses were counted in.
+            counts = table_of(UserCount)
+            uow.session.execute(
+                update(counts)
+                .where(counts.c.tenant_id == tenant_id, counts.c.home_group_id == home)
+                .values(users=counts.c.users + delta)
+            )
+
+
+def _gain(uow: UnitOfWork, tenant_id: int, gains: list[tuple[int, int]]) -> None:
     dialect = postgresql if uow.session.get_bind().dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(table_of(UserCount))
+    counts = table_of(UserCount)
+    upsert = dialect.insert(counts)
     uow.session.execute(
         upsert.on_conflict_do_update(
             index_elements=["tenant_id", "home_group_id"],
-            set_={"users": table_of(UserCount).c.users + upsert.excluded.users},
+            set_={"users": counts.c.users + upsert.excluded.users},
         ),
-        rows,
+        [{"tenant_id": tenant_id, "home_group_id": home, "users": delta} for home, delta in gains],
     )
 
 
