@@ -489,14 +489,14 @@ def move_object(
             code="not_a_static_group",
             group=str(key),
         )
+    if obj.kind == "user":
+        moved = user_moves([obj.home_group_id], [home.id])
+        count_users_into(uow, tenant_id=actor.tenant_id, changes=moved)
     uow.session.execute(
         update(DirectoryObject)
         .where(DirectoryObject.id == obj.id)
         .values(home_group_id=home.id, version=obj.version + 1, updated_at=now)
     )
-    if obj.kind == "user":
-        moved = user_moves([obj.home_group_id], [home.id])
-        count_users_into(uow, tenant_id=actor.tenant_id, changes=moved)
     view = get_object(uow, actor=actor, object_id=obj.uuid)
     _record(uow, actor, "object.move", view, now)
     return view

@@ -230,20 +230,21 @@ def update_group(
     actor.require("editor")
     group = _lock(uow, actor=actor, group_id=group_id, precondition=precondition)
     values: dict[str, Any] = {}
-    if display_name is not None and display_name != group.display_name:
-        renamed = groups.update_group(
+    renamed = display_name is not None and display_name != group.display_name
+    if renamed:
+        # The group service renames (its rules, its event); the version moves on once.
+        groups.update_group(
             uow,
             actor=actor,
             group_id=group.uuid,
-            changes=groups.GroupChanges(name=clean_name(display_name, field="displayName")),
+            changes=groups.GroupChanges(name=clean_name(display_name or "", field="displayName")),
             now=now,
         )
-        values["version"] = renamed.version
     if external_id is not UNSET and external_id != group.external_id:
         values["external_id"] = clean_external_id(external_id)
     counts = _change_members(uow, actor=actor, group=group, change=members, now=now)
-    if values or any(counts.values()):
-        values["version"] = values.get("version", group.version) + 1
+    if renamed or values or any(counts.values()):
+        values["version"] = group.version + 1
         values["updated_at"] = now
         uow.session.execute(update(Group).where(Group.id == group.id).values(**values))
     if any(counts.values()):
