@@ -66,12 +66,11 @@ GROUP_FILTER = _filter(
 
 class Email(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # scim2-models checks an address's form (email-validator): the document names a
-    # plain subset of the addresses it takes.
+    # plain subset of the addresses it takes; ``primary`` (at most one) is left out.
     value: Annotated[str, Meta(pattern=EMAIL)]
     type: Annotated[str, Meta(extra_json_schema={"enum": ["work", "home", "other"]})] | (
         UnsetType
     ) = UNSET
-    primary: bool | UnsetType = UNSET
 
 
 class PersonName(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
