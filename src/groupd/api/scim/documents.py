@@ -49,7 +49,9 @@ _TEXT_OPERATORS = "(eq|ne|co|sw|ew|gt|ge|lt|le)"
 USER_FILTER = _filter(
     [
         f"(userName|externalId|displayName) {_TEXT_OPERATORS} {_STRING}",
-        f"emails(\\.value)? (eq|ne|co|sw|ew) {_STRING}",
+        # scim2-models checks an address compared for equality as an address.
+        f'emails(\\.value)? (eq|ne) "{EMAIL[1:-1]}"',
+        f"emails(\\.value)? (co|sw|ew) {_STRING}",
         "active (eq|ne) (true|false)",
         f"id (eq|ne) {_STRING}",
         "(userName|externalId|displayName|emails|active|id) pr",
@@ -201,7 +203,7 @@ class ScimGroupPatch(
     operations: _patch(GROUP_OPERATIONS)  # type: ignore[valid-type]
 
 
-Attributes = Annotated[list[Annotated[str, Meta(pattern=ATTRIBUTES)]], Meta(max_length=10)]
+Attributes = Annotated[list[Annotated[str, Meta(pattern=f"^{_ATTRIBUTE}$")]], Meta(max_length=10)]
 
 
 class ScimUserSearch(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):

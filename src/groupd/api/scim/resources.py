@@ -278,11 +278,14 @@ def search(req: ApiRequest, model: Any) -> Any:
     """``filter``, ``startIndex``, ``count``, ``attributes``, ``excludedAttributes``: in
     the query, or in the body of a POST to ``.search`` (RFC 7644 §3.4.3)."""
     if req.endpoint.method == "POST":
-        return validate(SearchRequest[model], req.decode(dict[str, Any]), Context.SEARCH_REQUEST)
+        body = _one_projection(req.decode(dict[str, Any]))
+        return validate(SearchRequest[model], body, Context.SEARCH_REQUEST)
     names = ("filter", "startIndex", "count", "attributes", "excludedAttributes")
     given = {name: req.query_str(name) for name in names}
     return validate(
-        SearchRequest[model], {k: v for k, v in given.items() if v}, Context.SEARCH_REQUEST
+        SearchRequest[model],
+        _one_projection({k: v for k, v in given.items() if v}),
+        Context.SEARCH_REQUEST,
     )
 
 
@@ -291,9 +294,27 @@ def response_parameters(req: ApiRequest, model: Any) -> Any:
     given = {name: req.query_str(name) for name in names}
     return validate(
         ResponseParameters[model],
-        {k: v for k, v in given.items() if v},
+        _one_projection({k: v for k, v in given.items() if v}),
         Context.RESOURCE_QUERY_REQUEST,
     )
+
+
+def _one_projection(given: dict[str, Any]) -> dict[str, Any]:
+    """Both ``attributes`` and ``excludedAttributes``: the attributes named by the first
+    less those the second names (``id`` alone when none is left), which ``scim2-models``
+    takes; RFC 7644 §3.4.2.5 does not forbid asking for both."""
+    wanted, unwanted = given.get("attributes"), given.get("excludedAttributes")
+    if not wanted or not unwanted:
+        return given
+
+    def names(value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        return [str(item).strip() for item in items if str(item).strip()] if items else []
+
+    left_out = {name.lower() for name in names(unwanted)}
+    kept = [name for name in names(wanted) if name.lower() not in left_out] or ["id"]
+    rest = {k: v for k, v in given.items() if k != "excludedAttributes"}
+    return {**rest, "attributes": kept if isinstance(wanted, list) else ",".join(kept)}
 
 
 def wants_members(parameters: Any) -> bool:
