@@ -54,6 +54,19 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     """,
     )
     assert not homeless, f"invariant 1: objects without a static home: {homeless[:10]}"
+    # The kept count of users per home (decision 0055) is the count of its users.
+    miscounted = _rows(
+        db,
+        """
+        SELECT g.id, c.users, (SELECT count(*) FROM objects o
+                               WHERE o.home_group_id = g.id AND o.kind = 'user')
+        FROM groups g LEFT JOIN user_counts c
+            ON c.home_group_id = g.id AND c.tenant_id = g.tenant_id
+        WHERE g.kind = 'static' AND COALESCE(c.users, 0) <> (
+            SELECT count(*) FROM objects o WHERE o.home_group_id = g.id AND o.kind = 'user')
+    """,
+    )
+    assert not miscounted, f"kept user counts (home, kept, actual): {miscounted[:10]}"
     # 2. an accepted delete, once finished, leaves nothing of its subtree.
     leftovers = _rows(
         db,

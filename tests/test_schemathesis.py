@@ -92,11 +92,10 @@ def refused_by_state(response: Any, case: schemathesis.Case) -> bool:
     return body.get("appStatusCode") in APPVIEWX_STATE_CODES
 
 
-# The SCIM face arrived on main after the document was made to state what the server
-# enforces; its operations (filters, PATCH operations, required attributes) are not yet
-# stated precisely, so positive-data acceptance does not hold them yet. Every other
-# check does.
-POSITIVE_DATA_PENDING = re.compile(r"^/scim/v2/")
+# Operations held out of positive-data acceptance while the document does not yet state
+# what the server takes (every other check holds them). None: SCIM's requests are
+# stated since decision 0059.
+POSITIVE_DATA_PENDING = re.compile(r"(?!)")
 
 
 def positive_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:

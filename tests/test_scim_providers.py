@@ -123,11 +123,11 @@ def test_okta_sequence(client: TestClient, acme: TenantFixture, db: Database) ->
     user = okta.send("POST", "/Users", 201, json=okta_user(login))
     uid = user["id"]
     assert user["userName"] == login and user["active"] is True
-    assert user["meta"]["version"] == 'W/"1"' and "password" not in user
+    assert user["meta"]["version"] == '"1"' and "password" not in user
     assert okta.send("GET", f"/Users/{uid}", 200)["name"]["familyName"] == "User"
     # The profile changes in Okta: a PUT of the whole user.
     updated = okta.send("PUT", f"/Users/{uid}", 200, json=okta_user(login, "Test", "Renamed"))
-    assert updated["name"]["familyName"] == "Renamed" and updated["meta"]["version"] == 'W/"2"'
+    assert updated["name"]["familyName"] == "Renamed" and updated["meta"]["version"] == '"2"'
     # Deactivate, then reactivate: replace without a path.
     off = okta.patch(f"/Users/{uid}", {"op": "replace", "value": {"active": False}})
     assert off["active"] is False and status_of(db, uid) == "inactive"
@@ -284,16 +284,46 @@ def test_provisioned_users_live_in_a_protected_group_under_all(
 def test_if_match_names_the_version_a_change_applies_to(
     client: TestClient, acme: TenantFixture, db: Database
 ) -> None:
+    """RFC 9110 conditions, as the native API reads them (api/conditional.py), answered
+    in SCIM's error form."""
     idp = Idp(client, acme)
     user = idp.send("POST", "/Users", 201, json={"schemas": [USER], "userName": "etag@x"})
     uid, version = user["id"], user["meta"]["version"]
+    assert version == '"1"'
     body = {"schemas": [USER], "userName": "etag@x", "active": False}
-    idp.send("PUT", f"/Users/{uid}", 412, json=body, headers={"If-Match": 'W/"7"'})
+    stale = idp.send("PUT", f"/Users/{uid}", 412, json=body, headers={"If-Match": '"7"'})
+    assert stale["status"] == "412" and "version 1" in stale["detail"], stale
+    # A weak tag never matches If-Match (strong comparison), nor does one never issued.
+    idp.send("PUT", f"/Users/{uid}", 412, json=body, headers={"If-Match": 'W/"1"'})
+    idp.send("PATCH", f"/Users/{uid}", 412, json=_deactivate(), headers={"If-Match": '"x"'})
+    idp.send("PUT", f"/Users/{uid}", 412, json=body, headers={"If-None-Match": "*"})
+    malformed = idp.send("PUT", f"/Users/{uid}", 400, json=body, headers={"If-Match": "1"})
+    assert malformed["scimType"] == "invalidValue" and "If-Match" in malformed["detail"]
     assert status_of(db, uid) == "active"
-    changed = idp.send("PUT", f"/Users/{uid}", 200, json=body, headers={"If-Match": version})
-    assert changed["meta"]["version"] == 'W/"2"'
+    changed = idp.send(
+        "PUT", f"/Users/{uid}", 200, json=body, headers={"If-Match": f'"9", {version}'}
+    )
+    assert changed["meta"]["version"] == '"2"'
+    group = idp.send("POST", "/Groups", 201, json={"schemas": [GROUP], "displayName": "E"})
+    idp.send("PATCH", f"/Groups/{group['id']}", 412, json=_rename("F"), headers={"If-Match": '"2"'})
+    renamed = idp.send(
+        "PATCH", f"/Groups/{group['id']}", 200, json=_rename("F"), headers={"If-Match": '"1"'}
+    )
+    assert renamed["displayName"] == "F" and renamed["meta"]["version"] == '"2"'
+    idp.send("DELETE", f"/Groups/{group['id']}", 412, headers={"If-Match": '"1"'})
     idp.send("DELETE", f"/Users/{uid}", 412, headers={"If-Match": version})
-    idp.send("DELETE", f"/Users/{uid}", 204, headers={"If-Match": 'W/"2"'})
+    idp.send("DELETE", f"/Users/{uid}", 204, headers={"If-Match": '"2"'})
+
+
+def _deactivate() -> dict[str, Any]:
+    return {"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": False}}]}
+
+
+def _rename(name: str) -> dict[str, Any]:
+    return {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "displayName", "value": name}],
+    }
 
 
 def test_filters_and_pages_in_a_stable_order(client: TestClient, acme: TenantFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from groupd.store.ids import allocate_ids
 from groupd.store.models import LIVE, OBJECT_KINDS, USER_STATUSES, DirectoryObject, Group, table_of
 from groupd.store.prepared import Prepared
 from groupd.store.tree import subtree_bounds
+from groupd.store.user_counts import count_users_into, user_moves
 from groupd.values import clean_name
 
 BATCH_MAX = 10_000
@@ -394,6 +396,11 @@ def _insert_objects(
                 "a user with that loginName already exists", code="login_taken"
             ) from None
         raise Conflict("an object with that uuid already exists", code="uuid_taken") from None
+    count_users_into(
+        uow,
+        tenant_id=actor.tenant_id,
+        changes=Counter(row["home_group_id"] for row in rows if row["kind"] == "user"),
+    )
     wanted = [
         (object_id, object_uuid, spec.name, activation)
         for spec, object_id, object_uuid in zip(specs, ids, uuids, strict=True)
@@ -504,6 +511,9 @@ def move_object(
             code="not_a_static_group",
             group=str(key),
         )
+    if obj.kind == "user":
+        moved = user_moves([obj.home_group_id], [home.id])
+        count_users_into(uow, tenant_id=actor.tenant_id, changes=moved)
     uow.session.execute(
         update(DirectoryObject)
         .where(DirectoryObject.id == obj.id)

@@ -356,6 +356,24 @@ class Membership(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UserCount(Base):
+    """How many users a static group homes, kept by every insert, move and removal of a
+    user (``store/user_counts.py``, decision 0055): a tenant's live users are the sum
+    over its live homes, so a count of them reads a few rows, not every user.
+
+    No foreign key to the home: a purge removes groups and the delete pays nothing per
+    group for this table; a home's row stays after it, read by nothing (only live homes
+    are summed) and checked by the invariants while the home exists.
+    """
+
+    __tablename__ = "user_counts"
+    __table_args__ = (CheckConstraint("users >= 0", name="users"),)
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    home_group_id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    users: Mapped[int] = mapped_column(Integer)
+
+
 class Licence(Base):
     """A unit pool. ``used_units`` is kept equal to the sum of its activations."""
 

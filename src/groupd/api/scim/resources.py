@@ -28,9 +28,10 @@ from scim2_models import (
 )
 from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 
+from groupd.api.conditional import entity_tag
 from groupd.api.http import ApiRequest
 from groupd.api.scim.surface import library_error
-from groupd.errors import InvalidInput, NotFound, PreconditionFailed
+from groupd.errors import InvalidInput, NotFound
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning.groups import MemberChange, ProvisionedGroup
 from groupd.services.provisioning.users import ProvisionedUser, UserSpec
@@ -77,17 +78,14 @@ def location(req: ApiRequest, collection: str, key: uuid.UUID) -> str:
     return f"{str(req.request.base_url).rstrip('/')}/scim/v2/{collection}/{key}"
 
 
-def etag(version: int) -> str:
-    return f'W/"{version}"'
-
-
 def _meta(req: ApiRequest, kind: str, collection: str, view: Any) -> dict[str, str]:
     return {
         "resourceType": kind,
         "created": _when(view.created_at),
         "lastModified": _when(view.updated_at),
         "location": location(req, collection, view.uuid),
-        "version": etag(view.version),
+        # The ETag, as the native API's (RFC 9110 strong tags, decisions 0020 and 0057).
+        "version": entity_tag(view.version),
     }
 
 
@@ -280,11 +278,14 @@ def search(req: ApiRequest, model: Any) -> Any:
     """``filter``, ``startIndex``, ``count``, ``attributes``, ``excludedAttributes``: in
     the query, or in the body of a POST to ``.search`` (RFC 7644 §3.4.3)."""
     if req.endpoint.method == "POST":
-        return validate(SearchRequest[model], req.decode(dict[str, Any]), Context.SEARCH_REQUEST)
+        body = _one_projection(req.decode(dict[str, Any]))
+        return validate(SearchRequest[model], body, Context.SEARCH_REQUEST)
     names = ("filter", "startIndex", "count", "attributes", "excludedAttributes")
     given = {name: req.query_str(name) for name in names}
     return validate(
-        SearchRequest[model], {k: v for k, v in given.items() if v}, Context.SEARCH_REQUEST
+        SearchRequest[model],
+        _one_projection({k: v for k, v in given.items() if v}),
+        Context.SEARCH_REQUEST,
     )
 
 
@@ -293,9 +294,27 @@ def response_parameters(req: ApiRequest, model: Any) -> Any:
     given = {name: req.query_str(name) for name in names}
     return validate(
         ResponseParameters[model],
-        {k: v for k, v in given.items() if v},
+        _one_projection({k: v for k, v in given.items() if v}),
         Context.RESOURCE_QUERY_REQUEST,
     )
+
+
+def _one_projection(given: dict[str, Any]) -> dict[str, Any]:
+    """Both ``attributes`` and ``excludedAttributes``: the attributes named by the first
+    less those the second names (``id`` alone when none is left), which ``scim2-models``
+    takes; RFC 7644 §3.4.2.5 does not forbid asking for both."""
+    wanted, unwanted = given.get("attributes"), given.get("excludedAttributes")
+    if not wanted or not unwanted:
+        return given
+
+    def names(value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        return [str(item).strip() for item in items if str(item).strip()] if items else []
+
+    left_out = {name.lower() for name in names(unwanted)}
+    kept = [name for name in names(wanted) if name.lower() not in left_out] or ["id"]
+    rest = {k: v for k, v in given.items() if k != "excludedAttributes"}
+    return {**rest, "attributes": kept if isinstance(wanted, list) else ",".join(kept)}
 
 
 def wants_members(parameters: Any) -> bool:
@@ -304,17 +323,3 @@ def wants_members(parameters: Any) -> bool:
     if any(a.rsplit(":", 1)[-1].startswith("members") for a in excluded):
         return False
     return not attributes or any(a.rsplit(":", 1)[-1].startswith("members") for a in attributes)
-
-
-def if_match(req: ApiRequest) -> int | None:
-    """The version ``If-Match`` names (``W/"3"``), None when absent or ``*``."""
-    value = req.headers.get("if-match")
-    if value is None or value.strip() == "*":
-        return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit() or len(text) > 18:
-        raise PreconditionFailed(f"If-Match {value!r} names no version this resource had")
-    return int(text)

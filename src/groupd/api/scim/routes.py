@@ -22,11 +22,15 @@ from scim2_models import (
 )
 from starlette.responses import Response
 
+from groupd.api.conditional import precondition
 from groupd.api.http import ApiRequest, Endpoint, QueryParam, json_response
+from groupd.api.native.common import CONDITIONS
+from groupd.api.scim import documents
 from groupd.api.scim import resources as r
 from groupd.api.scim.surface import SCIM, SCIM_BASE, SCIM_JSON, library_error
 from groupd.api.waiting import wait_for_operation
 from groupd.errors import NotFound
+from groupd.services.common import Precondition
 from groupd.services.deletion import DeletePlan
 from groupd.services.provisioning import groups as provisioned_groups
 from groupd.services.provisioning import users as provisioned_users
@@ -190,7 +194,7 @@ def replace_user(req: ApiRequest) -> Response:
         actor=req.actor,
         user_id=req.path_params["id"],
         spec=r.user_spec(user),
-        if_match=r.if_match(req),
+        precondition=precondition(req),
         now=req.now,
     )
     return _resource(r.user_document(req, view), r.ScimUser)
@@ -198,8 +202,10 @@ def replace_user(req: ApiRequest) -> Response:
 
 def patch_user(req: ApiRequest) -> Response:
     patch = r.validate(PatchOp[r.ScimUser], req.decode(Document), Context.RESOURCE_PATCH_REQUEST)
+    wanted = precondition(req)
     current = provisioned_users.get_user(req.uow, actor=req.actor, user_id=req.path_params["id"])
-    wanted = r.if_match(req)
+    if wanted is not None:
+        wanted.check(current.version, what="the user")
     user = r.user_model(req, current)
     try:
         patch.patch(user, r.POLICY)
@@ -211,21 +217,26 @@ def patch_user(req: ApiRequest) -> Response:
         user_id=current.uuid,
         spec=r.user_spec(user),
         # The patch applied to this version: a change in between is a conflict, not lost.
-        if_match=current.version if wanted is None else wanted,
+        precondition=Precondition(match=frozenset({current.version})),
         now=req.now,
     )
     return _resource(r.user_document(req, view), r.ScimUser)
 
 
-def delete_user(req: ApiRequest) -> Response:
-    provisioned_users.delete_user(
-        req.uow,
-        actor=req.actor,
-        user_id=req.path_params["id"],
-        if_match=r.if_match(req),
-        now=req.now,
-    )
-    return Response(status_code=204)
+async def delete_user(req: ApiRequest) -> Response:
+    actor, ctx, user_id, wanted = req.actor, req.ctx, req.path_params["id"], precondition(req)
+
+    def phase_one(uow: UnitOfWork) -> DeletePlan:
+        return provisioned_users.delete_user(
+            uow,
+            actor=actor,
+            user_id=user_id,
+            precondition=wanted,
+            now=ctx.clock(),
+            retention_seconds=ctx.settings.retention_seconds,
+        )
+
+    return await _deleted(req, await req.transact(phase_one))
 
 
 # groups -----------------------------------------------------------------------------------
@@ -276,7 +287,7 @@ def replace_group(req: ApiRequest) -> Response:
         display_name=group.display_name or "",
         external_id=group.external_id,
         members=provisioned_groups.MemberChange(replace=r.member_ids(group.members)),
-        if_match=r.if_match(req),
+        precondition=precondition(req),
         now=req.now,
     )
     return _group_answer(req, view.uuid)
@@ -291,7 +302,7 @@ def patch_group(req: ApiRequest) -> Response:
         display_name=patch.display_name,
         external_id=patch.external_id,
         members=patch.members.change(),
-        if_match=r.if_match(req),
+        precondition=precondition(req),
         now=req.now,
     )
     return _group_answer(req, view.uuid)
@@ -306,44 +317,68 @@ def _group_answer(req: ApiRequest, key: Any) -> Response:
 
 
 async def delete_group(req: ApiRequest) -> Response:
-    actor, ctx = req.actor, req.ctx
-    group_id, wanted = req.path_params["id"], r.if_match(req)
+    actor, ctx, group_id, wanted = req.actor, req.ctx, req.path_params["id"], precondition(req)
 
     def phase_one(uow: UnitOfWork) -> DeletePlan:
         return provisioned_groups.delete_group(
             uow,
             actor=actor,
             group_id=group_id,
-            if_match=wanted,
+            precondition=wanted,
             now=ctx.clock(),
             retention_seconds=ctx.settings.retention_seconds,
         )
 
-    plan = await req.transact(phase_one)
+    return await _deleted(req, await req.transact(phase_one))
+
+
+async def _deleted(req: ApiRequest, plan: DeletePlan) -> Response:
+    """204 once the delete's operation has run (to the recycle bin, or removed), or once
+    the wait's budget is spent: the resource is gone from every read since phase one,
+    and what is left runs durably (SCIM has no 202)."""
     assert plan.operation_uuid is not None
-    ctx.worker.notify()
+    req.ctx.worker.notify()
     view = await wait_for_operation(
-        ctx,
-        actor=actor,
+        req.ctx,
+        actor=req.actor,
         operation_uuid=plan.operation_uuid,
-        budget_seconds=ctx.settings.delete_wait_seconds,
+        budget_seconds=req.ctx.settings.delete_wait_seconds,
     )
     if view.state == "failed":
         return SCIM.render_internal_error(req)
-    # Gone from every read since phase one; what is left runs durably (SCIM has no 202).
     return Response(status_code=204)
 
 
 # the table --------------------------------------------------------------------------------
-SEARCH = [
-    QueryParam("filter", description="RFC 7644 §3.4.2.2 filter"),
-    QueryParam("startIndex", "integer", "1-based index of the first result"),
-    QueryParam("count", "integer", "results per page (at most 1000)"),
-    QueryParam("attributes", description="attributes to return, comma-separated"),
-    QueryParam("excludedAttributes", description="attributes to leave out, comma-separated"),
+def _search_parameters(filter_pattern: str) -> list[QueryParam]:
+    return [
+        QueryParam(
+            "filter",
+            description="RFC 7644 §3.4.2.2 filter (the document names the forms providers send)",
+            pattern=filter_pattern,
+        ),
+        QueryParam("startIndex", "integer", "1-based index of the first result"),
+        QueryParam("count", "integer", "results per page (at most 1000)"),
+        *SELECT,
+    ]
+
+
+SELECT = [
+    QueryParam(
+        "attributes",
+        description="attributes to return, comma-separated",
+        pattern=documents.ATTRIBUTES,
+    ),
+    QueryParam(
+        "excludedAttributes",
+        description="attributes to leave out, comma-separated",
+        pattern=documents.ATTRIBUTES,
+    ),
 ]
-SELECT = SEARCH[3:]
-IF_MATCH = [QueryParam("If-Match", description='the version (ETag) changed, as W/"3"')]
+USER_SEARCH = _search_parameters(documents.USER_FILTER)
+GROUP_SEARCH = _search_parameters(documents.GROUP_FILTER)
+# If-Match and If-None-Match as the native API states them (RFC 9110 §13, decision 0020).
+IF_MATCH = CONDITIONS
 
 
 def endpoints() -> list[Endpoint]:
@@ -379,16 +414,29 @@ def endpoints() -> list[Endpoint]:
         )
 
     return [
-        e("GET", "/Users", list_users, "SCIM: query users", query=SEARCH),
-        e("POST", "/Users/.search", list_users, "SCIM: query users", body=Document),
-        e("POST", "/Users", create_user, "SCIM: create a user", body=Document, status=201),
+        e("GET", "/Users", list_users, "SCIM: query users", query=USER_SEARCH),
+        e(
+            "POST",
+            "/Users/.search",
+            list_users,
+            "SCIM: query users",
+            body=documents.ScimUserSearch,
+        ),
+        e(
+            "POST",
+            "/Users",
+            create_user,
+            "SCIM: create a user",
+            body=documents.ScimUserIn,
+            status=201,
+        ),
         e("GET", "/Users/{id}", get_user, "SCIM: a user", query=SELECT),
         e(
             "PUT",
             "/Users/{id}",
             replace_user,
             "SCIM: replace a user",
-            body=Document,
+            body=documents.ScimUserIn,
             headers=IF_MATCH,
         ),
         e(
@@ -396,7 +444,7 @@ def endpoints() -> list[Endpoint]:
             "/Users/{id}",
             patch_user,
             "SCIM: change a user",
-            body=Document,
+            body=documents.ScimUserPatch,
             headers=IF_MATCH,
         ),
         e(
@@ -406,17 +454,31 @@ def endpoints() -> list[Endpoint]:
             "SCIM: delete a user",
             status=204,
             headers=IF_MATCH,
+            is_async=True,
         ),
-        e("GET", "/Groups", list_groups, "SCIM: query groups", query=SEARCH),
-        e("POST", "/Groups/.search", list_groups, "SCIM: query groups", body=Document),
-        e("POST", "/Groups", create_group, "SCIM: create a group", body=Document, status=201),
+        e("GET", "/Groups", list_groups, "SCIM: query groups", query=GROUP_SEARCH),
+        e(
+            "POST",
+            "/Groups/.search",
+            list_groups,
+            "SCIM: query groups",
+            body=documents.ScimGroupSearch,
+        ),
+        e(
+            "POST",
+            "/Groups",
+            create_group,
+            "SCIM: create a group",
+            body=documents.ScimGroupIn,
+            status=201,
+        ),
         e("GET", "/Groups/{id}", get_group, "SCIM: a group", query=SELECT),
         e(
             "PUT",
             "/Groups/{id}",
             replace_group,
             "SCIM: replace a group",
-            body=Document,
+            body=documents.ScimGroupIn,
             query=SELECT,
             headers=IF_MATCH,
         ),
@@ -425,7 +487,7 @@ def endpoints() -> list[Endpoint]:
             "/Groups/{id}",
             patch_group,
             "SCIM: change a group and its members",
-            body=Document,
+            body=documents.ScimGroupPatch,
             query=SELECT,
             headers=IF_MATCH,
         ),

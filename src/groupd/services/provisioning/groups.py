@@ -13,19 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import aliased
 
-from groupd.errors import InvalidInput, NotFound, PreconditionFailed
+from groupd.errors import InvalidInput, NotFound
 from groupd.services import audit, deletion, groups
-from groupd.services.common import Actor, parse_uuid
+from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.provisioning.filters import Condition
+from groupd.services.provisioning.users import clean_external_id
 from groupd.store.db import UnitOfWork
-from groupd.store.models import LIVE, DirectoryObject, Group, Membership, table_of
+from groupd.store.members import add_memberships, live_member_keys
+from groupd.store.models import LIVE, DirectoryObject, Group, Membership
 from groupd.values import clean_name
 
 Home = aliased(Group)
 MAX_COUNT = 1000
+START_MAX = 2**31
 MEMBERS_MAX = 10_000  # one request's members (Entra sends a few, Okta up to hundreds)
 UNSET: Any = groups.GroupChanges.unset()
 
@@ -147,7 +150,7 @@ def query_groups(
 ) -> GroupPage:
     """The live user groups matching ``condition``, in creation order, one page."""
     count = max(0, min(count, MAX_COUNT))
-    start_index = max(1, start_index)
+    start_index = min(max(1, start_index), START_MAX)  # past any tenant; SQL offsets are 64-bit
     query = _user_groups(actor.tenant_id)
     if condition is not None:
         query = query.where(condition)
@@ -180,7 +183,9 @@ def create_group(
         spec=groups.GroupSpec(name=display_name, kind="user"),
         now=now,
     )
-    uow.session.execute(update(Group).where(Group.id == made.id).values(external_id=external_id))
+    uow.session.execute(
+        update(Group).where(Group.id == made.id).values(external_id=clean_external_id(external_id))
+    )
     if members:
         _add(uow, actor=actor, group_key=made.id, users=_resolve(uow, actor, members), now=now)
         _record(uow, actor, made.uuid, made.name, {"added": len(set(members))}, now)
@@ -188,7 +193,11 @@ def create_group(
 
 
 def _lock(
-    uow: UnitOfWork, *, actor: Actor, group_id: str | uuid.UUID, if_match: int | None
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    group_id: str | uuid.UUID,
+    precondition: Precondition | None,
 ) -> ProvisionedGroup:
     key = group_id if isinstance(group_id, uuid.UUID) else parse_uuid(group_id, what="group")
     # Locked: a concurrent delete waits, then sees the members this change leaves.
@@ -198,10 +207,9 @@ def _lock(
     if row is None:
         raise NotFound(f"no group '{group_id}'")
     group = _views(uow, [row], with_members=False)[0]
-    if if_match is not None and if_match != group.version:
-        raise PreconditionFailed(
-            f"the group is at version {group.version}, not {if_match}", version=group.version
-        )
+    if precondition is not None:
+        # Checked against the locked row: the check and the change are one step (0020).
+        precondition.check(group.version, what="the group")
     return group
 
 
@@ -213,29 +221,30 @@ def update_group(
     display_name: str | None,
     external_id: Any,
     members: MemberChange,
-    if_match: int | None,
+    precondition: Precondition | None,
     now: datetime,
 ) -> ProvisionedGroup:
     """Rename a group, set its ``externalId`` (``UNSET`` leaves it) and change its
     members, all or nothing. Every member named must be a live user of the tenant;
     removing one that is not a member is no change."""
     actor.require("editor")
-    group = _lock(uow, actor=actor, group_id=group_id, if_match=if_match)
+    group = _lock(uow, actor=actor, group_id=group_id, precondition=precondition)
     values: dict[str, Any] = {}
-    if display_name is not None and display_name != group.display_name:
-        renamed = groups.update_group(
+    renamed = display_name is not None and display_name != group.display_name
+    if renamed:
+        # The group service renames (its rules, its event); the version moves on once.
+        groups.update_group(
             uow,
             actor=actor,
             group_id=group.uuid,
-            changes=groups.GroupChanges(name=clean_name(display_name, field="displayName")),
+            changes=groups.GroupChanges(name=clean_name(display_name or "", field="displayName")),
             now=now,
         )
-        values["version"] = renamed.version
     if external_id is not UNSET and external_id != group.external_id:
-        values["external_id"] = external_id
+        values["external_id"] = clean_external_id(external_id)
     counts = _change_members(uow, actor=actor, group=group, change=members, now=now)
-    if values or any(counts.values()):
-        values["version"] = values.get("version", group.version) + 1
+    if renamed or values or any(counts.values()):
+        values["version"] = group.version + 1
         values["updated_at"] = now
         uow.session.execute(update(Group).where(Group.id == group.id).values(**values))
     if any(counts.values()):
@@ -300,18 +309,7 @@ def _resolve(uow: UnitOfWork, actor: Actor, members: Collection[uuid.UUID]) -> d
     """The member keys of the live users named, in one query; every one must exist."""
     wanted = set(members)
     _check_size(wanted)
-    live_homes = select(Home.id).where(
-        Home.tenant_id == actor.tenant_id, Home.kind == "static", Home.state == LIVE
-    )
-    rows = uow.session.execute(
-        select(DirectoryObject.uuid, DirectoryObject.member_key).where(
-            DirectoryObject.tenant_id == actor.tenant_id,
-            DirectoryObject.uuid.in_(wanted),
-            DirectoryObject.member_key.is_not(None),
-            DirectoryObject.home_group_id.in_(live_homes),
-        )
-    )
-    found = {user_uuid: int(key or 0) for user_uuid, key in rows}  # never NULL: see WHERE
+    found = live_member_keys(uow, tenant_id=actor.tenant_id, uuids=wanted)
     missing = sorted(str(u) for u in wanted - found.keys())
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -331,28 +329,14 @@ def _add(
     users: dict[uuid.UUID, int],
     now: datetime,
 ) -> int:
-    """Insert the memberships that do not exist yet: one INSERT ... SELECT."""
-    if not users:
-        return 0
-    keys = sorted(set(users.values()))
-    already = Membership.__table__.alias("already")
-    fresh = select(
-        literal(group_key),
-        DirectoryObject.member_key,
-        literal(actor.tenant_id),
-        literal(now, Membership.created_at.type),
-    ).where(
-        DirectoryObject.id.in_(keys),
-        ~select(already.c.object_id)
-        .where(already.c.group_id == group_key, already.c.object_id == DirectoryObject.id)
-        .exists(),
+    """Insert the memberships that do not exist yet: one statement."""
+    return add_memberships(
+        uow,
+        tenant_id=actor.tenant_id,
+        group_key=group_key,
+        member_keys=users.values(),
+        now=now,
     )
-    result = uow.session.execute(
-        insert(table_of(Membership)).from_select(
-            ["group_id", "object_id", "tenant_id", "created_at"], fresh
-        )
-    )
-    return _rowcount(result)
 
 
 def _record(
@@ -386,7 +370,7 @@ def delete_group(
     *,
     actor: Actor,
     group_id: str | uuid.UUID,
-    if_match: int | None,
+    precondition: Precondition | None,
     now: datetime,
     retention_seconds: int = 0,
 ) -> deletion.DeletePlan:
@@ -395,7 +379,7 @@ def delete_group(
     it vanishes from every read at once (to the recycle bin for ``retention_seconds``);
     the memberships go with it, the users stay."""
     actor.require("editor")
-    group = _lock(uow, actor=actor, group_id=group_id, if_match=if_match)
+    group = _lock(uow, actor=actor, group_id=group_id, precondition=precondition)
     return deletion.request_delete(
         uow,
         actor=actor,

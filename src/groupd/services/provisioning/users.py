@@ -14,21 +14,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
-from groupd.errors import Conflict, NotFound, PreconditionFailed
-from groupd.services import audit, objects
-from groupd.services.common import Actor, parse_uuid
+from groupd.errors import Conflict, InvalidInput, NotFound
+from groupd.services import audit, deletion, groups, objects
+from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.provisioning.filters import Condition
 from groupd.services.provisioning.home import provisioning_home
 from groupd.store.db import UnitOfWork
-from groupd.store.models import LIVE, Activation, DirectoryObject, Group, Membership
-from groupd.values import clean_name
+from groupd.store.models import LIVE, DirectoryObject, Group
+from groupd.store.user_counts import count_live_users, count_users_into, user_moves
+from groupd.values import NAME_MAX, clean_name
 
 Home = aliased(Group)
-EMAILS_MAX = 20
+EMAILS_MAX = 15  # kept; 15 of the longest fit objects.email_keys
+HOLDER_DESCRIPTION = "A user an identity provider deleted (SCIM); restored, it lives here"
 MAX_COUNT = 1000
+START_MAX = 2**31
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +138,15 @@ def query_users(
     """The live users matching ``condition`` (a filter as SQL), in creation order, from
     the ``start_index``-th (1-based) on, at most ``count``; and how many match in all."""
     count = max(0, min(count, MAX_COUNT))
-    start_index = max(1, start_index)
+    start_index = min(max(1, start_index), START_MAX)  # past any tenant; SQL offsets are 64-bit
     query = _live_users(actor.tenant_id)
-    counted = _live_users(actor.tenant_id, func.count())
-    if condition is not None:
+    if condition is None:
+        # The kept counts of the live homes, not a count of every user (decision 0055).
+        total = count_live_users(uow, tenant_id=actor.tenant_id)
+    else:
         query = query.where(condition)
-        counted = counted.where(condition)
-    total = int(uow.session.execute(counted).scalar_one())
+        counted = _live_users(actor.tenant_id, func.count()).where(condition)
+        total = int(uow.session.execute(counted).scalar_one())
     rows = (
         uow.session.execute(
             query.order_by(DirectoryObject.id).offset(start_index - 1).limit(count)
@@ -156,9 +161,21 @@ def email_keys(emails: Sequence[str]) -> str | None:
     """The e-mail values as ``objects.email_keys`` holds them: folded, each framed by
     newlines, so that one LIKE finds a whole value (filters.py)."""
     values = [e.strip().lower() for e in emails if e and e.strip()][:EMAILS_MAX]
+    for value in values:
+        if len(value) > NAME_MAX:
+            raise InvalidInput(
+                f"emails: at most {NAME_MAX} characters a value",
+                field="emails",
+                scim_type="invalidValue",
+            )
     if not values:
         return None
     return "\n" + "\n".join(v.replace("\n", " ") for v in values) + "\n"
+
+
+def clean_external_id(value: str | None) -> str | None:
+    """A provider's id for a resource: text of a name's rules (1-255 characters)."""
+    return None if value is None else clean_name(value, field="externalId")
 
 
 def _check_login_free(
@@ -177,7 +194,7 @@ def _check_login_free(
 
 def _columns(spec: UserSpec) -> dict[str, Any]:
     return {
-        "external_id": spec.external_id,
+        "external_id": clean_external_id(spec.external_id),
         "display_name": spec.display_name,
         "email_keys": email_keys(spec.emails),
         "profile": spec.profile,
@@ -211,7 +228,11 @@ def create_user(uow: UnitOfWork, *, actor: Actor, spec: UserSpec, now: datetime)
 
 
 def _lock(
-    uow: UnitOfWork, *, actor: Actor, user_id: str | uuid.UUID, if_match: int | None
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    user_id: str | uuid.UUID,
+    precondition: Precondition | None,
 ) -> ProvisionedUser:
     key = user_id if isinstance(user_id, uuid.UUID) else parse_uuid(user_id, what="user")
     row = uow.session.execute(
@@ -220,10 +241,9 @@ def _lock(
     if row is None:
         raise NotFound(f"no user '{user_id}'")
     user = _view(row)
-    if if_match is not None and if_match != user.version:
-        raise PreconditionFailed(
-            f"the user is at version {user.version}, not {if_match}", version=user.version
-        )
+    if precondition is not None:
+        # Checked against the locked row: the check and the change are one step (0020).
+        precondition.check(user.version, what="the user")
     return user
 
 
@@ -233,14 +253,14 @@ def replace_user(
     actor: Actor,
     user_id: str | uuid.UUID,
     spec: UserSpec,
-    if_match: int | None,
+    precondition: Precondition | None,
     now: datetime,
 ) -> ProvisionedUser:
     """Replace what a provider keeps on a user (PUT, and a PATCH once applied): login
     name, status, ids and profile. ``active`` false is a provider's soft delete: the user
     stays, inactive. Recorded as ``object.update``."""
     actor.require("editor")
-    user = _lock(uow, actor=actor, user_id=user_id, if_match=if_match)
+    user = _lock(uow, actor=actor, user_id=user_id, precondition=precondition)
     user_name = clean_name(spec.user_name, field="userName")
     display = clean_name(spec.display_name, field="displayName") if spec.display_name else None
     if user_name != user.user_name:
@@ -263,22 +283,53 @@ def replace_user(
 
 
 def delete_user(
-    uow: UnitOfWork, *, actor: Actor, user_id: str | uuid.UUID, if_match: int | None, now: datetime
-) -> None:
-    """Remove a user a provider deleted: its memberships go; its activations stay
-    counted, orphaned, to be released as any deleted object's (decision 0052). Recorded
-    as ``object.delete``."""
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    user_id: str | uuid.UUID,
+    precondition: Precondition | None,
+    now: datetime,
+    retention_seconds: int = 0,
+) -> deletion.DeletePlan:
+    """Delete a user a provider deleted, through the delete service like every delete
+    (decision 0056): the user moves into a static group of its own under its home, and
+    that group is deleted under the identity provider's policy. The user vanishes from
+    every read at once, with its memberships; to the recycle bin for
+    ``retention_seconds``, from which a restore brings it back with the same id,
+    memberships and activations (inside that group). Recorded as ``object.delete``."""
     actor.require("editor")
-    user = _lock(uow, actor=actor, user_id=user_id, if_match=if_match)
-    session = uow.session
-    session.execute(
-        update(Activation)
-        .where(Activation.object_id == user.id, Activation.tenant_id == actor.tenant_id)
-        .values(object_id=None, orphaned_at=now)
+    user = _lock(uow, actor=actor, user_id=user_id, precondition=precondition)
+    home_key, home = uow.session.execute(
+        select(Group.id, Group.uuid)
+        .join(DirectoryObject, DirectoryObject.home_group_id == Group.id)
+        .where(DirectoryObject.id == user.id)
+    ).one()
+    holder = groups.create_group(
+        uow,
+        actor=actor,
+        spec=groups.GroupSpec(
+            name=f"User {user.user_name}"[:NAME_MAX].rstrip(),
+            parent_uuid=home,
+            kind="static",
+            description=HOLDER_DESCRIPTION,
+        ),
+        now=now,
     )
-    session.execute(delete(Membership).where(Membership.object_id == user.id))
-    session.execute(delete(DirectoryObject).where(DirectoryObject.id == user.id))
+    uow.session.execute(
+        update(DirectoryObject).where(DirectoryObject.id == user.id).values(home_group_id=holder.id)
+    )
+    count_users_into(uow, tenant_id=actor.tenant_id, changes=user_moves([home_key], [holder.id]))
+    plan = deletion.request_delete(
+        uow,
+        actor=actor,
+        group_id=holder.uuid,
+        release_units=False,
+        policy=deletion.IDENTITY_PROVIDER,
+        now=now,
+        retention_seconds=retention_seconds,
+    )
     _record(uow, actor, "object.delete", user, now)
+    return plan
 
 
 def _record(
