@@ -223,20 +223,15 @@ def patch_user(req: ApiRequest) -> Response:
     return _resource(r.user_document(req, view), r.ScimUser)
 
 
-async def delete_user(req: ApiRequest) -> Response:
-    actor, ctx, user_id, wanted = req.actor, req.ctx, req.path_params["id"], precondition(req)
-
-    def phase_one(uow: UnitOfWork) -> DeletePlan:
-        return provisioned_users.delete_user(
-            uow,
-            actor=actor,
-            user_id=user_id,
-            precondition=wanted,
-            now=ctx.clock(),
-            retention_seconds=ctx.settings.retention_seconds,
-        )
-
-    return await _deleted(req, await req.transact(phase_one))
+def delete_user(req: ApiRequest) -> Response:
+    provisioned_users.delete_user(
+        req.uow,
+        actor=req.actor,
+        user_id=req.path_params["id"],
+        precondition=precondition(req),
+        now=req.ctx.clock(),
+    )
+    return Response(status_code=204)
 
 
 # groups -----------------------------------------------------------------------------------
@@ -454,7 +449,6 @@ def endpoints() -> list[Endpoint]:
             "SCIM: delete a user",
             status=204,
             headers=IF_MATCH,
-            is_async=True,
         ),
         e("GET", "/Groups", list_groups, "SCIM: query groups", query=GROUP_SEARCH),
         e(

@@ -14,22 +14,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import aliased
 
 from groupd.errors import Conflict, InvalidInput, NotFound
-from groupd.services import audit, deletion, groups, objects
+from groupd.services import audit, objects
 from groupd.services.common import Actor, Precondition, parse_uuid
 from groupd.services.provisioning.filters import Condition
 from groupd.services.provisioning.home import provisioning_home
 from groupd.store.db import UnitOfWork
-from groupd.store.models import LIVE, DirectoryObject, Group
+from groupd.store.models import LIVE, Activation, DirectoryObject, Group, Membership
 from groupd.store.user_counts import count_live_users, count_users_into, user_moves
 from groupd.values import NAME_MAX, clean_name
 
 Home = aliased(Group)
 EMAILS_MAX = 15  # kept; 15 of the longest fit objects.email_keys
-HOLDER_DESCRIPTION = "A user an identity provider deleted (SCIM); restored, it lives here"
 MAX_COUNT = 1000
 START_MAX = 2**31
 
@@ -289,47 +288,26 @@ def delete_user(
     user_id: str | uuid.UUID,
     precondition: Precondition | None,
     now: datetime,
-    retention_seconds: int = 0,
-) -> deletion.DeletePlan:
-    """Delete a user a provider deleted, through the delete service like every delete
-    (decision 0056): the user moves into a static group of its own under its home, and
-    that group is deleted under the identity provider's policy. The user vanishes from
-    every read at once, with its memberships; to the recycle bin for
-    ``retention_seconds``, from which a restore brings it back with the same id,
-    memberships and activations (inside that group). Recorded as ``object.delete``."""
+) -> None:
+    """Remove a user a provider deleted, as the native API removes an object (decision
+    0056): its memberships go, its activations stay counted, orphaned, to be released as
+    any deleted object's, and its userName is free at once for the provider's next
+    create. Recorded as ``object.delete``."""
     actor.require("editor")
     user = _lock(uow, actor=actor, user_id=user_id, precondition=precondition)
-    home_key, home = uow.session.execute(
-        select(Group.id, Group.uuid)
-        .join(DirectoryObject, DirectoryObject.home_group_id == Group.id)
-        .where(DirectoryObject.id == user.id)
-    ).one()
-    holder = groups.create_group(
-        uow,
-        actor=actor,
-        spec=groups.GroupSpec(
-            name=f"User {user.user_name}"[:NAME_MAX].rstrip(),
-            parent_uuid=home,
-            kind="static",
-            description=HOLDER_DESCRIPTION,
-        ),
-        now=now,
+    session = uow.session
+    home = session.execute(
+        select(DirectoryObject.home_group_id).where(DirectoryObject.id == user.id)
+    ).scalar_one()
+    session.execute(
+        update(Activation)
+        .where(Activation.object_id == user.id, Activation.tenant_id == actor.tenant_id)
+        .values(object_id=None, orphaned_at=now)
     )
-    uow.session.execute(
-        update(DirectoryObject).where(DirectoryObject.id == user.id).values(home_group_id=holder.id)
-    )
-    count_users_into(uow, tenant_id=actor.tenant_id, changes=user_moves([home_key], [holder.id]))
-    plan = deletion.request_delete(
-        uow,
-        actor=actor,
-        group_id=holder.uuid,
-        release_units=False,
-        policy=deletion.IDENTITY_PROVIDER,
-        now=now,
-        retention_seconds=retention_seconds,
-    )
+    session.execute(delete(Membership).where(Membership.object_id == user.id))
+    session.execute(delete(DirectoryObject).where(DirectoryObject.id == user.id))
+    count_users_into(uow, tenant_id=actor.tenant_id, changes=user_moves([home], []))
     _record(uow, actor, "object.delete", user, now)
-    return plan
 
 
 def _record(
