@@ -45,13 +45,13 @@ def body_of(claim: Claim, message: Message) -> tuple[bytes, str]:
             "type": message.event_type,
             "time": _timestamp(message.occurred_at),
             "datacontenttype": "application/json",
-            "data": message.data,
+            "data": msgspec.Raw(message.data),
         }
         return _encoder.encode(document), "application/cloudevents+json"
     document = {
         "type": message.event_type,
         "timestamp": _timestamp(message.occurred_at),
-        "data": message.data,
+        "data": msgspec.Raw(message.data),
     }
     return _encoder.encode(document), "application/json"
 
