@@ -264,14 +264,11 @@ def measure_create_cost(
     mode: str,
 ) -> dict[str, Any]:
     """Creates with a subscription against none; deliveries by the server's own threads
-    (``threads``, at the default niceness; ``threads-nice0`` on equal footing with the
-    API) or by a ``groupd webhooks deliver`` process (``process``). Besides the rates:
+    (``threads``) or by a ``groupd webhooks deliver`` process (``process``). Besides the rates:
     the server's CPU per create, and how many deliveries were still to send when the
     last subscribed round ended (the delivery's lag) and how long they took to go."""
     receiver = start_receiver(db.workdir)
     env = {"GROUPD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
-    if mode == "threads-nice0":
-        env["GROUPD_WEBHOOK_DELIVERY_NICENESS"] = "0"
     deliverer = None
     if mode == "process":
         deliverer = start_deliverer(db, env)
@@ -430,8 +427,8 @@ def main() -> None:
     parser.add_argument(
         "--delivery",
         default="threads,process",
-        help="who delivers during the create runs: threads (the server's, default "
-        "niceness), threads-nice0, process (groupd webhooks deliver)",
+        help="who delivers during the create runs: threads (the server's own), "
+        "process (groupd webhooks deliver)",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))

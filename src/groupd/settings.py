@@ -108,8 +108,6 @@ class Settings(BaseSettings):
     # webhooks (docs/webhooks.md)
     webhook_delivery_enabled: bool = True
     webhook_delivery_threads: int = Field(default=4, ge=1, le=64)
-    # How much nicer (lower OS priority) than their process the delivery threads run.
-    webhook_delivery_niceness: int = Field(default=10, ge=0, le=19)
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
     webhook_batch: int = Field(default=100, ge=1, le=10_000)
     webhook_lease_seconds: float = Field(default=60.0, gt=0)

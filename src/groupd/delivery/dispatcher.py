@@ -28,20 +28,6 @@ PURGE_INTERVAL_SECONDS = 600.0
 RELAY_BATCH = 500
 
 
-def _yield_to_the_api(niceness: int) -> None:
-    """Lower this thread's scheduling priority by ``niceness`` (Linux schedules threads
-    one by one): on a core the API keeps busy the thread takes what requests leave; on
-    a quiet one it runs as fast as ever (decision 0064)."""
-    if niceness == 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(current + niceness, 19))
-    except OSError:  # not allowed here (a sandbox): delivery works the same, unyielding
-        log.warning("could not lower the webhook delivery threads' priority")
-
-
 @dataclass(frozen=True, slots=True)
 class _Round:
     worked: bool  # something was relayed or sent
@@ -96,7 +82,6 @@ class Dispatcher:
         self.sender.close()
 
     def _loop(self) -> None:
-        _yield_to_the_api(self.settings.webhook_delivery_niceness)
         while not self._stop.is_set():
             try:
                 saturated = self._round().saturated

@@ -47,6 +47,7 @@ class _Answer:
     status: int = 0
     body_bytes: int = 0
     complete: bool = False
+    keep_alive: bool = False  # asked when complete: llhttp forgets it after some answers
     messages: int = 0  # a second final message in the same bytes: the peer misbehaves
 
     def on_message_begin(self) -> None:
@@ -63,7 +64,9 @@ class _Answer:
 
     def on_message_complete(self) -> None:
         if self.status >= 200:
+            assert self.parser is not None
             self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()
 
 
 @dataclass(slots=True)
@@ -115,7 +118,7 @@ class Connection:
             if read == 0:
                 raise ConnectionResetError("the connection closed before an answer")
             raise WireError("no complete answer")
-        reusable = answer.complete and answer.messages == 1 and parser.should_keep_alive()
+        reusable = answer.complete and answer.messages == 1 and answer.keep_alive
         return answer.status, reusable
 
 
