@@ -5,7 +5,7 @@ events.
    fast local receiver (a bare ASGI app under uvicorn, in its own process): ``--events``
    outbox events for each of ``--subscriptions`` subscriptions, from the relay's first
    round until the receiver holds them all. Side by side, the floor: the same number of
-   POSTs of the same size from as many threads, each over one kept-alive httpx client,
+   POSTs of the same size from as many threads, each over one kept-alive httpcore pool,
    with no database and no signing. Target: at least 1,000 deliveries/s.
 2. **The API's create throughput** with a subscription delivering every event against
    none: one ``groupd`` server (its delivery threads on), ``wrk`` creating groups for
