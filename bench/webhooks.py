@@ -5,7 +5,7 @@ events.
    fast local receiver (a bare ASGI app under uvicorn, in its own process): ``--events``
    outbox events for each of ``--subscriptions`` subscriptions, from the relay's first
    round until the receiver holds them all. Side by side, the floor: the same number of
-   POSTs of the same size from as many threads, each over one kept-alive httpx client,
+   POSTs of the same size from as many threads, each over one kept-alive httpcore pool,
    with no database and no signing. Target: at least 1,000 deliveries/s.
 2. **The API's create throughput** with a subscription delivering every event against
    none: one ``groupd`` server (its delivery threads on), ``wrk`` creating groups for
@@ -140,8 +140,6 @@ def measure_deliveries(db: BenchDatabase, events: int, subscriptions: int) -> di
         database_url=db.url,
         webhook_allowed_networks="127.0.0.0/8",
         webhook_delivery_threads=subscriptions,
-        webhook_poll_seconds=0.01,
-        webhook_batch=200,
     )
     database = Database.from_settings(settings)
     try:
@@ -237,6 +235,12 @@ def drive(server: Server, script: Path, seconds: int, connections: int) -> dict[
     raise RuntimeError(f"wrk printed no summary:\n{output}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_deliverer(db: BenchDatabase, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``groupd webhooks deliver`` on its own, on the load generator's core."""
     full_env = {**os.environ, **env, "GROUPD_DATABASE_URL": db.url}
@@ -257,18 +261,24 @@ def measure_create_cost(
     rounds: int,
     connections: int,
     *,
-    in_process: bool,
+    mode: str,
 ) -> dict[str, Any]:
     """Creates with a subscription against none; deliveries by the server's own threads
-    (``in_process``) or by a ``groupd webhooks deliver`` process."""
+    (``threads``) or by a ``groupd webhooks deliver`` process (``process``). Besides the rates:
+    the server's CPU per create, and how many deliveries were still to send when each
+    subscribed round ended (the delivery's lag) and how long they then took."""
     receiver = start_receiver(db.workdir)
-    env = {"GROUPD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "GROUPD_WEBHOOK_POLL_SECONDS": "0.1"}
+    env = {"GROUPD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
     deliverer = None
-    if not in_process:
+    if mode == "process":
         deliverer = start_deliverer(db, env)
         env = {**env, "GROUPD_WEBHOOK_DELIVERY_ENABLED": "false"}
     server = start_groupd(db, extra_env=env, cpus=SERVER_CPUS)
     rates: dict[str, list[float]] = {"none": [], "subscribed": []}
+    cpu_us: dict[str, list[float]] = {"none": [], "subscribed": []}
+    subscribed_creates = 0
+    behind: list[int] = []  # deliveries still to send when a subscribed round ended
+    catch_up: list[float] = []  # and the seconds they then took
     try:
         with api(server.base_url, token) as client:
             root = tenant_root(client)
@@ -295,11 +305,20 @@ def measure_create_cost(
                         hook_id = None
                     script = db.workdir / f"create-{case}-{round_}.lua"
                     create_script(script, token, parent, f"{case}-{round_}")
+                    cpu_before = cpu_seconds(server.pid)
                     result = drive(server, script, seconds, connections)
+                    cpu = cpu_seconds(server.pid) - cpu_before
                     if result["errors"]:
                         raise RuntimeError(f"{result['errors']} creates failed: {result}")
                     rates[case].append(result["requests"] / (result["duration_us"] / 1e6))
-        time.sleep(2)
+                    cpu_us[case].append(cpu / result["requests"] * 1e6)
+                    if case == "subscribed":
+                        # Every subscribed create is one delivery. Wait for them all
+                        # before the next round: deleting the subscription drops what
+                        # it still had to send, and sending would spill into "none".
+                        subscribed_creates += result["requests"]
+                        behind.append(subscribed_creates - received(receiver))
+                        catch_up.append(wait_received(receiver, subscribed_creates))
         delivered = received(receiver)
     finally:
         server.stop()
@@ -314,7 +333,12 @@ def measure_create_cost(
         "creates_per_s_subscribed": round(subscribed),
         "slowdown": round(1 - subscribed / none, 3),
         "rounds": {case: [round(r) for r in values] for case, values in rates.items()},
+        "server_cpu_us_per_create": {
+            case: round(statistics.median(values)) for case, values in cpu_us.items()
+        },
         "delivered": delivered,
+        "behind_at_end": behind,
+        "caught_up_s": [round(seconds, 2) for seconds in catch_up],
     }
 
 
@@ -401,7 +425,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--devices", default="10000,100000")
+    parser.add_argument(
+        "--parts", default="deliveries,creates,delete", help="which measurements to run"
+    )
+    parser.add_argument(
+        "--delivery",
+        default="threads,process",
+        help="who delivers during the create runs: threads (the server's own), "
+        "process (groupd webhooks deliver)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     sys.path.insert(0, str(SRC))
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     print_machine(machine_info())
@@ -409,21 +443,23 @@ def main() -> None:
         db = create_database(kind, "webhooks")
         try:
             token = bootstrap(db)
-            deliveries = measure_deliveries(db, args.events, args.subscriptions)
-            ok = deliveries["per_s"] >= TARGET_DELIVERIES_PER_S
-            print(f"[{kind}] deliveries: {json.dumps(deliveries)} {verdict(ok)}")
-            for in_process in (True, False):
+            if "deliveries" in parts:
+                deliveries = measure_deliveries(db, args.events, args.subscriptions)
+                ok = deliveries["per_s"] >= TARGET_DELIVERIES_PER_S
+                print(f"[{kind}] deliveries: {json.dumps(deliveries)} {verdict(ok)}")
+            for mode in args.delivery.split(",") if "creates" in parts else ():
                 cost = measure_create_cost(
-                    db, token, args.seconds, args.rounds, args.connections, in_process=in_process
+                    db, token, args.seconds, args.rounds, args.connections, mode=mode
                 )
                 ok = cost["slowdown"] <= TARGET_SLOWDOWN
-                where = "server's threads" if in_process else "own process"
                 print(
-                    f"[{kind}] creates, subscribed vs none, delivered by the {where}: "
+                    f"[{kind}] creates, subscribed vs none, delivered by {mode}: "
                     f"{json.dumps(cost)} {verdict(ok)}"
                 )
         finally:
             drop_database(db)
+        if "delete" not in parts:
+            continue
         counts = [measure_delete_events(kind, int(devices)) for devices in args.devices.split(",")]
         for result in counts:
             print(f"[{kind}] delete: {json.dumps(result)}")

@@ -92,21 +92,15 @@ def relay_events(uow: UnitOfWork, *, now: datetime, limit: int = 500) -> int:
             .values(due_at=func.coalesce(WebhookSubscription.due_at, literal(now, UTCDateTime)))
             .execution_options(synchronize_session=False)
         )
+    events_table = table_of(OutboxEvent)
     wanted = sorted({event.id for event, _ in pairs})
     unwanted = sorted({event.id for event in events} - set(wanted))
     if wanted:
         session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_(wanted))
-            .values(relayed=True)
-            .execution_options(synchronize_session=False)
+            update(events_table).where(events_table.c.id.in_(wanted)).values(relayed=True)
         )
     if unwanted:
-        session.execute(
-            delete(OutboxEvent)
-            .where(OutboxEvent.id.in_(unwanted))
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(delete(events_table).where(events_table.c.id.in_(unwanted)))
     return len(events)
 
 
