@@ -10,13 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 import msgspec
 from standardwebhooks.webhooks import Webhook
 
-from groupd.delivery.wire import Connection, Connections, Origin, WireError
 from groupd.errors import InvalidInput
 from groupd.services.webhooks import addresses
 from groupd.services.webhooks.deliveries import Claim, Message, Outcome
@@ -57,25 +56,30 @@ def body_of(claim: Claim, message: Message) -> tuple[bytes, str]:
 
 
 # Every way a request can fail on the wire; each is a failed attempt, retried later.
-_WIRE_ERRORS = (WireError, OSError)
-_USER_AGENT = b"groupd-webhooks/1"
+_WIRE_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    OSError,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """Where a claim's requests go: the checked address (and the name TLS verifies), and
-    the request's first lines, the same for each of its messages."""
+    """Where a claim's requests go: the checked address, and the name for Host and TLS."""
 
-    origin: Origin
-    head: bytes
+    url: httpcore.URL
+    headers: list[tuple[bytes, bytes]]
+    extensions: dict[str, Any]
 
 
 class Sender:
-    """Sends a claim's messages one after the other over a kept-alive connection; never
-    follows a redirect.
+    """Sends messages over one connection pool; never follows a redirect.
 
-    HTTP/1.1 by hand on a socket, answers parsed by httptools: a request costs a tenth
-    of the CPU httpcore's did, in the process that serves the API (decision 0064)."""
+    httpcore (httpx's own transport) rather than an ``httpx.Client``: the client's layer
+    cost as much CPU again per request, in the process that serves the API (decision
+    0063)."""
 
     def __init__(
         self,
@@ -88,41 +92,42 @@ class Sender:
         self.networks = networks
         self.response_max_bytes = response_max_bytes
         self.resolver = resolver
-        self.connections = Connections(
-            timeout_seconds=timeout_seconds, ssl_context=httpx.create_ssl_context()
+        self.timeouts = {
+            "connect": timeout_seconds,
+            "read": timeout_seconds,
+            "write": timeout_seconds,
+            "pool": timeout_seconds,
+        }
+        self.pool = httpcore.ConnectionPool(
+            max_connections=64, max_keepalive_connections=32, retries=0
         )
 
     def close(self) -> None:
-        self.connections.close()
+        self.pool.close()
 
     def send(self, claim: Claim, *, budget_seconds: float) -> list[Outcome]:
         """Send the claim's messages in order, stopping at the first failure or when the
         budget is spent (the rest stay pending); what each attempt came to."""
         try:
-            route = self._route(claim)
+            route = self._route(claim.url)
         except (InvalidInput, OSError, UnicodeError) as error:
             detail = getattr(error, "detail", None) or f"cannot resolve the host: {error}"
             return [Outcome(claim.messages[0].delivery_id, False, None, detail)]
         signer = Webhook(claim.secret)
         ends = time.monotonic() + budget_seconds
         outcomes: list[Outcome] = []
-        connection: Connection | None = None
-        try:
-            for message in claim.messages:
-                outcome, connection = self._send_one(claim, message, signer, route, connection)
-                outcomes.append(outcome)
-                if not outcome.ok or time.monotonic() >= ends:
-                    break
-        finally:
-            if connection is not None:
-                self.connections.give_back(connection)
+        for message in claim.messages:
+            outcome = self._send_one(claim, message, signer, route)
+            outcomes.append(outcome)
+            if not outcome.ok or time.monotonic() >= ends:
+                break
         return outcomes
 
-    def _route(self, claim: Claim) -> _Route:
+    def _route(self, url: str) -> _Route:
         """The address to connect to: the host's checked address, with the name kept for
         the Host header and TLS, so what was checked is what is reached (decision 0062)."""
-        target = addresses.check_url(claim.url, self.networks)
-        parts = urlsplit(claim.url)
+        target = addresses.check_url(url, self.networks)
+        parts = urlsplit(url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if target.literal is not None:
             address = target.literal
@@ -137,83 +142,47 @@ class Sender:
         default_port = 443 if target.scheme == "https" else 80
         host = target.host if ":" not in target.host else f"[{target.host}]"
         host_header = host if target.port == default_port else f"{host}:{target.port}"
-        tls_name = target.host if target.scheme == "https" else None
-        media_type = (
-            "application/cloudevents+json"
-            if claim.format == "cloudevents"
-            else ("application/json")
+        extensions: dict[str, Any] = {"timeout": self.timeouts}
+        if target.scheme == "https" and target.literal is None:
+            extensions["sni_hostname"] = target.host
+        return _Route(
+            httpcore.URL(
+                scheme=target.scheme.encode(),
+                host=str(address).encode(),
+                port=target.port,
+                target=path.encode(),
+            ),
+            [(b"host", host_header.encode())],
+            extensions,
         )
-        head = (
-            b"POST " + quote(path, safe=_PATH_SAFE).encode("ascii") + b" HTTP/1.1\r\n"
-            b"host: " + host_header.encode("idna") + b"\r\n"
-            b"user-agent: " + _USER_AGENT + b"\r\n"
-            b"content-type: " + media_type.encode() + b"\r\n"
-        )
-        return _Route(Origin(str(address), target.port, tls_name), head)
 
-    def _send_one(
-        self,
-        claim: Claim,
-        message: Message,
-        signer: Webhook,
-        route: _Route,
-        connection: Connection | None,
-    ) -> tuple[Outcome, Connection | None]:
-        """One attempt, on the claim's connection (a new one if it has none or the peer
-        closed it while idle); the outcome, and the connection to go on with."""
-        body, _ = body_of(claim, message)
+    def _send_one(self, claim: Claim, message: Message, signer: Webhook, route: _Route) -> Outcome:
+        body, media_type = body_of(claim, message)
         webhook_id = str(message.event_uuid)
         sent_at = datetime.now(UTC)  # the receiver checks it against its own clock
-        request = b"".join(
-            (
-                route.head,
-                b"content-length: %d\r\nwebhook-id: %s\r\nwebhook-timestamp: %d\r\n"
-                b"webhook-signature: %s\r\n\r\n"
-                % (
-                    len(body),
-                    webhook_id.encode(),
-                    int(sent_at.timestamp()),
-                    signer.sign(webhook_id, sent_at, body).encode(),
-                ),
-                body,
-            )
-        )
+        headers = [
+            *route.headers,
+            (b"content-type", media_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"user-agent", b"groupd-webhooks/1"),
+            (b"webhook-id", webhook_id.encode()),
+            (b"webhook-timestamp", str(int(sent_at.timestamp())).encode()),
+            (b"webhook-signature", signer.sign(webhook_id, sent_at, body).encode()),
+        ]
         try:
-            if connection is None:
-                connection = self.connections.take(route.origin)
-            reused = connection.used
-            try:
-                status, reusable = connection.exchange(
-                    request, max_body_bytes=self.response_max_bytes
-                )
-            except (ConnectionError, WireError) as error:
-                if not reused or isinstance(error, WireError):
-                    raise
-                # A kept-alive connection the peer dropped as we wrote: once more on a
-                # new one (a repeat is allowed: at least once, same webhook-id).
-                connection.close()
-                connection = self.connections.open(route.origin)
-                status, reusable = connection.exchange(
-                    request, max_body_bytes=self.response_max_bytes
-                )
+            with self.pool.stream(
+                "POST", route.url, headers=headers, content=body, extensions=route.extensions
+            ) as response:
+                status = response.status
+                # What a subscriber answers is not ours to keep: read at most the cap,
+                # then drop the connection rather than drain a larger answer.
+                read = 0
+                for chunk in response.iter_stream():
+                    read += len(chunk)
+                    if read >= self.response_max_bytes:
+                        break
         except _WIRE_ERRORS as error:
-            if connection is not None:
-                connection.close()
-            return Outcome(message.delivery_id, False, None, _describe(error)), None
-        if not reusable:
-            connection.close()
-            connection = None
+            return Outcome(message.delivery_id, False, None, f"{type(error).__name__}: {error}")
         if 200 <= status < 300:
-            return Outcome(message.delivery_id, True, status), connection
-        return Outcome(message.delivery_id, False, status, f"answered {status}"), connection
-
-
-# Kept as they are in a request target; anything else (spaces are refused earlier,
-# non-ASCII text) is percent-encoded.
-_PATH_SAFE = "/?&=:;@!$'()*+,-._~%"
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, TimeoutError | socket.timeout):
-        return "TimeoutError: no answer in time"
-    return f"{type(error).__name__}: {error}"
+            return Outcome(message.delivery_id, True, status)
+        return Outcome(message.delivery_id, False, status, f"answered {status}")
