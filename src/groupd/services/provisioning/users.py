@@ -296,16 +296,17 @@ def delete_user(
     actor.require("editor")
     user = _lock(uow, actor=actor, user_id=user_id, precondition=precondition)
     session = uow.session
-    home = session.execute(
-        select(DirectoryObject.home_group_id).where(DirectoryObject.id == user.id)
-    ).scalar_one()
     session.execute(
         update(Activation)
         .where(Activation.object_id == user.id, Activation.tenant_id == actor.tenant_id)
         .values(object_id=None, orphaned_at=now)
     )
     session.execute(delete(Membership).where(Membership.object_id == user.id))
-    session.execute(delete(DirectoryObject).where(DirectoryObject.id == user.id))
+    home = session.execute(
+        delete(DirectoryObject)
+        .where(DirectoryObject.id == user.id)
+        .returning(DirectoryObject.home_group_id)
+    ).scalar_one()
     count_users_into(uow, tenant_id=actor.tenant_id, changes=user_moves([home], []))
     _record(uow, actor, "object.delete", user, now)
 
