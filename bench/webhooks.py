@@ -2,15 +2,16 @@
 events.
 
 1. **Deliveries per second** from one process (groupd's ``Dispatcher``, its threads) to a
-   fast local receiver (a bare ASGI app under uvicorn, in its own process): ``--events``
+   fast local receiver (a bare asyncio protocol, in its own process): ``--events``
    outbox events for each of ``--subscriptions`` subscriptions, from the relay's first
    round until the receiver holds them all. Side by side, the floor: the same number of
    POSTs of the same size from as many threads, each over one kept-alive httpcore pool,
    with no database and no signing. Target: at least 1,000 deliveries/s.
 2. **The API's create throughput** with a subscription delivering every event against
-   none: one ``groupd`` server (its delivery threads on), ``wrk`` creating groups for
-   ``--seconds`` each, the two cases alternated ``--rounds`` times. Target: at most 10 %
-   slower.
+   none: one ``groupd`` server pinned to core 0, with the delivery process it starts
+   (moved to core 1, beside ``wrk`` and the receiver), ``wrk`` creating groups for
+   ``--seconds`` each, the two cases alternated ``--rounds`` times; then the same with the
+   server's own delivery threads (``--delivery``). Target: at most 10 % slower.
 3. **A subtree delete's events** for each of ``--devices`` (10 groups, that many devices
    with an activation each, loaded by bulk SQL): the events and deliveries that the
    delete writes. Target: the same number whatever the devices.
@@ -22,6 +23,7 @@ events.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -63,44 +65,60 @@ TARGET_SLOWDOWN = 0.10
 LOAD_CPU = "1"
 SERVER_CPUS = {0}
 
+
 # the receiver --------------------------------------------------------------------------
-_received = 0
+# A subscriber that costs the machine as little as it can: it shares the load generator's
+# core, and what it spends there is taken from the requests it is meant to measure. An
+# asyncio protocol reads each request's head, skips ``Content-Length`` bytes of body and
+# answers 204; ``GET /count`` says how many POSTs it has had. It speaks just enough HTTP/1.1
+# for groupd's sender and for the floor (kept-alive, no chunked bodies).
+class _Receiver(asyncio.Protocol):
+    received = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            self.buffer = self.buffer[head_end + 4 + length :]
+            if head.startswith("POST "):
+                _Receiver.received += 1
+                self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            else:
+                body = str(_Receiver.received).encode()
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
 
 
-async def receiver_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A fast webhook receiver: counts POSTs, answers 204; ``GET /count`` says how many."""
-    global _received
-    if scope["type"] != "http":
-        return
-    if scope["method"] == "POST":
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
-        _received += 1
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    body = str(_received).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
+def serve_receiver(port: int) -> None:
+    """The receiver's process: ``python -m bench.webhooks --receiver PORT``."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Receiver, HOST, port)
+        await server.serve_forever()
+
+    asyncio.run(run())
 
 
 def start_receiver(workdir: Path) -> Server:
     port = free_port()
-    argv = [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        "bench.webhooks:receiver_app",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    argv = [PYTHON, "-m", "bench.webhooks", "--receiver", str(port)]
     # On the load generator's core: the server's core stays the server's.
     return start_server(
         argv,
@@ -241,17 +259,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_deliverer(db: BenchDatabase, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``groupd webhooks deliver`` on its own, on the load generator's core."""
-    full_env = {**os.environ, **env, "GROUPD_DATABASE_URL": db.url}
-    full_env["PYTHONPATH"] = str(SRC)
-    return subprocess.Popen(
-        ["taskset", "-c", LOAD_CPU, PYTHON, "-c", "from groupd.cli import main; main()"]
-        + ["webhooks", "deliver"],
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=(db.workdir / "deliver.log").open("wb"),
-    )
+def delivery_children(pid: int) -> list[int]:
+    """The delivery processes a server has started (decision 0076)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def move_delivery_off_the_server_core(server: Server) -> int:
+    """Wait for the server's delivery process and give it the load generator's core: it
+    inherited the server's pinning, and on a machine of its own it would use any core
+    the server does not (the bench pins the server only to keep the load off its core)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = delivery_children(server.pid)
+        if children:
+            os.sched_setaffinity(children[0], {int(LOAD_CPU)})
+            if os.environ.get("BENCH_NICE"):
+                for tid in os.listdir(f"/proc/{children[0]}/task"):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), int(os.environ["BENCH_NICE"]))
+            return children[0]
+        time.sleep(0.05)
+    raise RuntimeError("the server started no delivery process")
 
 
 def measure_create_cost(
@@ -263,19 +293,21 @@ def measure_create_cost(
     *,
     mode: str,
 ) -> dict[str, Any]:
-    """Creates with a subscription against none; deliveries by the server's own threads
-    (``threads``) or by a ``groupd webhooks deliver`` process (``process``). Besides the rates:
-    the server's CPU per create, and how many deliveries were still to send when each
-    subscribed round ended (the delivery's lag) and how long they then took."""
+    """Creates with a subscription against none; deliveries by the process the server
+    starts (``process``, the default) or by the server's own threads (``threads``).
+    Besides the rates: the server's CPU per create (and the delivery process's), and how
+    many deliveries were still to send when each subscribed round ended (the delivery's
+    lag) and how long they then took."""
     receiver = start_receiver(db.workdir)
     env = {"GROUPD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
-    deliverer = None
-    if mode == "process":
-        deliverer = start_deliverer(db, env)
-        env = {**env, "GROUPD_WEBHOOK_DELIVERY_ENABLED": "false"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("BENCHENV_")} and {k[9:]: v for k, v in os.environ.items() if k.startswith("BENCHENV_")})
+    if mode == "threads":
+        env["GROUPD_WEBHOOK_DELIVERY_PROCESS"] = "false"
     server = start_groupd(db, extra_env=env, cpus=SERVER_CPUS)
+    deliverer: int | None = None
     rates: dict[str, list[float]] = {"none": [], "subscribed": []}
     cpu_us: dict[str, list[float]] = {"none": [], "subscribed": []}
+    deliverer_cpu_us: list[float] = []
     subscribed_creates = 0
     behind: list[int] = []  # deliveries still to send when a subscribed round ended
     catch_up: list[float] = []  # and the seconds they then took
@@ -300,13 +332,20 @@ def measure_create_cost(
                             ),
                             201,
                         )["id"]
+                        if mode == "process" and deliverer is None:
+                            deliverer = move_delivery_off_the_server_core(server)
                     if case == "none" and hook_id is not None:
                         check(client.delete(f"/api/v1/webhooks/{hook_id}"), 204)
                         hook_id = None
                     script = db.workdir / f"create-{case}-{round_}.lua"
                     create_script(script, token, parent, f"{case}-{round_}")
                     cpu_before = cpu_seconds(server.pid)
+                    child_before = cpu_seconds(deliverer) if deliverer else 0.0
+                    spy = None
+                    if os.environ.get("BENCH_PYSPY"):
+                        spy = subprocess.Popen(["/tmp/pyspy/bin/py-spy", "record", "--idle", "--threads", "-r", "200", "-d", str(seconds), "-f", "raw", "-o", f"/work/out/spy-{mode}-{case}-{round_}.txt", "--pid", str(deliverer if os.environ["BENCH_PYSPY"] == "child" and deliverer else server.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     result = drive(server, script, seconds, connections)
+                    if spy: spy.wait()
                     cpu = cpu_seconds(server.pid) - cpu_before
                     if result["errors"]:
                         raise RuntimeError(f"{result['errors']} creates failed: {result}")
@@ -319,13 +358,13 @@ def measure_create_cost(
                         subscribed_creates += result["requests"]
                         behind.append(subscribed_creates - received(receiver))
                         catch_up.append(wait_received(receiver, subscribed_creates))
+                        if deliverer:
+                            child_cpu = cpu_seconds(deliverer) - child_before
+                            deliverer_cpu_us.append(child_cpu / result["requests"] * 1e6)
         delivered = received(receiver)
     finally:
         server.stop()
         receiver.stop()
-        if deliverer is not None:
-            deliverer.terminate()
-            deliverer.wait(15)
     none = statistics.median(rates["none"])
     subscribed = statistics.median(rates["subscribed"])
     return {
@@ -336,6 +375,9 @@ def measure_create_cost(
         "server_cpu_us_per_create": {
             case: round(statistics.median(values)) for case, values in cpu_us.items()
         },
+        "delivery_process_cpu_us_per_create": (
+            round(statistics.median(deliverer_cpu_us)) if deliverer_cpu_us else None
+        ),
         "delivered": delivered,
         "behind_at_end": behind,
         "caught_up_s": [round(seconds, 2) for seconds in catch_up],
@@ -430,11 +472,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--delivery",
-        default="threads,process",
-        help="who delivers during the create runs: threads (the server's own), "
-        "process (groupd webhooks deliver)",
+        default="process,threads",
+        help="who delivers during the create runs: process (the one the server starts, "
+        "the default), threads (the server's own)",
     )
+    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.receiver is not None:
+        serve_receiver(args.receiver)
+        return
     parts = set(args.parts.split(","))
     sys.path.insert(0, str(SRC))
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)

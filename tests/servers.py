@@ -2,7 +2,9 @@
 
 A ``ServerProcess`` starts the installed ``groupd`` command on a free loopback port with
 the environment a test gives it, waits until ``/readyz`` answers, and can be killed with
-SIGKILL and started again on the same database. Every process started here is killed
+SIGKILL and started again on the same database. Each server leads a process group of its
+own, with the processes it starts (its webhook delivery process): SIGKILL goes to the
+whole group, as when a machine or container dies. Every process started here is killed
 when its context ends, and at interpreter exit whatever a failing test left behind.
 """
 
@@ -26,10 +28,15 @@ GROUPD = Path(sys.executable).with_name("groupd")
 _RUNNING: set[subprocess.Popen[bytes]] = set()
 
 
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the server and every process of its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def _kill_leftovers() -> None:
     for process in list(_RUNNING):
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        _kill_group(process)
         process.wait()
     _RUNNING.clear()
 
@@ -93,6 +100,7 @@ class ServerProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             _RUNNING.add(process)
             self.process = process
@@ -118,7 +126,8 @@ class ServerProcess:
         return False
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, transactions in flight are cut."""
+        """SIGKILL to the server and its children: no shutdown handler runs,
+        transactions in flight are cut."""
         self._reap(signal.SIGKILL)
         self.kills += 1
 
@@ -130,13 +139,15 @@ class ServerProcess:
         process = self.process
         if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(sig)
-        try:
+        if sig == signal.SIGKILL:
+            _kill_group(process)
+        else:  # the server stops its own children
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _kill_group(process)  # whatever outlived a graceful stop
+        process.wait()
         _RUNNING.discard(process)
         self.process = None
 

@@ -151,7 +151,7 @@ def test_sqlite_keeps_uuids_as_16_bytes_and_times_as_integers_and_0007_0008_conv
     # The app's worker looks for purges due in the bin, and its webhook dispatcher for
     # events, which a schema before 0011 and 0013 lacks: both rest while it is older.
     context.worker.stop()
-    context.webhooks.stop()
+    context.delivery.stop()
     migrate.downgrade(db.engine, "0006")
     assert set().union(*_raw_shapes(db, CONVERTED_UUIDS).values()) == {("text", 32)}
     assert _storage_classes(db, CONVERTED_TIMES) == {"text"}
@@ -163,7 +163,7 @@ def test_sqlite_keeps_uuids_as_16_bytes_and_times_as_integers_and_0007_0008_conv
 
     migrate.upgrade(db.engine)
     context.worker.start()
-    context.webhooks.start()
+    context.delivery.start()
     assert set().union(*_raw_shapes(db, UUID_COLUMNS).values()) == {("blob", 16)}
     assert _storage_classes(db, TIME_COLUMNS) == {"integer"}
     # The same uuids and times (to the microsecond) as before, through the API.

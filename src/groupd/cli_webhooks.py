@@ -115,13 +115,21 @@ def webhooks_retry(
 
 
 @webhooks_app.command("deliver")
-def webhooks_deliver() -> None:
-    """Run webhook delivery threads on their own, until interrupted: beside (or instead
-    of, with GROUPD_WEBHOOK_DELIVERY_ENABLED=false on the servers) those of ``serve``."""
+def webhooks_deliver(
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(help="stop when this process is gone (set by the server that starts it)"),
+    ] = None,
+) -> None:
+    """Run webhook delivery threads on their own, until interrupted. ``groupd serve``
+    starts one such process itself (GROUPD_WEBHOOK_DELIVERY_PROCESS); run more, here or on
+    other machines, beside it or instead of it (GROUPD_WEBHOOK_DELIVERY_ENABLED=false on
+    the servers)."""
     import signal
     import time
 
     from groupd.delivery.dispatcher import Dispatcher
+    from groupd.delivery.process import parent_is_gone
     from groupd.logs import configure_logging
     from groupd.settings import get_settings
     from groupd.store.db import Database
@@ -139,7 +147,7 @@ def webhooks_deliver() -> None:
     signal.signal(signal.SIGINT, stop)
     dispatcher.start()
     err.print(f"webhook delivery {dispatcher.id} running")
-    while not stopping:
+    while not stopping and not (parent_pid is not None and parent_is_gone(parent_pid)):
         time.sleep(0.2)
     dispatcher.stop()
     dispatcher.close()

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
 
     # webhooks (docs/webhooks.md)
     webhook_delivery_enabled: bool = True
+    # Deliver from a child process that each server starts once there is a subscription
+    # (``groupd webhooks deliver``), so the API keeps its core; off: from the server's own
+    # threads (decision 0076).
+    webhook_delivery_process: bool = True
     webhook_delivery_threads: int = Field(default=4, ge=1, le=64)
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
     webhook_batch: int = Field(default=100, ge=1, le=10_000)

@@ -183,7 +183,7 @@ def create_app(
             ctx.worker.start()
         run_webhooks = settings.webhook_delivery_enabled if start_worker is None else start_worker
         if run_webhooks:
-            ctx.webhooks.start()
+            ctx.delivery.start()
         # What start-up built (modules, mappers, the route table, the OpenAPI document)
         # lives as long as the process: keep it out of the garbage collector's full
         # collections, which otherwise walk it all (tens of milliseconds each).
@@ -193,7 +193,7 @@ def create_app(
             yield {}
         finally:
             if run_webhooks:
-                ctx.webhooks.stop()
+                ctx.delivery.stop()
             if run_worker:
                 ctx.worker.stop()
 

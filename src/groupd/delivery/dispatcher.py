@@ -63,6 +63,9 @@ class Dispatcher:
 
     # lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
+        relay = threading.Thread(target=self._relay_loop, name="groupd-relay", daemon=True)
+        relay.start()
+        self._threads.append(relay)
         for index in range(self.settings.webhook_delivery_threads):
             thread = threading.Thread(
                 target=self._loop, name=f"groupd-webhooks-{index}", daemon=True
@@ -81,11 +84,25 @@ class Dispatcher:
     def close(self) -> None:
         self.sender.close()
 
+    def _relay_loop(self) -> None:
+        """One thread relays: on SQLite each relay is a write beside the API's, so they
+        are few and hold as many events as have gathered (decision 0076)."""
+        while not self._stop.is_set():
+            try:
+                relayed = self.relay_once()
+                self._purge_now_and_then()
+            except Exception:  # a bug or a lost database: log it, keep relaying
+                log.exception("webhook relay iteration failed")
+                relayed = 0
+            if relayed:
+                self._wake.set()  # deliveries are due: the senders need not wait
+            if relayed < RELAY_BATCH:
+                self._stop.wait(self.settings.webhook_poll_seconds)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                saturated = self._round().saturated
-                self._purge_now_and_then()
+                saturated = self.deliver_once() >= self.settings.webhook_batch
             except Exception:  # a bug or a lost database: log it, keep delivering
                 log.exception("webhook delivery iteration failed")
                 saturated = False
@@ -134,18 +151,28 @@ class Dispatcher:
                 return 0
         settings = self.settings
         with transaction(self.db) as uow:
-            claim = deliveries.claim_next(
+            lease = deliveries.lease_next(
+                uow, worker_id=self.id, now=now, lease_seconds=settings.webhook_lease_seconds
+            )
+        if lease is None:
+            return 0
+        with self.db.unit_of_work(write=False) as uow:
+            claim = deliveries.claim(
                 uow,
-                worker_id=self.id,
-                now=now,
-                lease_seconds=settings.webhook_lease_seconds,
+                lease=lease,
                 batch=settings.webhook_batch,
                 secret_keys=settings.webhook_secret_keys,
             )
         if claim is None:
             return 0
-        # Half the lease: the results are recorded before anyone may take over.
-        outcomes = self.sender.send(claim, budget_seconds=settings.webhook_lease_seconds / 2)
+        # Half the lease: the results are recorded before anyone may take over. Nothing
+        # to send (another process sent it all meanwhile): recording no outcome gives the
+        # lease back and keeps the subscription due only if something is pending.
+        outcomes = (
+            self.sender.send(claim, budget_seconds=settings.webhook_lease_seconds / 2)
+            if claim.messages
+            else []
+        )
         with transaction(self.db) as uow:
             deliveries.record_outcomes(
                 uow,

@@ -97,9 +97,8 @@ class Prepared:
         return kind.dialect_impl(dialect).result_processor(dialect, None)  # type: ignore[no-any-return]
 
     # execution -----------------------------------------------------------------------
-    def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:
-        dialect = uow.dialect
-        compiled = self.compiled_for(dialect)
+    @staticmethod
+    def _arguments(compiled: _Compiled, params: dict[str, Any]) -> Any:
         values = []
         for name, process in zip(compiled.names, compiled.binds, strict=True):
             if name in params:
@@ -109,9 +108,14 @@ class Prepared:
             else:  # a column default, say: prepared statements take every value given
                 raise TypeError(f"the prepared statement needs a value for '{name}'")
             values.append(process(value) if process is not None else value)
-        arguments: Any = values
-        if not compiled.positional:
-            arguments = dict(zip(compiled.names, values, strict=True))
+        if compiled.positional:
+            return values
+        return dict(zip(compiled.names, values, strict=True))
+
+    def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:
+        dialect = uow.dialect
+        compiled = self.compiled_for(dialect)
+        arguments = self._arguments(compiled, params)
         cursor = uow.raw_cursor()
         for watch in uow.db.statement_watchers:
             watch(compiled.sql)
@@ -158,6 +162,24 @@ class Prepared:
         cursor, _ = self._run(uow, params)
         try:
             return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def execute_many(self, uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
+        """Run a statement that returns no rows once for each of ``rows``, in one call
+        of the driver (a bulk insert without SQLAlchemy's per-row execution context)."""
+        if not rows:
+            return
+        dialect = uow.dialect
+        compiled = self.compiled_for(dialect)
+        arguments = [self._arguments(compiled, params) for params in rows]
+        cursor = uow.raw_cursor()
+        for watch in uow.db.statement_watchers:
+            watch(compiled.sql)
+        try:
+            cursor.executemany(compiled.sql, arguments)
+        except dialect.loaded_dbapi.Error as error:
+            raise uow.translate_error(error, compiled.sql, arguments[0]) from error
         finally:
             cursor.close()
 

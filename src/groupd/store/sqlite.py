@@ -10,6 +10,7 @@ queue first in ``WriterQueue``, in arrival order. The WAL is folded back by a ba
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -36,6 +37,11 @@ DEFAULT_SQLITE_CACHE_MIB = 2
 DEFAULT_SQLITE_PAGE_SIZE = 4096
 # SQLite calls the progress handler every this many virtual-machine steps.
 SQLITE_PROGRESS_STEPS = 10_000
+# A writer that finds the lock held by another process polls for it itself this long,
+# from every 50 µs up to every millisecond, before SQLite's busy handler takes over
+# (``begin_immediate``, decision 0076).
+FINE_WAIT_SECONDS = 0.05
+FINE_POLL_SECONDS = (0.00005, 0.001)
 
 
 def configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
@@ -72,24 +78,61 @@ def begin_sqlite(pooled: PoolProxiedConnection, dialect: Dialect, mode: str) -> 
     """Bound the coming work by the deadline, and BEGIN ``mode`` (IMMEDIATE, DEFERRED,
     or nothing for AUTOCOMMIT: each statement its own transaction) on the driver:
     SQLAlchemy's execution machinery would cost more than the BEGIN itself."""
-    _bound_sqlite_transaction(pooled)
-    if mode != AUTOCOMMIT:
+    busy_ms = _bound_sqlite_transaction(pooled)
+    if mode == "IMMEDIATE":
+        begin_immediate(pooled, dialect, busy_ms)
+    elif mode != AUTOCOMMIT:
+        _set_busy_timeout(pooled, busy_ms)
         run_on_driver(pooled, dialect, f"BEGIN {mode}")
+    else:
+        _set_busy_timeout(pooled, busy_ms)
 
 
-def _bound_sqlite_transaction(pooled: Any) -> None:
-    # Set per transaction, since pooled connections serve requests and the worker in turn:
-    # under a deadline, long statements are interrupted and lock waits end at it.
+def begin_immediate(pooled: PoolProxiedConnection, dialect: Dialect, busy_ms: int) -> None:
+    """``BEGIN IMMEDIATE``, waiting for a writer of another process in fine steps first.
+
+    This process's writers queue in ``WriterQueue``; a writer of another process (the
+    webhook delivery process, a worker, the CLI) holds the lock for a millisecond or
+    two. SQLite's busy handler sleeps 1, 2, 5, 10 ms and more between its polls, so each
+    such write used to cost this one several milliseconds of doing nothing, and every
+    writer of this process queued behind it. The first ``FINE_WAIT_SECONDS`` are polled
+    here instead; after them, SQLite's handler waits out the rest of ``busy_ms``."""
+    deadline = current_deadline()
+    if deadline is not None and deadline.passed():
+        raise budget_exceeded(deadline)
+    dbapi_connection: Any = pooled.dbapi_connection
+    _set_busy_timeout(pooled, 0)
+    pause, longest = FINE_POLL_SECONDS
+    give_up = time.monotonic() + min(FINE_WAIT_SECONDS, busy_ms / 1000)
+    while True:
+        try:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= give_up:
+                break
+        time.sleep(pause)
+        pause = min(pause * 2, longest)
+    _set_busy_timeout(pooled, busy_ms)
+    run_on_driver(pooled, dialect, "BEGIN IMMEDIATE")
+
+
+def _bound_sqlite_transaction(pooled: Any) -> int:
+    """Set per transaction, since pooled connections serve requests and the worker in
+    turn: under a deadline, long statements are interrupted and lock waits end at it.
+    The lock wait the transaction may have, in milliseconds."""
     dbapi_connection = pooled.dbapi_connection
     deadline = current_deadline()
     if deadline is None:
-        busy_ms = SQLITE_BUSY_TIMEOUT_MS
         dbapi_connection.set_progress_handler(None, 0)
-    else:
-        busy_ms = min(SQLITE_BUSY_TIMEOUT_MS, deadline.remaining_ms())
-        dbapi_connection.set_progress_handler(deadline.passed, SQLITE_PROGRESS_STEPS)
+        return SQLITE_BUSY_TIMEOUT_MS
+    dbapi_connection.set_progress_handler(deadline.passed, SQLITE_PROGRESS_STEPS)
+    return min(SQLITE_BUSY_TIMEOUT_MS, deadline.remaining_ms())
+
+
+def _set_busy_timeout(pooled: Any, busy_ms: int) -> None:
     if pooled.info.get("busy_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+        pooled.dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
         pooled.info["busy_ms"] = busy_ms
 
 

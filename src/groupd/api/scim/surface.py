@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-from scim2_models import Error, SCIMException
 from starlette.responses import Response
 
 from groupd.api.auth import bearer_account
@@ -29,7 +27,11 @@ from groupd.errors import (
     UnsupportedMediaType,
 )
 from groupd.services.accounts import AccountView
-from groupd.services.provisioning.filters import InvalidFilter
+from groupd.services.provisioning.errors import InvalidFilter
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from scim2_models import SCIMException
 
 SCIM_BASE = "/scim/v2"
 SCIM_JSON = "application/scim+json"
@@ -73,6 +75,8 @@ def scim_error(status: int, detail: str, scim_type: str | None = None) -> dict[s
 
 def library_error(error: SCIMException | ValidationError) -> GroupdError:
     """A ``scim2-models`` refusal of a request as a domain error, its keyword kept."""
+    from scim2_models import Error, SCIMException  # the handlers' library (decision 0077)
+
     if isinstance(error, SCIMException):
         status, scim_type, detail = error.status, error.scim_type or None, error.detail
     else:

@@ -29,18 +29,12 @@ from scim2_models.path.visitor import FilterVisitor
 from sqlalchemy import and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from groupd.errors import InvalidInput
+from groupd.services.provisioning.errors import InvalidFilter
 from groupd.store.models import DirectoryObject, Group, Membership
 
 Condition = ColumnElement[bool]
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-
-
-class InvalidFilter(InvalidInput):
-    """A filter names an attribute or an operator this server cannot compare."""
-
-    code = "invalid_filter"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, exists, or_, select, update
+from sqlalchemy import Text, bindparam, cast, exists, null, or_, select, update
 
 from groupd.services import audit
 from groupd.services.common import system_actor
@@ -21,6 +21,7 @@ from groupd.store.models import (
     WebhookSubscription,
     table_of,
 )
+from groupd.store.prepared import Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +88,19 @@ def _claimable(now: datetime) -> Any:
     )
 
 
-def claim_next(
-    uow: UnitOfWork,
-    *,
-    worker_id: str,
-    now: datetime,
-    lease_seconds: float,
-    batch: int,
-    secret_keys: str,
-) -> Claim | None:
-    """Lease the subscription due longest (skipping those another thread holds) with up
-    to ``batch`` of its pending deliveries, oldest first; None when none is due."""
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A subscription leased to one delivery thread: no one else sends its deliveries
+    until the lease is given back or runs out."""
+
+    subscription_id: int
+
+
+def lease_next(
+    uow: UnitOfWork, *, worker_id: str, now: datetime, lease_seconds: float
+) -> Lease | None:
+    """Lease the subscription due longest, skipping those another thread holds; None
+    when none is due. A short write: the deliveries are read after it (``claim``)."""
     session = uow.session
     row = session.execute(
         select(WebhookSubscription)
@@ -110,6 +113,29 @@ def claim_next(
         return None
     row.lease_until = now + timedelta(seconds=lease_seconds)
     row.claimed_by = worker_id
+    session.flush()
+    return Lease(row.id)
+
+
+def claim(uow: UnitOfWork, *, lease: Lease, batch: int, secret_keys: str) -> Claim | None:
+    """A leased subscription with up to ``batch`` of its pending deliveries, oldest
+    first (a read: the lease keeps them this thread's, decision 0076); None when the
+    subscription is gone."""
+    session = uow.session
+    found = session.execute(
+        select(
+            WebhookSubscription.uuid,
+            Tenant.uuid,
+            WebhookSubscription.url,
+            WebhookSubscription.secret,
+            WebhookSubscription.format,
+        )
+        .join(Tenant, Tenant.id == WebhookSubscription.tenant_id)
+        .where(WebhookSubscription.id == lease.subscription_id)
+    ).first()
+    if found is None:
+        return None
+    subscription_uuid, tenant_uuid, url, secret, format_ = found
     # The data as the database keeps it (JSON text): decoding it only to encode it again
     # into the body would be most of a message's CPU before it is sent.
     messages = [
@@ -124,30 +150,40 @@ def claim_next(
                 WebhookDelivery.attempts,
             )
             .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-            .where(WebhookDelivery.subscription_id == row.id, WebhookDelivery.state == "pending")
+            .where(
+                WebhookDelivery.subscription_id == lease.subscription_id,
+                WebhookDelivery.state == "pending",
+            )
             .order_by(WebhookDelivery.id)
             .limit(batch)
         )
     ]
-    if not messages:
-        row.due_at = None
-        row.lease_until = None
-        row.claimed_by = None
-        session.flush()
-        return None
-    tenant_uuid = session.execute(
-        select(Tenant.uuid).where(Tenant.id == row.tenant_id)
-    ).scalar_one()
-    session.flush()
     return Claim(
-        row.id,
-        row.uuid,
+        lease.subscription_id,
+        subscription_uuid,
         tenant_uuid,
-        row.url,
-        sealing.unseal(row.secret, secret_keys),
-        row.format,
+        url,
+        sealing.unseal(secret, secret_keys),
+        format_,
         messages,
     )
+
+
+_deliveries = table_of(WebhookDelivery)
+# Every success of a batch in one call of the driver (decision 0076): on SQLite this runs
+# under the one write lock that the API's writes wait for.
+_MARK_SUCCEEDED = Prepared(
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.state == "pending")
+    .values(
+        state="succeeded",
+        attempts=_deliveries.c.attempts + 1,
+        last_status=bindparam("status"),
+        last_error=null(),
+        delivered_at=bindparam("now"),
+        next_attempt_at=null(),
+    )
+)
 
 
 def record_outcomes(
@@ -178,20 +214,14 @@ def record_outcomes(
     for outcome in outcomes:
         if outcome.ok:
             by_status.setdefault(outcome.status, []).append(outcome.delivery_id)
-    deliveries = table_of(WebhookDelivery)
-    for status, ids in by_status.items():  # one statement for the batch (one status)
-        session.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(ids), deliveries.c.state == "pending")
-            .values(
-                state="succeeded",
-                attempts=deliveries.c.attempts + 1,
-                last_status=status,
-                last_error=None,
-                delivered_at=now,
-                next_attempt_at=None,
-            )
-        )
+    _MARK_SUCCEEDED.execute_many(
+        uow,
+        [
+            {"delivery_id": delivery_id, "status": status, "now": now}
+            for status, ids in by_status.items()
+            for delivery_id in ids
+        ],
+    )
     failed = next((outcome for outcome in outcomes if not outcome.ok), None)
     due_at: datetime | None
     if failed is not None:

@@ -171,6 +171,14 @@ def _subscription(
     return row
 
 
+def any_enabled(uow: UnitOfWork) -> bool:
+    """Whether any tenant has an enabled subscription (a read: no write lock)."""
+    found = uow.session.execute(
+        select(WebhookSubscription.id).where(WebhookSubscription.enabled).limit(1)
+    ).first()
+    return found is not None
+
+
 def get_subscription(
     uow: UnitOfWork, *, actor: Actor, subscription_id: str | UUID
 ) -> SubscriptionView:

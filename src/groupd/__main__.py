@@ -1,0 +1,5 @@
+"""``python -m groupd``: the ``groupd`` command."""
+
+from groupd.cli import main
+
+main()
