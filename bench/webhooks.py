@@ -276,9 +276,6 @@ def move_delivery_off_the_server_core(server: Server) -> int:
         children = delivery_children(server.pid)
         if children:
             os.sched_setaffinity(children[0], {int(LOAD_CPU)})
-            if os.environ.get("BENCH_NICE"):
-                for tid in os.listdir(f"/proc/{children[0]}/task"):
-                    os.setpriority(os.PRIO_PROCESS, int(tid), int(os.environ["BENCH_NICE"]))
             return children[0]
         time.sleep(0.05)
     raise RuntimeError("the server started no delivery process")
@@ -300,7 +297,6 @@ def measure_create_cost(
     lag) and how long they then took."""
     receiver = start_receiver(db.workdir)
     env = {"GROUPD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("BENCHENV_")} and {k[9:]: v for k, v in os.environ.items() if k.startswith("BENCHENV_")})
     if mode == "threads":
         env["GROUPD_WEBHOOK_DELIVERY_PROCESS"] = "false"
     server = start_groupd(db, extra_env=env, cpus=SERVER_CPUS)
@@ -341,11 +337,7 @@ def measure_create_cost(
                     create_script(script, token, parent, f"{case}-{round_}")
                     cpu_before = cpu_seconds(server.pid)
                     child_before = cpu_seconds(deliverer) if deliverer else 0.0
-                    spy = None
-                    if os.environ.get("BENCH_PYSPY"):
-                        spy = subprocess.Popen(["/tmp/pyspy/bin/py-spy", "record", "--idle", "--threads", "-r", "200", "-d", str(seconds), "-f", "raw", "-o", f"/work/out/spy-{mode}-{case}-{round_}.txt", "--pid", str(deliverer if os.environ["BENCH_PYSPY"] == "child" and deliverer else server.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     result = drive(server, script, seconds, connections)
-                    if spy: spy.wait()
                     cpu = cpu_seconds(server.pid) - cpu_before
                     if result["errors"]:
                         raise RuntimeError(f"{result['errors']} creates failed: {result}")
