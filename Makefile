@@ -9,6 +9,10 @@ LOCK := requirements.lock
 # worker, so the slow ones, collected first (tests/conftest.py), start side by side.
 TEST_WORKERS ?= 4
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --maxschedchunk 2
+# The tests start a hundred Python processes (workers, servers, CLI commands): they compile
+# groupd's modules and the rewritten test modules once and read the bytecode after, even
+# where the environment turns writing it off (PYTHONDONTWRITEBYTECODE, empty = unset).
+test test-fast: export PYTHONDONTWRITEBYTECODE =
 
 # The environment is what the lockfile pins (every extra, hashes checked), plus groupd
 # itself as an editable install; it is built again whenever either file changes.
