@@ -6,6 +6,12 @@ SIGKILL and started again on the same database. Each server leads a process grou
 own, with the processes it starts (its webhook delivery process): SIGKILL goes to the
 whole group, as when a machine or container dies. Every process started here is killed
 when its context ends, and at interpreter exit whatever a failing test left behind.
+
+A server is the ``groupd`` command's own ``main`` with ``serve`` and its options, run in
+a process forked from a server of processes that imported groupd once (multiprocessing's
+``forkserver``): the suite starts about a hundred servers, and an interpreter's imports
+are most of a start's CPU on this two-core machine. ``tests/test_cli.py`` starts the
+installed command itself.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -25,13 +32,62 @@ from types import TracebackType
 import httpx
 
 GROUPD = Path(sys.executable).with_name("groupd")
-_RUNNING: set[subprocess.Popen[bytes]] = set()
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["groupd.cli", "groupd.api.app", "uvicorn", "httptools", "uvloop"])
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL to the server and every process of its group."""
-    with contextlib.suppress(ProcessLookupError):
+def _serve(argv: list[str], env: dict[str, str], log_path: str) -> None:
+    """The forked process: a session of its own, the log as its output, the test's
+    environment, then the command's ``main``."""
+    os.setsid()
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = ["groupd", *argv]
+    from groupd.cli import main
+
+    main()
+
+
+class Forked:
+    """A forked server with the part of ``subprocess.Popen`` the tests use."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self._process = _FORKS.Process(target=_serve, args=(argv, env, str(log_path)))
+        self._process.start()
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("groupd serve", timeout or 0)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+_RUNNING: set[Forked] = set()
+
+
+def _kill_group(process: Forked) -> None:
+    """SIGKILL to the server and every process of its group (to the server alone if it
+    has not made its group yet)."""
+    try:
         os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
 
 
 def _kill_leftovers() -> None:
@@ -74,7 +130,7 @@ class ServerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
         self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Forked | None = None
         self.port = 0
         self.starts = 0
         self.kills = 0
@@ -94,14 +150,8 @@ class ServerProcess:
             self.port = free_port()
             with self.log_path.open("ab") as log:
                 log.write(f"--- start {self.starts + 1} on port {self.port}\n".encode())
-                process = subprocess.Popen(
-                    [str(GROUPD), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            process = Forked(argv, self.env, self.log_path)
             _RUNNING.add(process)
             self.process = process
             if self._wait_ready(timeout):
