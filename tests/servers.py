@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +34,11 @@ import httpx
 
 GROUPD = Path(sys.executable).with_name("groupd")
 _FORKS = multiprocessing.get_context("forkserver")
-_FORKS.set_forkserver_preload(["groupd.cli", "groupd.api.app", "uvicorn", "httptools", "uvloop"])
+# Not ``groupd.cli``: its consoles read the terminal's width from the environment when they
+# are made, which must be the forked command's, not the forkserver's.
+_FORKS.set_forkserver_preload(
+    ["groupd.api.app", "uvicorn", "httptools", "uvloop", "httpx", "typer", "rich.table"]
+)
 
 
 def _serve(argv: list[str], env: dict[str, str], log_path: str) -> None:
@@ -50,6 +55,52 @@ def _serve(argv: list[str], env: dict[str, str], log_path: str) -> None:
     from groupd.cli import main
 
     main()
+
+
+def _command(
+    argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, out: str, err: str
+) -> None:
+    """A forked ``groupd`` command: its input, output and errors in files."""
+    os.environ.clear()
+    os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
+    for fd, path, mode in ((0, stdin, os.O_RDONLY), (1, out, os.O_WRONLY), (2, err, os.O_WRONLY)):
+        opened = os.open(path, mode)
+        os.dup2(opened, fd)
+        os.close(opened)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's own standard input)
+    sys.argv = ["groupd", *argv]
+    from groupd.cli import main
+
+    main()
+
+
+def run_groupd(
+    *args: str,
+    env: dict[str, str],
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``groupd ARGS``, as ``subprocess.run`` with its output captured would run it, in a
+    process forked from the forkserver (the module's docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [os.path.join(tmp, name) for name in ("in", "out", "err")]
+        Path(files[0]).write_text(stdin or "")
+        for path in files[1:]:
+            Path(path).touch()
+        process = _FORKS.Process(
+            target=_command, args=(list(args), env, str(cwd) if cwd else None, *files)
+        )
+        process.start()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+            raise subprocess.TimeoutExpired(["groupd", *args], timeout)
+        out, err = (Path(path).read_text() for path in files[1:])
+    return subprocess.CompletedProcess(["groupd", *args], process.exitcode, out, err)
 
 
 class Forked:

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from servers import run_groupd
+
 GROUPD = str(Path(sys.executable).with_name("groupd"))
 
 
@@ -28,9 +30,9 @@ def free_port() -> int:
 def run_cli(
     *args: str, env: dict[str, str], stdin: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [GROUPD, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd
-    )
+    """The command's ``main`` in a forked process (``servers.run_groupd``); ``served``
+    starts the installed ``groupd`` command itself."""
+    return run_groupd(*args, env=env, stdin=stdin, cwd=cwd)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from groupd.settings import Settings
 from groupd.store.db import Database, create_db_engine, transaction
 from groupd.worker import Worker
 from invariants import assert_invariants
-from servers import ServerProcess, server_env
+from servers import ServerProcess, run_groupd, server_env
 
 GROUPD = str(Path(sys.executable).with_name("groupd"))
 LEAVES = 5
@@ -226,9 +226,7 @@ def test_a_failed_delete_is_resumed_through_the_api(
 
 def _cli(server: ServerProcess, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**server.env, "GROUPD_URL": server.base_url, "GROUPD_TOKEN": token}
-    return subprocess.run(
-        [GROUPD, "operations", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_groupd("operations", *args, env=env)
 
 
 def test_a_failed_delete_is_resumed_through_the_cli(

@@ -29,7 +29,7 @@ from groupd.services.common import system_actor
 from groupd.services.provisioning.home import set_provisioning_home
 from groupd.store.db import Database, transaction
 from groupd.store.models import DirectoryObject, Group, Membership
-from servers import GROUPD, server_env
+from servers import run_groupd, server_env
 
 pytestmark = pytest.mark.usefixtures("check_invariants")
 
@@ -397,13 +397,7 @@ def test_the_cli_names_and_clears_the_provisioning_home(
     env = server_env(database_url)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [GROUPD, "tenant", "provisioning-home", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_groupd("tenant", "provisioning-home", *args, env=env)
 
     named = cli("acme", chosen)
     assert named.returncode == 0 and named.stdout.strip() == chosen, named

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TenantFixture
-from servers import GROUPD, ServerProcess, server_env
+from servers import ServerProcess, run_groupd, server_env
 from webhook_receiver import Receiver
 
 
@@ -28,9 +28,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
 def cli(server: ServerProcess, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPD_")}
     env.update(GROUPD_URL=server.base_url, GROUPD_TOKEN=token, COLUMNS="200")
-    return subprocess.run(
-        [str(GROUPD), "webhooks", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    return run_groupd("webhooks", *args, env=env, timeout=60)
 
 
 @pytest.mark.slow
