@@ -232,3 +232,16 @@ def test_bin_list_restore_and_purge(served: tuple[str, dict[str, str], str]) -> 
     assert purged.returncode == 0, purged.stderr
     assert "'groups': 1" in purged.stdout
     assert group["id"] not in run_cli("bin", "list", env=cli_env).stdout
+
+
+def test_a_remote_command_that_cannot_reach_its_server_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPD_")}
+    closed = f"http://127.0.0.1:{free_port()}"
+    for args in (
+        ("webhooks", "list", "--url", closed, "--token", "t"),
+        ("bin", "list", "--url", closed, "--token", "t"),
+    ):
+        done = run_cli(*args, env=env, cwd=tmp_path)
+        assert done.returncode == 1, done
+        assert f"cannot reach {closed}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr

@@ -542,4 +542,21 @@ def _print_result(body: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as error:
+        import httpx
+
+        if not isinstance(error, httpx.TransportError):
+            raise
+        # A remote command that cannot reach its server: say so, without a traceback.
+        try:
+            url = str(error.request.url)
+        except RuntimeError:  # no request was made
+            url = "the server"
+        err.print(
+            f"[red]error:[/red] cannot reach {url} ({type(error).__name__}: {error}); "
+            "is the server running, and are --url and GROUPD_URL right?",
+            soft_wrap=True,
+        )
+        raise SystemExit(1) from None
