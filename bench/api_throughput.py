@@ -407,7 +407,9 @@ def profile(
     args: argparse.Namespace,
 ) -> None:
     """py-spy samples one app while wrk drives it; prints the heaviest frames."""
-    pyspy = os.environ.get("PYSPY") or shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
+    pyspy = os.environ.get("PYSPY") or shutil.which("py-spy")
+    if pyspy is None:
+        raise SystemExit("--profile needs py-spy: on PATH, or its path in PYSPY")
     env = {**os.environ, "PYTHONPATH": str(Path(pyspy).parent.parent)}
     for scenario in ASYNC_SCENARIOS:
         raw = out_dir / f"{kind}-{app}-{scenario}.txt"
