@@ -109,7 +109,8 @@ def begin_immediate(pooled: PoolProxiedConnection, dialect: Dialect, busy_ms: in
             dbapi_connection.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= give_up:
+            busy = (error.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY  # extended codes too
+            if not busy or time.monotonic() >= give_up:
                 break
         time.sleep(pause)
         pause = min(pause * 2, longest)
