@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -151,10 +152,29 @@ def _kill_leftovers() -> None:
 atexit.register(_kill_leftovers)
 
 
+# Ports for the servers tests start: each pytest-xdist worker takes its own thousand below
+# the kernel's ephemeral ports (32768 and up), in turn. A port the kernel hands out (bind
+# to 0) could be handed to another worker's server between this probe and the bind, and
+# that server would then answer this test's readiness probe.
+_PORT_BASE = 20_000
+_PORTS_PER_WORKER = 1_000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    first = _PORT_BASE + (index % 12) * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = first + next(_next_port) % _PORTS_PER_WORKER
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first} to {first + _PORTS_PER_WORKER - 1}")
 
 
 def server_env(database_url: str, **settings: str | int | float | bool) -> dict[str, str]:

@@ -12,7 +12,6 @@ Loopback only; every loop is bounded; the servers are killed in teardown whateve
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from groupd.services import accounts, system
 from groupd.store.db import Database, create_db_engine, transaction
 from groupd.store.migrate import upgrade
 from invariants import assert_invariants
+from servers import free_port
 from surfaces import CHEAP_HASH
 
 pytestmark = pytest.mark.slow  # a cluster of two server processes
@@ -55,12 +55,6 @@ class Cluster:
     acme: TenantFixture
     env: dict[str, str]
     http: httpx.Client
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -108,7 +102,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         urls = []
         for index in range(2):
-            port = _free_port()
+            port = free_port()
             log = tmp_path_factory.mktemp("server") / f"server-{index}.log"
             handle = log.open("wb")
             logs.append(handle)
