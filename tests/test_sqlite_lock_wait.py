@@ -4,10 +4,12 @@ takes over (``store.sqlite.begin_immediate``, decision 0076)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +29,31 @@ def db(sqlite_template: Path, tmp_path: Path) -> Database:
     database.dispose()
 
 
-def hold_the_lock(path: str, seconds: float, held: threading.Event) -> None:
-    """Another process's writer, as SQLite sees it: a connection of its own."""
-    other = sqlite3.connect(path, isolation_level=None)
+@contextlib.contextmanager
+def lock_held_elsewhere(db: Database, seconds: float) -> Iterator[None]:
+    """Another process's writer, as SQLite sees it (a connection of its own), holds the
+    write lock for ``seconds`` from the moment the block begins."""
+    path = db.engine.url.database
+    assert path is not None
+    held = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            held.set()
+            time.sleep(seconds)
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
     try:
-        other.execute("BEGIN IMMEDIATE")
-        held.set()
-        time.sleep(seconds)
-        other.execute("COMMIT")
+        assert held.wait(5)
+        yield
     finally:
-        other.close()
+        holder.join()
 
 
 def test_a_writer_polls_for_another_connections_lock_in_fine_steps(
@@ -53,19 +70,11 @@ def test_a_writer_polls_for_another_connections_lock_in_fine_steps(
             time.sleep(seconds)
 
     monkeypatch.setattr(sqlite_store, "time", CountingTime)
-    held = threading.Event()
-    path = db.engine.url.database
-    assert path is not None
-    holder = threading.Thread(target=hold_the_lock, args=(path, 0.03, held))
-    holder.start()
-    try:
-        assert held.wait(5)
+    with lock_held_elsewhere(db, 0.03):
         began = time.monotonic()
         with transaction(db) as uow:
             uow.session.execute(text("SELECT 1"))
         waited = time.monotonic() - began
-    finally:
-        holder.join()
     assert waited >= 0.01, "the lock was not held while the writer began"
     # Polled by groupd from 50 µs up to every millisecond, not slept on by SQLite's handler.
     assert len(pauses) >= 10, pauses
@@ -78,16 +87,11 @@ def test_past_the_fine_wait_the_busy_handler_waits_and_then_refuses(
 ) -> None:
     monkeypatch.setattr(sqlite_store, "SQLITE_BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr(sqlite_store, "FINE_WAIT_SECONDS", 0.05)
-    held = threading.Event()
-    path = db.engine.url.database
-    assert path is not None
-    holder = threading.Thread(target=hold_the_lock, args=(path, 1.0, held))
-    holder.start()
-    try:
-        assert held.wait(5)
-        with pytest.raises(Exception, match="locked|busy"), transaction(db) as uow:
-            uow.session.execute(text("SELECT 1"))
-    finally:
-        holder.join()
+    with (
+        lock_held_elsewhere(db, 1.0),
+        pytest.raises(Exception, match="locked|busy"),
+        transaction(db) as uow,
+    ):
+        uow.session.execute(text("SELECT 1"))
     with transaction(db) as uow:  # the lock is free again: a writer gets it at once
         uow.session.execute(text("SELECT 1"))

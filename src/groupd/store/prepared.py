@@ -113,21 +113,31 @@ class Prepared:
         return dict(zip(compiled.names, values, strict=True))
 
     def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:
-        dialect = uow.dialect
-        compiled = self.compiled_for(dialect)
+        compiled = self.compiled_for(uow.dialect)
         arguments = self._arguments(compiled, params)
+        return self._send(uow, compiled, arguments, many=False, shown=arguments), compiled
+
+    @staticmethod
+    def _send(
+        uow: UnitOfWork, compiled: _Compiled, arguments: Any, *, many: bool, shown: Any
+    ) -> Any:
+        """The statement on the unit's DB-API cursor (``executemany`` when ``many``); the
+        cursor, or the driver's error as SQLAlchemy's (``shown``: the parameters named)."""
         cursor = uow.raw_cursor()
         for watch in uow.db.statement_watchers:
             watch(compiled.sql)
         try:
-            cursor.execute(compiled.sql, arguments)
-        except dialect.loaded_dbapi.Error as error:
+            if many:
+                cursor.executemany(compiled.sql, arguments)
+            else:
+                cursor.execute(compiled.sql, arguments)
+        except uow.dialect.loaded_dbapi.Error as error:
             cursor.close()
-            raise uow.translate_error(error, compiled.sql, arguments) from error
+            raise uow.translate_error(error, compiled.sql, shown) from error
         except BaseException:
             cursor.close()
             raise
-        return cursor, compiled
+        return cursor
 
     def _fetch(self, uow: UnitOfWork, params: dict[str, Any], one: bool) -> Any:
         """Run and fetch (SQLite runs much of a statement while fetching its rows, where
@@ -170,18 +180,9 @@ class Prepared:
         of the driver (a bulk insert without SQLAlchemy's per-row execution context)."""
         if not rows:
             return
-        dialect = uow.dialect
-        compiled = self.compiled_for(dialect)
+        compiled = self.compiled_for(uow.dialect)
         arguments = [self._arguments(compiled, params) for params in rows]
-        cursor = uow.raw_cursor()
-        for watch in uow.db.statement_watchers:
-            watch(compiled.sql)
-        try:
-            cursor.executemany(compiled.sql, arguments)
-        except dialect.loaded_dbapi.Error as error:
-            raise uow.translate_error(error, compiled.sql, arguments[0]) from error
-        finally:
-            cursor.close()
+        self._send(uow, compiled, arguments, many=True, shown=arguments[0]).close()
 
 
 def _convert(row: Sequence[Any], processors: tuple[Processor | None, ...]) -> tuple[Any, ...]:
