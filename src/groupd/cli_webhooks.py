@@ -121,7 +121,7 @@ def webhooks_deliver(
         typer.Option(help="stop when this process is gone (set by the server that starts it)"),
     ] = None,
 ) -> None:
-    """Run webhook delivery threads on their own, until interrupted. ``groupd serve``
+    """Run webhook delivery threads on their own, until interrupted. groupd serve
     starts one such process itself (GROUPD_WEBHOOK_DELIVERY_PROCESS); run more, here or on
     other machines, beside it or instead of it (GROUPD_WEBHOOK_DELIVERY_ENABLED=false on
     the servers)."""
