@@ -15,7 +15,6 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 from groupd.clock import Clock, system_clock
 from groupd.delivery.sender import Resolver, Sender, resolve
@@ -26,12 +25,6 @@ from groupd.store.db import Database, transaction
 log = logging.getLogger("groupd.webhooks")
 PURGE_INTERVAL_SECONDS = 600.0
 RELAY_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class _Round:
-    worked: bool  # something was relayed or sent
-    saturated: bool  # a whole batch: more is likely waiting
 
 
 class Dispatcher:
@@ -117,15 +110,9 @@ class Dispatcher:
     def run_once(self) -> bool:
         """Relay what waits, then send one subscription's due deliveries. False when
         there was nothing to do."""
-        return self._round().worked
-
-    def _round(self) -> _Round:
         relayed = self.relay_once()
         sent = self.deliver_once()
-        return _Round(
-            worked=relayed > 0 or sent > 0,
-            saturated=relayed >= RELAY_BATCH or sent >= self.settings.webhook_batch,
-        )
+        return relayed > 0 or sent > 0
 
     def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Relay and send until nothing is due now (tests, the CLI); rounds that did work."""
