@@ -176,11 +176,15 @@ def clone_database(template: BenchDatabase, label: str) -> BenchDatabase:
     workdir = Path(tempfile.mkdtemp(prefix=f"groupd-bench-{label}-"))
     name = f"groupd_bench_{label}_{os.getpid()}"
     if template.is_sqlite:
+        sys.path.insert(0, str(SRC))
+        from groupd.store.queue import copy_database, database_files
+
         source = Path(template.url.removeprefix("sqlite:///"))
-        sqlite_connection = sqlite3.connect(source)
-        sqlite_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        sqlite_connection.close()
-        shutil.copyfile(source, workdir / "groupd.db")
+        for path in database_files(source):
+            sqlite_connection = sqlite3.connect(path)
+            sqlite_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            sqlite_connection.close()
+        copy_database(source, workdir / "groupd.db")
         return BenchDatabase("sqlite", f"sqlite:///{workdir / 'groupd.db'}", name, workdir)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from groupd.store.migrate import upgrade
 from groupd.store.models import Group
+from groupd.store.queue import copy_database
 from invariants import assert_invariants
 
 pytest_plugins = ["browser"]
@@ -152,7 +152,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         template = request.getfixturevalue("sqlite_template")
         target = tmp_path / "groupd.db"
-        shutil.copy(template, target)
+        copy_database(template, target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_url")
     engine = create_engine(url)

@@ -153,12 +153,26 @@ def assert_invariants(db: Database, *, settled: bool = True) -> None:
     forgotten = _rows(
         db,
         """
-        SELECT s.id FROM webhook_subscriptions s WHERE s.enabled AND s.due_at IS NULL
+        SELECT s.id FROM webhook_subscriptions s WHERE s.enabled
         AND EXISTS (SELECT 1 FROM webhook_deliveries d
                     WHERE d.subscription_id = s.id AND d.state = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM webhook_schedules q
+                        WHERE q.subscription_id = s.id AND q.due_at IS NOT NULL)
     """,
     )
     assert not forgotten, f"invariant 8: pending deliveries no sender will try: {forgotten[:10]}"
+    # The queue (on SQLite a file of its own) keeps nothing of a subscription that is gone.
+    orphans = _rows(
+        db,
+        """
+        SELECT d.id FROM webhook_deliveries d WHERE NOT EXISTS
+            (SELECT 1 FROM webhook_subscriptions s WHERE s.id = d.subscription_id)
+        UNION ALL
+        SELECT q.subscription_id FROM webhook_schedules q WHERE NOT EXISTS
+            (SELECT 1 FROM webhook_subscriptions s WHERE s.id = q.subscription_id)
+    """,
+    )
+    assert not orphans, f"invariant 8: queued for subscriptions that are gone: {orphans[:10]}"
     _assert_bin(db)
 
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +50,7 @@ from groupd.services import accounts, deletion
 from groupd.services.common import Actor
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
+from groupd.store.queue import copy_database
 
 ROLES = ("viewer", "editor", "admin")
 # Routes that revoke the credential they were called with.
@@ -368,7 +368,7 @@ def _database_url(kind: str, tmp: Path, request: Any) -> str:
     if kind == "sqlite":
         template = request.getfixturevalue("sqlite_template")
         target = tmp / "world.db"
-        shutil.copy(template, target)
+        copy_database(template, target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_url")
     engine = create_engine(url)

@@ -7,7 +7,6 @@ the configured size.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from sqlalchemy import text
 from conftest import make_settings
 from groupd.settings import Settings
 from groupd.store.db import Database
+from groupd.store.queue import copy_database
 
 
 def _cache_sizes(db: Database) -> set[int]:
@@ -35,7 +35,7 @@ def test_every_sqlite_connection_has_the_configured_cache(
     sqlite_template: Path, tmp_path: Path, mib: int | None
 ) -> None:
     target = tmp_path / "groupd.db"
-    shutil.copy(sqlite_template, target)
+    copy_database(sqlite_template, target)
     overrides = {} if mib is None else {"sqlite_cache_mib": mib}
     settings = make_settings(f"sqlite:///{target}", **overrides)
     db = Database.from_settings(settings)

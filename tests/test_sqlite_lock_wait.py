@@ -5,7 +5,6 @@ takes over (``store.sqlite.begin_immediate``, decision 0076)."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sqlite3
 import threading
 import time
@@ -18,12 +17,13 @@ from sqlalchemy import text
 from conftest import make_settings
 from groupd.store import sqlite as sqlite_store
 from groupd.store.db import Database, transaction
+from groupd.store.queue import copy_database
 
 
 @pytest.fixture
 def db(sqlite_template: Path, tmp_path: Path) -> Database:
     target = tmp_path / "groupd.db"
-    shutil.copy(sqlite_template, target)
+    copy_database(sqlite_template, target)
     database = Database.from_settings(make_settings(f"sqlite:///{target}"))
     yield database  # type: ignore[misc]
     database.dispose()

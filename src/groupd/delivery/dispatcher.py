@@ -4,7 +4,9 @@ Any number of processes run them against one database: the relay takes turns thr
 one lock, subscriptions are claimed with ``SKIP LOCKED`` and a lease, so each
 subscription's deliveries go out one at a time and in order, while every other
 subscription is served by another thread (decision 0061). Nothing here runs on a
-request's path: the API only writes outbox rows.
+request's path: the API only writes outbox rows. The bookkeeping is written in the
+queue (``Database.queue``, decision 0078); the main database only hears which events
+were relayed and which subscriptions gave up.
 """
 
 from __future__ import annotations
@@ -123,27 +125,33 @@ class Dispatcher:
 
     def relay_once(self) -> int:
         """Relay one batch of events; how many."""
-        # A read first: the write lock (all of SQLite's) only when there is work.
+        # A read first: a write unit only when there is work.
         with self.db.unit_of_work(write=False) as uow:
             if not relay.has_unrelayed(uow):
                 return 0
+        with transaction(self.db.queue) as queue:
+            relayed = relay.give_out(queue, now=self.clock(), limit=RELAY_BATCH)
+        if not relayed:
+            return 0
         with transaction(self.db) as uow:
-            return relay.relay_events(uow, now=self.clock(), limit=RELAY_BATCH)
+            relay.mark_relayed(uow, relayed)
+        return len(relayed)
 
     def deliver_once(self) -> int:
         """Send one due subscription's next deliveries; how many were tried."""
         now = self.clock()
-        with self.db.unit_of_work(write=False) as uow:
+        queue = self.db.queue
+        with queue.unit_of_work(write=False) as uow:
             if not deliveries.has_due(uow, now=now):
                 return 0
         settings = self.settings
-        with transaction(self.db) as uow:
+        with transaction(queue) as uow:
             lease = deliveries.lease_next(
                 uow, worker_id=self.id, now=now, lease_seconds=settings.webhook_lease_seconds
             )
         if lease is None:
             return 0
-        with self.db.unit_of_work(write=False) as uow:
+        with queue.unit_of_work(write=False) as uow:
             claim = deliveries.claim(
                 uow,
                 lease=lease,
@@ -151,6 +159,8 @@ class Dispatcher:
                 secret_keys=settings.webhook_secret_keys,
             )
         if claim is None:
+            with transaction(queue) as uow:
+                deliveries.forget(uow, lease.subscription_id)
             return 0
         # Half the lease: the results are recorded before anyone may take over. Nothing
         # to send (another process sent it all meanwhile): recording no outcome gives the
@@ -160,8 +170,8 @@ class Dispatcher:
             if claim.messages
             else []
         )
-        with transaction(self.db) as uow:
-            deliveries.record_outcomes(
+        with transaction(queue) as uow:
+            give_up = deliveries.record_outcomes(
                 uow,
                 claim=claim,
                 outcomes=outcomes,
@@ -169,15 +179,17 @@ class Dispatcher:
                 now=self.clock(),
                 policy=self.policy,
             )
+        if give_up is not None:
+            with transaction(self.db) as uow:
+                deliveries.disable(uow, give_up, now=self.clock())
         return len(outcomes)
 
     def _purge_now_and_then(self) -> None:
         if time.monotonic() - self._last_purge < PURGE_INTERVAL_SECONDS:
             return
         self._last_purge = time.monotonic()
+        retention_seconds = self.settings.webhook_delivery_retention_seconds
+        with transaction(self.db.queue) as queue:
+            relay.purge_delivered(queue, now=self.clock(), retention_seconds=retention_seconds)
         with transaction(self.db) as uow:
-            relay.purge_delivered(
-                uow,
-                now=self.clock(),
-                retention_seconds=self.settings.webhook_delivery_retention_seconds,
-            )
+            relay.purge_events(uow, now=self.clock(), retention_seconds=retention_seconds)

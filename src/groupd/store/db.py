@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -30,6 +31,14 @@ from groupd.store.driver import (
     reset_session,
     run_on_driver,
     translate_driver_error,
+)
+from groupd.store.queue import (
+    DIRECTORY_SCHEMA,
+    QUEUE_SCHEMA,
+    ensure_queue_file,
+    queue_file,
+    read_only_uri,
+    sqlite_file,
 )
 from groupd.store.sqlite import (
     CHECKPOINT_INTERVAL_SECONDS,
@@ -73,15 +82,24 @@ def create_db_engine(
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
     sqlite_page_size: int = DEFAULT_SQLITE_PAGE_SIZE,
     per_thread: bool = False,
+    queue_of: Path | None = None,
 ) -> Engine:
     """An engine for ``url``. ``request_budget_seconds``: PostgreSQL sessions start with
     that statement timeout, so a request's transaction needs no statement to set it.
     ``sqlite_cache_mib``: the most page cache each SQLite connection may keep.
     ``sqlite_page_size``: the page size of a SQLite database this engine creates.
     ``per_thread`` (SQLite): one connection per thread, never waited for: the event loop's
-    own (``Database.loop_engine``)."""
+    own (``Database.loop_engine``). ``queue_of`` (SQLite): this engine opens the webhook
+    queue of that main database file (``Database.queue``); any other engine of a SQLite
+    file attaches its queue read-only (``groupd.store.queue``)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        attach: tuple[str, str] | None = None
+        if queue_of is not None:
+            attach = (DIRECTORY_SCHEMA, read_only_uri(queue_of))
+        elif (path := sqlite_file(url)) is not None:
+            ensure_queue_file(queue_file(path), page_size=sqlite_page_size)
+            attach = (QUEUE_SCHEMA, read_only_uri(queue_file(path)))
         pool_args: dict[str, Any] = (
             # Read units in autocommit leave no transaction to roll back on return.
             {"poolclass": SingletonThreadPool, "pool_size": pool_size, "pool_reset_on_return": None}
@@ -98,7 +116,9 @@ def create_db_engine(
             **pool_args,
             **JSON_CODEC,
         )
-        configure_sqlite(engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size)
+        configure_sqlite(
+            engine, cache_mib=sqlite_cache_mib, page_size=sqlite_page_size, attach=attach
+        )
         configure_deadlines(engine)
         return engine
     connect_args: dict[str, Any] = {}
@@ -160,6 +180,36 @@ class Database:
         self._checkpointer: Checkpointer | None = None
         if self.is_sqlite and checkpoint_interval is not None:
             self._checkpointer = Checkpointer(self.checkpoint, interval=checkpoint_interval)
+        self._checkpoint_interval = checkpoint_interval
+        self._queue: Database | None = None
+        self._queue_lock = threading.Lock()
+
+    @property
+    def queue(self) -> Database:
+        """The database of the webhook delivery queue (``QUEUE_TABLES``): this one, but
+        for a SQLite file, whose queue is a file of its own, so that the delivery
+        threads' writes never hold the lock this one's writers wait for (decision 0078).
+        Made on first use."""
+        if self._queue is not None:
+            return self._queue
+        path = sqlite_file(self.engine.url)
+        if path is None:
+            self._queue = self
+            return self
+        with self._queue_lock:
+            if self._queue is None:
+                pool = self.engine.pool
+                engine = create_db_engine(
+                    f"sqlite:///{queue_file(path)}",
+                    pool_size=pool.size() if hasattr(pool, "size") else 5,
+                    queue_of=path,
+                )
+                self._queue = Database(
+                    engine,
+                    checkpoint_interval=self._checkpoint_interval,
+                    writer_wait_seconds=self.writer_wait_seconds,
+                )
+        return self._queue
 
     def checkpoint(self) -> bool:
         """SQLite: fold the WAL back into the database without blocking anyone; True when
@@ -236,6 +286,8 @@ class Database:
         return UnitOfWork(self, write=False, snapshot=True)
 
     def dispose(self) -> None:
+        if self._queue is not None and self._queue is not self:
+            self._queue.dispose()
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self.engine.dispose()
@@ -272,6 +324,13 @@ class UnitOfWork:
         self._pooled: PoolProxiedConnection | None = None
         self._connection: Connection | None = None
         self._session: Session | None = None
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` once this unit has committed (never if it rolls back): a change
+        of another database that must follow this one's (the webhook queue's,
+        ``Database.queue``)."""
+        self._after_commit.append(work)
 
     def _begun(self) -> PoolProxiedConnection:
         """The unit's pooled DB-API connection, its transaction begun."""
@@ -442,6 +501,9 @@ class UnitOfWork:
         elif self._pooled is not None:
             self._pooled.dbapi_connection.commit()  # type: ignore[union-attr]
         self._committed = True
+        work, self._after_commit = self._after_commit, []
+        for step in work:
+            step()
 
 
 @contextmanager

@@ -10,7 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Column, Connection, Engine, Index
 
-from groupd.store.models import created_on
+from groupd.store.models import QUEUE_TABLES, created_on
+from groupd.store.queue import QUEUE_SCHEMA, queue_file, sqlite_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,6 +30,8 @@ def include_object_for(dialect: str) -> Callable[..., bool]:
     (tests/test_migrations.py looks for those by name)."""
 
     def include_object(item: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        if dialect == "sqlite" and _queue_table_name(item, kind) in QUEUE_TABLES:
+            return False  # in the queue's own file, made from the models (store/queue.py)
         if reflected:
             return True
         if dialect == "sqlite" and kind == "index" and has_expression(item):
@@ -36,6 +39,13 @@ def include_object_for(dialect: str) -> Callable[..., bool]:
         return created_on(item, dialect)
 
     return include_object
+
+
+def _queue_table_name(item: Any, kind: str) -> str | None:
+    if kind == "table":
+        return str(item.name)
+    table = getattr(item, "table", None)
+    return str(table.name) if table is not None else None
 
 
 def has_expression(index: Index) -> bool:
@@ -66,8 +76,16 @@ def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
+        path = sqlite_file(engine.url)
         if sqlite:
             _driver_execute(connection, "PRAGMA foreign_keys=OFF")
+        if path is not None:
+            # The queue's file writable, for a migration that moves rows to or from it;
+            # this connection is then dropped, not pooled with a writable attachment.
+            _driver_execute(connection, f"DETACH DATABASE {QUEUE_SCHEMA}")
+            _driver_execute(
+                connection, f"ATTACH DATABASE '{_quoted(queue_file(path))}' AS {QUEUE_SCHEMA}"
+            )
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
@@ -80,8 +98,14 @@ def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
                             f" the first {tuple(broken[0])}; nothing was changed"
                         )
         finally:
-            if sqlite:
+            if path is not None:
+                connection.invalidate()
+            elif sqlite:
                 _driver_execute(connection, "PRAGMA foreign_keys=ON")
+
+
+def _quoted(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
 
 
 def _driver_execute(connection: Connection, statement: str) -> None:

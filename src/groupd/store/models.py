@@ -578,17 +578,12 @@ class OutboxEvent(Base):
 
 class WebhookSubscription(Base):
     """A tenant's webhook: where its events go, which ones, signed with which secret.
-
-    ``due_at`` is when its next delivery may be tried (NULL: nothing pending); a delivery
-    thread claims it with a lease, so one subscription's deliveries go out one at a time,
-    in order (decision 0061).
-    """
+    When its deliveries are due and who sends them is its ``WebhookSchedule``'s."""
 
     __tablename__ = "webhook_subscriptions"
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
         CheckConstraint(_in("format", WEBHOOK_FORMATS), name="format"),
-        Index("ix_webhook_subscriptions_due_at", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
@@ -604,32 +599,45 @@ class WebhookSubscription(Base):
     # The last outbox event before the subscription: it is told only of later ones.
     after_event_id: Mapped[int] = mapped_column(BigIntKey, default=0)
     disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# The delivery queue: the tables only the relay and the delivery threads write, row by
+# row as events go out. On PostgreSQL they sit beside the others; on SQLite in a file of
+# their own (``groupd.store.queue``), so that their writes never take the lock the API's
+# writes wait for (decision 0078). Hence no foreign keys: SQLite keeps none across files,
+# and the services remove a subscription's rows with it.
+QUEUE_TABLES = ("webhook_schedules", "webhook_deliveries")
+
+
+class WebhookSchedule(Base):
+    """When a subscription's next delivery may be tried (``due_at``; NULL: nothing
+    pending), and the delivery thread that holds it (``claimed_by`` until
+    ``lease_until``): one subscription's deliveries go out one at a time, in order
+    (decision 0061)."""
+
+    __tablename__ = "webhook_schedules"
+    __table_args__ = (Index("ix_webhook_schedules_due_at", "due_at"),)
+
+    subscription_id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=False)
+    tenant_id: Mapped[int] = mapped_column(BigIntKey)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
 class WebhookDelivery(Base):
     """One event for one subscription; sent in ``id`` order, retried until it succeeds
-    or its subscription gives up."""
+    or its subscription gives up. An event is given to a subscription once: a relay
+    that stopped between giving it and marking it relayed gives it again, and the
+    second copy is dropped (``uq_webhook_deliveries_subscription_id_event_id``)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "subscription_id"],
-            ["webhook_subscriptions.tenant_id", "webhook_subscriptions.id"],
-            ondelete="CASCADE",
-            name="fk_webhook_deliveries_subscription",
-        ),
-        ForeignKeyConstraint(
-            ["tenant_id", "event_id"],
-            ["outbox_events.tenant_id", "outbox_events.id"],
-            name="fk_webhook_deliveries_event",
-        ),
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
+        UniqueConstraint("subscription_id", "event_id"),
         Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
         Index(
             "ix_webhook_deliveries_pending",
@@ -643,7 +651,7 @@ class WebhookDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     uuid: Mapped[uuid_mod.UUID] = mapped_column(UuidKey, unique=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    tenant_id: Mapped[int] = mapped_column(BigIntKey)
     subscription_id: Mapped[int] = mapped_column(BigIntKey)
     event_id: Mapped[int] = mapped_column(BigIntKey)
     state: Mapped[str] = mapped_column(String(16), default="pending")

@@ -44,7 +44,13 @@ FINE_WAIT_SECONDS = 0.05
 FINE_POLL_SECONDS = (0.00005, 0.001)
 
 
-def configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
+def configure_sqlite(
+    engine: Engine, *, cache_mib: int, page_size: int, attach: tuple[str, str] | None = None
+) -> None:
+    """Pragmas on every new connection; ``attach``: a database to attach to each, as
+    (its name, a read-only URI): the webhook queue's file, or the main one from the
+    queue's side (``groupd.store.queue``)."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take transaction control from the sqlite3 module so BEGIN is ours to choose.
@@ -63,6 +69,9 @@ def configure_sqlite(engine: Engine, *, cache_mib: int, page_size: int) -> None:
         cursor.execute("PRAGMA wal_autocheckpoint=0")
         # SQLite's own default, 2 MiB, unless configured (decision 0014).
         cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
+        if attach is not None:
+            name, uri = attach
+            cursor.execute(f"ATTACH DATABASE ? AS {name}", (uri,))
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -195,7 +204,8 @@ def checkpoint(engine: Engine) -> bool:
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        # The main file's only: an attached one is the other side's to fold.
+        cursor.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
         row = cursor.fetchone()
         cursor.close()
     finally:

@@ -1,5 +1,9 @@
 """A delivery thread's bookkeeping: claim a subscription's next deliveries, record what
-sending them did, give up when the retry schedule runs out (decision 0061)."""
+sending them did, give up when the retry schedule runs out (decision 0061).
+
+All of it is written in the queue (units of ``Database.queue``: on SQLite a file of its
+own, decision 0078) but disabling a subscription that gave up, which is the main
+database's."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, exists, null, or_, select, update
+from sqlalchemy import Text, bindparam, cast, delete, exists, null, or_, select, update
 
 from groupd.services import audit
 from groupd.services.common import system_actor
@@ -21,6 +25,7 @@ from groupd.store.models import (
     WebhookSubscription,
     table_of,
 )
+from groupd.store.models import WebhookSchedule as Schedule
 from groupd.store.prepared import Prepared
 
 
@@ -72,19 +77,23 @@ class RetryPolicy:
         return self.schedule[min(attempts, len(self.schedule)) - 1]
 
 
-def has_due(uow: UnitOfWork, *, now: datetime) -> bool:
+def has_due(queue: UnitOfWork, *, now: datetime) -> bool:
     """Whether any subscription has a delivery to try now (a read: no write lock)."""
     return (
-        uow.session.execute(select(WebhookSubscription.id).where(*_claimable(now)).limit(1)).first()
-        is not None
+        queue.session.execute(_claimable(select(Schedule.subscription_id), now)).first() is not None
     )
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(query: Any, now: datetime) -> Any:
     return (
-        WebhookSubscription.due_at <= now,
-        WebhookSubscription.enabled,
-        or_(WebhookSubscription.lease_until.is_(None), WebhookSubscription.lease_until < now),
+        query.join(WebhookSubscription, WebhookSubscription.id == Schedule.subscription_id)
+        .where(
+            Schedule.due_at <= now,
+            WebhookSubscription.enabled,
+            or_(Schedule.lease_until.is_(None), Schedule.lease_until < now),
+        )
+        .order_by(Schedule.due_at)
+        .limit(1)
     )
 
 
@@ -97,31 +106,27 @@ class Lease:
 
 
 def lease_next(
-    uow: UnitOfWork, *, worker_id: str, now: datetime, lease_seconds: float
+    queue: UnitOfWork, *, worker_id: str, now: datetime, lease_seconds: float
 ) -> Lease | None:
     """Lease the subscription due longest, skipping those another thread holds; None
     when none is due. A short write: the deliveries are read after it (``claim``)."""
-    session = uow.session
+    session = queue.session
     row = session.execute(
-        select(WebhookSubscription)
-        .where(*_claimable(now))
-        .order_by(WebhookSubscription.due_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+        _claimable(select(Schedule), now).with_for_update(skip_locked=True, of=Schedule)
     ).scalar_one_or_none()
     if row is None:
         return None
     row.lease_until = now + timedelta(seconds=lease_seconds)
     row.claimed_by = worker_id
     session.flush()
-    return Lease(row.id)
+    return Lease(row.subscription_id)
 
 
-def claim(uow: UnitOfWork, *, lease: Lease, batch: int, secret_keys: str) -> Claim | None:
+def claim(queue: UnitOfWork, *, lease: Lease, batch: int, secret_keys: str) -> Claim | None:
     """A leased subscription with up to ``batch`` of its pending deliveries, oldest
     first (a read: the lease keeps them this thread's, decision 0076); None when the
-    subscription is gone."""
-    session = uow.session
+    subscription is gone (``forget`` it)."""
+    session = queue.session
     found = session.execute(
         select(
             WebhookSubscription.uuid,
@@ -186,36 +191,43 @@ _MARK_SUCCEEDED = Prepared(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """A subscription whose delivery failed past the retry policy's end: to be disabled
+    (``disable``), in the main database, after the queue recorded the failure."""
+
+    subscription_id: int
+    reason: str
+
+
 def record_outcomes(
-    uow: UnitOfWork,
+    queue: UnitOfWork,
     *,
     claim: Claim,
     outcomes: list[Outcome],
     worker_id: str,
     now: datetime,
     policy: RetryPolicy,
-) -> None:
+) -> GiveUp | None:
     """Record the attempts of a claim (successes, then at most one failure, which stops
     the rest), schedule what is left, and give the subscription back.
 
-    A failure past the retry policy's end marks its delivery failed and disables the
-    subscription, recorded as ``webhook.disable``."""
-    session = uow.session
-    # The subscription first: a relay giving it new deliveries commits before or after
-    # this whole unit, never in between (the pending check below then sees them).
-    sub = session.execute(
-        select(WebhookSubscription)
-        .where(WebhookSubscription.id == claim.subscription_id)
-        .with_for_update()
+    A failure past the retry policy's end marks its delivery failed and stops the
+    subscription's schedule; the caller then disables it (``disable``)."""
+    session = queue.session
+    # The schedule first: a relay giving the subscription new deliveries commits before
+    # or after this whole unit, never in between (the pending check below then sees them).
+    schedule = session.execute(
+        select(Schedule).where(Schedule.subscription_id == claim.subscription_id).with_for_update()
     ).scalar_one_or_none()
-    if sub is None:
-        return  # deleted meanwhile, deliveries with it
+    if schedule is None:
+        return None  # forgotten meanwhile, deliveries with it
     by_status: dict[int | None, list[int]] = {}
     for outcome in outcomes:
         if outcome.ok:
             by_status.setdefault(outcome.status, []).append(outcome.delivery_id)
     _MARK_SUCCEEDED.execute_many(
-        uow,
+        queue,
         [
             {"delivery_id": delivery_id, "status": status, "now": now}
             for status, ids in by_status.items()
@@ -223,51 +235,69 @@ def record_outcomes(
         ],
     )
     failed = next((outcome for outcome in outcomes if not outcome.ok), None)
-    due_at: datetime | None
+    give_up: GiveUp | None = None
     if failed is not None:
-        due_at = _record_failure(uow, sub, failed, now=now, policy=policy)
+        schedule.due_at, give_up = _record_failure(
+            queue, claim.subscription_id, failed, now=now, policy=policy
+        )
     else:
         more = session.execute(
             select(
                 exists().where(
-                    WebhookDelivery.subscription_id == sub.id,
+                    WebhookDelivery.subscription_id == claim.subscription_id,
                     WebhookDelivery.state == "pending",
                 )
             )
         ).scalar()
-        due_at = now if more else None
-    sub.due_at = due_at
-    if sub.claimed_by == worker_id:
-        sub.lease_until = None
-        sub.claimed_by = None
+        schedule.due_at = now if more else None
+    if schedule.claimed_by == worker_id:
+        schedule.lease_until = None
+        schedule.claimed_by = None
     session.flush()
+    return give_up
 
 
 def _record_failure(
-    uow: UnitOfWork,
-    sub: WebhookSubscription,
+    queue: UnitOfWork,
+    subscription_id: int,
     failed: Outcome,
     *,
     now: datetime,
     policy: RetryPolicy,
-) -> datetime | None:
-    delivery = uow.session.get(WebhookDelivery, failed.delivery_id)
+) -> tuple[datetime | None, GiveUp | None]:
+    """The failure on its delivery; when the subscription is due next, and whether it
+    gives up."""
+    delivery = queue.session.get(WebhookDelivery, failed.delivery_id)
     if delivery is None or delivery.state != "pending":
-        return now
+        return now, None
     delivery.attempts += 1
     delivery.first_attempt_at = delivery.first_attempt_at or now
     delivery.last_status = failed.status
     delivery.last_error = (failed.error or "")[:500] or None
     if (now - delivery.first_attempt_at).total_seconds() < policy.give_up_seconds:
         delivery.next_attempt_at = now + timedelta(seconds=policy.delay(delivery.attempts))
-        return delivery.next_attempt_at
+        return delivery.next_attempt_at, None
     delivery.state = "failed"
     delivery.next_attempt_at = None
-    sub.enabled = False
-    sub.disabled_reason = (
+    reason = (
         f"a delivery failed for {policy.give_up_seconds:g} s; last: {failed.status or failed.error}"
     )[:500]
+    return None, GiveUp(subscription_id, reason)
+
+
+def disable(uow: UnitOfWork, give_up: GiveUp, *, now: datetime) -> None:
+    """Disable a subscription that gave up, recorded as ``webhook.disable``."""
+    sub = uow.session.execute(
+        select(WebhookSubscription)
+        .where(WebhookSubscription.id == give_up.subscription_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if sub is None or not sub.enabled:
+        return
+    sub.enabled = False
+    sub.disabled_reason = give_up.reason
     sub.updated_at = now
+    uow.session.flush()
     audit.record_event(
         uow,
         actor=system_actor(sub.tenant_id, name="webhooks"),
@@ -279,4 +309,17 @@ def _record_failure(
         detail=sub.disabled_reason,
         now=now,
     )
-    return None
+
+
+def forget(queue: UnitOfWork, subscription_id: int) -> None:
+    """Remove what the queue holds of a subscription that is gone."""
+    queue.session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id)
+        .execution_options(synchronize_session=False)
+    )
+    queue.session.execute(
+        delete(Schedule)
+        .where(Schedule.subscription_id == subscription_id)
+        .execution_options(synchronize_session=False)
+    )

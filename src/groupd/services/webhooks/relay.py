@@ -1,45 +1,76 @@
 """The relay: gives each committed outbox event to the matching subscriptions of its
-tenant, as deliveries numbered in the order it sees the events commit (decision 0061)."""
+tenant, as deliveries numbered in the order it sees the events commit (decision 0061).
+
+The deliveries go to the queue (``Database.queue``: on SQLite a file of its own,
+decision 0078) in one transaction, and the outbox records it in the next: a relay that
+stops in between gives the same events again, and the queue keeps one delivery of each.
+A ``webhook.test`` event goes to the subscription it names alone."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from uuid import UUID
 
-from sqlalchemy import delete, exists, func, insert, literal, select, text, update
+from sqlalchemy import bindparam, delete, exists, select, text, update
 
 from groupd.services.common import new_uuid
-from groupd.services.webhooks.catalogue import matches
+from groupd.services.webhooks.catalogue import TEST_EVENT, matches
 from groupd.store.db import UnitOfWork
 from groupd.store.ids import allocate_ids
-from groupd.store.models import OutboxEvent, WebhookDelivery, WebhookSubscription, table_of
+from groupd.store.models import (
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookSchedule,
+    WebhookSubscription,
+    table_of,
+)
 from groupd.store.outbox import try_lock_relay
 from groupd.store.prepared import Prepared
-from groupd.store.types import UTCDateTime
+from groupd.store.types import UTCDateTime, UuidKey
 
 # The partial index's own term, so SQLite uses it (a bound ``relayed = 0`` would not).
 _UNRELAYED = text("NOT outbox_events.relayed")
 
 
-_DELIVERY_COLUMNS = [
-    "id",
-    "uuid",
-    "tenant_id",
-    "subscription_id",
-    "event_id",
-    "state",
-    "attempts",
-    "first_attempt_at",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "created_at",
-    "delivered_at",
-]
-# A relay inserts a delivery per event and subscription while it holds SQLite's one
-# write lock: through the driver in one call, not SQLAlchemy's bulk insert (decision 0076).
-_INSERT_DELIVERIES = Prepared(insert(table_of(WebhookDelivery)), column_keys=_DELIVERY_COLUMNS)
+# An event is given to a subscription once: a relay that stopped between giving its
+# events out (the queue) and marking them relayed (the outbox) gives them again, and the
+# copies are dropped here. Through the driver in one call (decision 0076).
+_GIVE = Prepared(
+    text(
+        "INSERT INTO webhook_deliveries (id, uuid, tenant_id, subscription_id, event_id,"
+        " state, attempts, next_attempt_at, created_at)"
+        " VALUES (:id, :uuid, :tenant_id, :subscription_id, :event_id, 'pending', 0,"
+        " :next_attempt_at, :created_at)"
+        " ON CONFLICT (subscription_id, event_id) DO NOTHING"
+    ).bindparams(
+        bindparam("uuid", type_=UuidKey),
+        bindparam("next_attempt_at", type_=UTCDateTime),
+        bindparam("created_at", type_=UTCDateTime),
+    )
+)
+# A subscription given deliveries is due now, unless it was due already.
+_SCHEDULE = Prepared(
+    text(
+        "INSERT INTO webhook_schedules (subscription_id, tenant_id, due_at)"
+        " VALUES (:subscription_id, :tenant_id, :due_at)"
+        " ON CONFLICT (subscription_id) DO UPDATE"
+        " SET due_at = coalesce(webhook_schedules.due_at, excluded.due_at)"
+    ).bindparams(bindparam("due_at", type_=UTCDateTime))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """What a relay gave out: the events some subscription wants (to be marked relayed)
+    and those none does (to be removed)."""
+
+    wanted: list[int]
+    unwanted: list[int]
+
+    def __len__(self) -> int:
+        return len(self.wanted) + len(self.unwanted)
 
 
 def has_unrelayed(uow: UnitOfWork) -> bool:
@@ -49,13 +80,13 @@ def has_unrelayed(uow: UnitOfWork) -> bool:
     )
 
 
-def relay_events(uow: UnitOfWork, *, now: datetime, limit: int = 500) -> int:
-    """Give up to ``limit`` events, oldest first, to their subscriptions; the number
-    relayed (0 when another relay holds the turn). An event no subscription wants is
-    removed at once."""
-    if not try_lock_relay(uow):
-        return 0
-    session = uow.session
+def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed | None:
+    """Give up to ``limit`` events, oldest first, to their subscriptions, as deliveries
+    in the queue (a unit of ``Database.queue``); None when another relay holds the turn.
+    ``mark_relayed`` then records it in the outbox, after this unit commits."""
+    if not try_lock_relay(queue):
+        return None
+    session = queue.session
     events = session.execute(
         select(OutboxEvent.id, OutboxEvent.tenant_id, OutboxEvent.type)
         .where(_UNRELAYED)
@@ -63,79 +94,115 @@ def relay_events(uow: UnitOfWork, *, now: datetime, limit: int = 500) -> int:
         .limit(limit)
     ).all()
     if not events:
-        return 0
-    by_tenant: dict[int, list[tuple[int, list[str], int]]] = defaultdict(list)
-    for sub_id, tenant_id, patterns, after in session.execute(
+        return Relayed([], [])
+    by_tenant: dict[int, list[tuple[int, UUID, bool, list[str], int]]] = defaultdict(list)
+    for sub_id, sub_uuid, tenant_id, enabled, patterns, after in session.execute(
         select(
             WebhookSubscription.id,
+            WebhookSubscription.uuid,
             WebhookSubscription.tenant_id,
+            WebhookSubscription.enabled,
             WebhookSubscription.events,
             WebhookSubscription.after_event_id,
         )
-        .where(
-            WebhookSubscription.tenant_id.in_({e.tenant_id for e in events}),
-            WebhookSubscription.enabled,
-        )
+        .where(WebhookSubscription.tenant_id.in_({e.tenant_id for e in events}))
         .order_by(WebhookSubscription.id)
     ):
-        by_tenant[tenant_id].append((sub_id, patterns, after))
+        by_tenant[tenant_id].append((sub_id, sub_uuid, enabled, patterns, after))
+    tests = _test_targets(queue, [event.id for event in events if event.type == TEST_EVENT])
     pairs = [
         (event, sub_id)
         for event in events
-        for sub_id, patterns, after in by_tenant.get(event.tenant_id, ())
-        if event.id > after and matches(patterns, event.type)
+        for sub_id, sub_uuid, enabled, patterns, after in by_tenant.get(event.tenant_id, ())
+        if (
+            # a test for a disabled subscription waits for it as its other deliveries do
+            tests[event.id][0] == sub_uuid
+            if event.id in tests
+            else enabled and event.id > after and matches(patterns, event.type)
+        )
     ]
     if pairs:
         # Keys drawn in event order: a subscription's deliveries go out in key order.
-        keys = allocate_ids(uow, "webhook_deliveries", len(pairs))
-        rows: list[dict[str, Any]] = [
-            {
-                "id": key,
-                "uuid": new_uuid(),
-                "tenant_id": event.tenant_id,
-                "subscription_id": sub_id,
-                "event_id": event.id,
-                "state": "pending",
-                "attempts": 0,
-                "first_attempt_at": None,
-                "next_attempt_at": now,
-                "last_status": None,
-                "last_error": None,
-                "created_at": now,
-                "delivered_at": None,
-            }
-            for key, (event, sub_id) in zip(keys, pairs, strict=True)
-        ]
-        _INSERT_DELIVERIES.execute_many(uow, rows)
-        session.execute(
-            update(WebhookSubscription)
-            .where(WebhookSubscription.id.in_(sorted({sub_id for _, sub_id in pairs})))
-            .values(due_at=func.coalesce(WebhookSubscription.due_at, literal(now, UTCDateTime)))
-            .execution_options(synchronize_session=False)
+        keys = allocate_ids(queue, "webhook_deliveries", len(pairs))
+        _GIVE.execute_many(
+            queue,
+            [
+                {
+                    "id": key,
+                    "uuid": tests[event.id][1] if event.id in tests else new_uuid(),
+                    "tenant_id": event.tenant_id,
+                    "subscription_id": sub_id,
+                    "event_id": event.id,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for key, (event, sub_id) in zip(keys, pairs, strict=True)
+            ],
         )
-    events_table = table_of(OutboxEvent)
+        tenant_of = {sub_id: event.tenant_id for event, sub_id in pairs}
+        _SCHEDULE.execute_many(
+            queue,
+            [
+                {"subscription_id": sub_id, "tenant_id": tenant_of[sub_id], "due_at": now}
+                for sub_id in sorted(tenant_of)
+            ],
+        )
     wanted = sorted({event.id for event, _ in pairs})
-    unwanted = sorted({event.id for event in events} - set(wanted))
-    if wanted:
-        session.execute(
-            update(events_table).where(events_table.c.id.in_(wanted)).values(relayed=True)
+    return Relayed(wanted, sorted({event.id for event in events} - set(wanted)))
+
+
+def _test_targets(uow: UnitOfWork, event_ids: list[int]) -> dict[int, tuple[UUID, UUID]]:
+    """The subscription each test event is for (``webhook.test`` goes to that one
+    alone) and the key its delivery was promised (``send_test_event``)."""
+    if not event_ids:
+        return {}
+    rows = uow.session.execute(
+        select(OutboxEvent.id, OutboxEvent.data).where(OutboxEvent.id.in_(event_ids))
+    )
+    return {
+        event_id: (UUID(data["webhookId"]), UUID(data["deliveryId"])) for event_id, data in rows
+    }
+
+
+def mark_relayed(uow: UnitOfWork, relayed: Relayed) -> None:
+    """Record in the outbox what ``give_out`` did: the events given out are relayed
+    (kept for the deliveries' listings until they are purged), the others removed."""
+    events_table = table_of(OutboxEvent)
+    if relayed.wanted:
+        uow.session.execute(
+            update(events_table).where(events_table.c.id.in_(relayed.wanted)).values(relayed=True)
         )
-    if unwanted:
-        session.execute(delete(events_table).where(events_table.c.id.in_(unwanted)))
-    return len(events)
+    if relayed.unwanted:
+        uow.session.execute(delete(events_table).where(events_table.c.id.in_(relayed.unwanted)))
 
 
-def purge_delivered(uow: UnitOfWork, *, now: datetime, retention_seconds: int) -> int:
-    """Remove deliveries that succeeded before the retention window, and the events no
-    delivery refers to any more; the number of deliveries removed."""
+def purge_delivered(queue: UnitOfWork, *, now: datetime, retention_seconds: int) -> int:
+    """Remove from the queue the deliveries that succeeded before the retention window,
+    and what is left of subscriptions that are gone; the number of deliveries removed."""
     cutoff = now - timedelta(seconds=retention_seconds)
-    session = uow.session
+    session = queue.session
     removed = session.execute(
         delete(WebhookDelivery)
         .where(WebhookDelivery.state == "succeeded", WebhookDelivery.delivered_at < cutoff)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
+    subscribed = exists().where(WebhookSubscription.id == WebhookDelivery.subscription_id)
     session.execute(
+        delete(WebhookDelivery).where(~subscribed).execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(WebhookSchedule)
+        .where(~exists().where(WebhookSubscription.id == WebhookSchedule.subscription_id))
+        .execution_options(synchronize_session=False)
+    )
+    return int(removed or 0)
+
+
+def purge_events(uow: UnitOfWork, *, now: datetime, retention_seconds: int) -> None:
+    """Remove the relayed events older than the retention window that no delivery in
+    the queue refers to any more."""
+    cutoff = now - timedelta(seconds=retention_seconds)
+    uow.session.execute(
         delete(OutboxEvent)
         .where(
             OutboxEvent.relayed,
@@ -144,4 +211,3 @@ def purge_delivered(uow: UnitOfWork, *, now: datetime, retention_seconds: int) -
         )
         .execution_options(synchronize_session=False)
     )
-    return int(removed or 0)

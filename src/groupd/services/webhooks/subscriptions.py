@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import exists, func, select, update
 
 from groupd.errors import InvalidInput, NotFound
 from groupd.services import audit
@@ -20,11 +21,16 @@ from groupd.services.common import (
     new_uuid,
     parse_uuid,
 )
-from groupd.services.webhooks import addresses, sealing
+from groupd.services.webhooks import addresses, deliveries, sealing
 from groupd.services.webhooks.catalogue import TEST_EVENT, check_patterns
 from groupd.services.webhooks.outbox import emit
-from groupd.store.db import UnitOfWork
-from groupd.store.models import OutboxEvent, WebhookDelivery, WebhookSubscription
+from groupd.store.db import Database, UnitOfWork, transaction
+from groupd.store.models import (
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookSchedule,
+    WebhookSubscription,
+)
 
 FORMATS = ("standard", "cloudevents")
 MAX_DESCRIPTION = 2000
@@ -236,8 +242,8 @@ def update_subscription(
     if enabled is not None and enabled != row.enabled:
         row.enabled = enabled
         row.disabled_reason = None if enabled else "disabled by an administrator"
-        if enabled:
-            row.due_at = now  # whatever was pending goes out again
+        if enabled:  # whatever was pending goes out again
+            uow.after_commit(partial(_resume, uow.db.queue, row.id, row.tenant_id, now))
     row.updated_at = now
     uow.session.flush()
     _record(uow, actor, "webhook.update", row, now)
@@ -251,13 +257,40 @@ def delete_subscription(
     actor.require("admin")
     row = _subscription(uow, actor=actor, subscription_id=subscription_id, lock=True)
     _record(uow, actor, "webhook.delete", row, now)
-    uow.session.execute(
-        delete(WebhookDelivery)
-        .where(WebhookDelivery.subscription_id == row.id)
-        .execution_options(synchronize_session=False)
-    )
     uow.session.delete(row)
     uow.session.flush()
+    uow.after_commit(partial(_forget, uow.db.queue, row.id))
+
+
+def _resume(queue: Database, subscription_id: int, tenant_id: int, now: datetime) -> None:
+    """Make a subscription due now if the queue holds pending deliveries of it."""
+    with transaction(queue) as uow:
+        pending = uow.session.execute(
+            select(
+                exists().where(
+                    WebhookDelivery.subscription_id == subscription_id,
+                    WebhookDelivery.state == "pending",
+                )
+            )
+        ).scalar()
+        if pending:
+            _due_now(uow, subscription_id, tenant_id, now)
+
+
+def _due_now(queue: UnitOfWork, subscription_id: int, tenant_id: int, now: datetime) -> None:
+    schedule = queue.session.get(WebhookSchedule, subscription_id)
+    if schedule is None:
+        queue.session.add(
+            WebhookSchedule(subscription_id=subscription_id, tenant_id=tenant_id, due_at=now)
+        )
+    else:
+        schedule.due_at = now
+    queue.session.flush()
+
+
+def _forget(queue: Database, subscription_id: int) -> None:
+    with transaction(queue) as uow:
+        deliveries.forget(uow, subscription_id)
 
 
 def rotate_secret(
@@ -339,29 +372,37 @@ def retry_delivery(
     uow: UnitOfWork, *, actor: Actor, subscription_id: str, delivery_id: str, now: datetime
 ) -> DeliveryView:
     """Send one delivery again, whatever became of it, as soon as its subscription's
-    earlier pending deliveries are out. It keeps its ``webhook-id``."""
+    earlier pending deliveries are out. It keeps its ``webhook-id``. The queue takes it
+    once the ``webhook.retry`` record is committed."""
     actor.require("admin")
     row = _subscription(uow, actor=actor, subscription_id=subscription_id, lock=True)
-    found = _delivery(uow, subscription=row, delivery_id=delivery_id)
-    uow.session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == found.id)
-        .values(state="pending", next_attempt_at=now, first_attempt_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    if row.enabled:
-        row.due_at = now
-    uow.session.flush()
+    found = _delivery_view(_delivery(uow, subscription=row, delivery_id=delivery_id))
     _record(uow, actor, "webhook.retry", row, now)
-    return _delivery_view(_delivery(uow, subscription=row, delivery_id=delivery_id))
+    uow.after_commit(partial(_retry, uow.db.queue, found.id, row.id, row.tenant_id, now))
+    return replace(found, state="pending", next_attempt_at=now)
+
+
+def _retry(
+    queue: Database, delivery_key: int, subscription_id: int, tenant_id: int, now: datetime
+) -> None:
+    with transaction(queue) as uow:
+        uow.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_key)
+            .values(state="pending", next_attempt_at=now, first_attempt_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        _due_now(uow, subscription_id, tenant_id, now)
 
 
 def send_test_event(
     uow: UnitOfWork, *, actor: Actor, subscription_id: str, now: datetime
 ) -> DeliveryView:
-    """Queue a ``webhook.test`` event for this subscription alone."""
+    """Queue a ``webhook.test`` event for this subscription alone: the relay gives it
+    to the subscription it names, as the delivery promised here."""
     actor.require("admin")
     row = _subscription(uow, actor=actor, subscription_id=subscription_id, lock=True)
+    delivery_uuid = new_uuid()
     event_uuid = emit(
         uow,
         tenant_id=actor.tenant_id,
@@ -370,31 +411,10 @@ def send_test_event(
             "actor": actor.username,
             "requestId": actor.request_id or None,
             "webhookId": str(row.uuid),
+            "deliveryId": str(delivery_uuid),
         },
         now=now,
     )
-    event_id = uow.session.execute(
-        select(OutboxEvent.id).where(OutboxEvent.uuid == event_uuid)
-    ).scalar_one()
-    # Given to this subscription here; the relay never sees it.
-    uow.session.execute(
-        update(OutboxEvent)
-        .where(OutboxEvent.id == event_id)
-        .values(relayed=True)
-        .execution_options(synchronize_session=False)
+    return DeliveryView(
+        0, delivery_uuid, event_uuid, TEST_EVENT, "pending", 0, None, None, now, now, None
     )
-    delivery = WebhookDelivery(
-        uuid=new_uuid(),
-        tenant_id=actor.tenant_id,
-        subscription_id=row.id,
-        event_id=event_id,
-        state="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    uow.session.add(delivery)
-    if row.enabled and row.due_at is None:
-        row.due_at = now
-    uow.session.flush()
-    return _delivery_view(_delivery(uow, subscription=row, delivery_id=str(delivery.uuid)))
