@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.exc import IntegrityError
 
 from conftest import create_engine_for, create_pg_database, drop_pg_database
@@ -23,7 +23,7 @@ from groupd.services import accounts, groups, licensing, memberships, objects
 from groupd.services.common import Actor, system_actor
 from groupd.store import migrate
 from groupd.store.db import Database, UnitOfWork, transaction
-from groupd.store.models import SQLITE_TRIGGERS, Base
+from groupd.store.models import QUEUE_TABLES, SQLITE_TRIGGERS, Base
 from groupd.store.types import UTCDateTime, UuidKey
 from invariants import assert_invariants
 
@@ -84,7 +84,108 @@ def test_the_migrations_build_the_models_schema(empty_url: str) -> None:
                 }
                 assert wanted and wanted <= made
         assert differences == []
+        if db.queue is not db:
+            # SQLite: the queue's file holds exactly the models' queue tables.
+            with db.queue.engine.connect() as connection:
+                context = MigrationContext.configure(connection, opts={"compare_type": True})
+                queue_differences = compare_metadata(context, _queue_metadata())
+                names = set(
+                    connection.execute(
+                        text("SELECT name FROM main.sqlite_master WHERE type = 'table'")
+                    ).scalars()
+                )
+            assert queue_differences == []
+            assert names == set(QUEUE_TABLES)
         assert_invariants(db)
+    finally:
+        db.dispose()
+
+
+def _queue_metadata() -> MetaData:
+    metadata = MetaData()
+    for name in QUEUE_TABLES:
+        Base.metadata.tables[name].to_metadata(metadata)
+    return metadata
+
+
+def test_0015_moves_the_delivery_queue_and_back(empty_url: str) -> None:
+    """0015 moves the deliveries (on SQLite to the queue's file) and the subscriptions'
+    schedules to their own table; going down brings both back."""
+    db = Database(create_engine_for(empty_url))
+    try:
+        migrate.upgrade(db.engine, "0014")
+        now = system_clock()
+        with transaction(db) as uow:
+            tenant, _, _ = _tenant_with_root(uow, "queue")
+        stored_now = _stored(db, now)
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO outbox_events (id, uuid, tenant_id, type, data, relayed,"
+                    " occurred_at) VALUES (7, :uuid, :tenant, 'group.created', '{}', :yes, :now)"
+                ),
+                {
+                    "uuid": _stored(db, uuid.uuid4()),
+                    "tenant": tenant.id,
+                    "now": stored_now,
+                    "yes": True,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_subscriptions (id, uuid, tenant_id, url, events,"
+                    " description, format, secret, enabled, after_event_id, due_at,"
+                    " created_at, updated_at) VALUES (3, :uuid, :tenant, 'https://example.com',"
+                    " '[\"*\"]', '', 'standard', 'whsec_x', :yes, 0, :now, :now, :now)"
+                ),
+                {
+                    "uuid": _stored(db, uuid.uuid4()),
+                    "tenant": tenant.id,
+                    "now": stored_now,
+                    "yes": True,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (id, uuid, tenant_id, subscription_id,"
+                    " event_id, state, attempts, next_attempt_at, created_at) VALUES"
+                    " (11, :uuid, :tenant, 3, 7, 'pending', 0, :now, :now)"
+                ),
+                {"uuid": _stored(db, uuid.uuid4()), "tenant": tenant.id, "now": stored_now},
+            )
+        migrate.upgrade(db.engine)
+
+        def queued(connection: Any) -> list[tuple[Any, ...]]:
+            return [
+                tuple(row)
+                for row in connection.execute(
+                    text(
+                        "SELECT d.id, d.event_id, q.due_at FROM webhook_deliveries d"
+                        " JOIN webhook_schedules q ON q.subscription_id = d.subscription_id"
+                    )
+                )
+            ]
+
+        with db.queue.engine.connect() as connection:
+            assert queued(connection) == [(11, 7, stored_now)]
+        if db.is_sqlite:
+            with db.engine.connect() as connection:
+                in_main = connection.execute(
+                    text("SELECT count(*) FROM main.sqlite_master WHERE name LIKE 'webhook_de%'")
+                ).scalar_one()
+                assert in_main == 0
+        assert_invariants(db)
+        migrate.downgrade(db.engine, "0014")
+        with db.engine.connect() as connection:
+            assert connection.execute(
+                text(
+                    "SELECT d.id, d.event_id, s.due_at FROM webhook_deliveries d"
+                    " JOIN webhook_subscriptions s ON s.id = d.subscription_id"
+                )
+            ).all() == [(11, 7, stored_now)]
+        migrate.upgrade(db.engine)
+        with db.queue.engine.connect() as connection:
+            assert queued(connection) == [(11, 7, stored_now)]
     finally:
         db.dispose()
 

@@ -3,13 +3,16 @@ outages; nothing from a rolled-back change; nothing across tenants."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from conftest import TenantFixture, make_settings
@@ -19,11 +22,12 @@ from groupd.clock import ManualClock, system_clock
 from groupd.delivery.dispatcher import Dispatcher
 from groupd.services import audit, groups
 from groupd.services.common import system_actor
-from groupd.services.webhooks import addresses, subscriptions
+from groupd.services.webhooks import addresses, relay, subscriptions
 from groupd.services.webhooks.catalogue import EVENT_TYPES
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
 from groupd.store.models import AuditEvent, WebhookDelivery, WebhookSubscription
+from groupd.store.queue import queue_file
 from helpers import create, devices, licence, user, wait_operation
 from invariants import assert_invariants
 from webhook_receiver import Receiver
@@ -375,4 +379,79 @@ def test_two_processes_share_the_deliveries_each_subscription_in_order(
             receiver.stop()
     for receiver in receivers:
         assert [r.document["data"]["group"]["name"] for r in receiver.received] == names
+    assert_invariants(db)
+
+
+def test_a_relay_stopped_before_marking_its_events_gives_each_event_once(
+    client: TestClient, context: AppContext, acme: TenantFixture, receiver: Receiver
+) -> None:
+    """The relay gives events out in the queue, then marks them relayed in the outbox:
+    one that stops in between gives them again, and the queue keeps one of each."""
+    subscribe(client, acme, receiver.url, ["group.created"])
+    for name in ("a", "b", "c"):
+        create(
+            client, acme.admin.headers, "/api/v1/groups", {"name": name, "parentId": acme.root_id}
+        )
+    db = context.db
+    with transaction(db.queue) as queue:
+        given = relay.give_out(queue, now=context.clock())
+    assert given is not None and len(given.wanted) == 3  # ... and then it stopped
+    assert context.webhooks.relay_once() == len(given)  # the same events, given again
+    context.webhooks.run_until_idle()
+    assert [r.document["data"]["group"]["name"] for r in receiver.received] == ["a", "b", "c"]
+    with db.unit_of_work(write=False) as uow:
+        assert len(uow.session.execute(select(WebhookDelivery)).all()) == 3
+    assert_invariants(db)
+
+
+def test_a_test_event_goes_to_its_subscription_alone_as_the_delivery_promised(
+    client: TestClient, context: AppContext, acme: TenantFixture, receiver: Receiver
+) -> None:
+    other = Receiver()
+    try:
+        hook = subscribe(client, acme, receiver.url)
+        subscribe(client, acme, other.url)
+        queued = client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=acme.admin.headers)
+        assert queued.status_code == 202
+        context.webhooks.run_until_idle()
+        assert [r.type for r in receiver.received] == ["webhook.test"] and other.received == []
+        assert receiver.received[0].webhook_id == queued.json()["eventId"]
+        listed = client.get(
+            f"/api/v1/webhooks/{hook['id']}/deliveries", headers=acme.admin.headers
+        ).json()["items"]
+        assert [(d["id"], d["status"]) for d in listed] == [(queued.json()["id"], "succeeded")]
+        # Deleting a subscription takes what the queue held of it along.
+        assert client.delete(
+            f"/api/v1/webhooks/{hook['id']}", headers=acme.admin.headers
+        ).is_success
+    finally:
+        other.stop()
+    assert_invariants(context.db)
+
+
+def test_sqlite_api_writes_never_wait_for_the_delivery_queues_lock(
+    client: TestClient, context: AppContext, acme: TenantFixture, receiver: Receiver
+) -> None:
+    """On SQLite the queue is a file of its own, attached read-only to the API's
+    connections: a delivery process holding the queue's write lock holds up no API write."""
+    db = context.db
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL locks rows, not the database")
+    subscribe(client, acme, receiver.url)
+    path = queue_file(Path(db.engine.url.database or ""))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # as the delivery process does for each write
+    try:
+        started = time.monotonic()
+        create(
+            client, acme.admin.headers, "/api/v1/groups", {"name": "x", "parentId": acme.root_id}
+        )
+        assert time.monotonic() - started < 2.0
+        with db.unit_of_work() as uow, pytest.raises(OperationalError, match="readonly"):
+            uow.session.execute(text("DELETE FROM webhook_deliveries"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    context.webhooks.run_until_idle()
+    assert [r.type for r in receiver.received] == ["group.created"]
     assert_invariants(db)
