@@ -3,20 +3,18 @@ tenant, as deliveries numbered in the order it sees the events commit (decision 
 
 The deliveries go to the queue (``Database.queue``: on SQLite a file of its own,
 decision 0078) in one transaction, and the outbox records it in the next: a relay that
-stops in between gives the same events again, and the queue keeps one delivery of each.
-A ``webhook.test`` event goes to the subscription it names alone."""
+stops in between gives the same events again, and the queue keeps one delivery of each."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from sqlalchemy import bindparam, delete, exists, select, text, update
 
 from groupd.services.common import new_uuid
-from groupd.services.webhooks.catalogue import TEST_EVENT, matches
+from groupd.services.webhooks.catalogue import matches
 from groupd.store.db import UnitOfWork
 from groupd.store.ids import allocate_ids
 from groupd.store.models import (
@@ -95,31 +93,26 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
     ).all()
     if not events:
         return Relayed([], [])
-    by_tenant: dict[int, list[tuple[int, UUID, bool, list[str], int]]] = defaultdict(list)
-    for sub_id, sub_uuid, tenant_id, enabled, patterns, after in session.execute(
+    by_tenant: dict[int, list[tuple[int, list[str], int]]] = defaultdict(list)
+    for sub_id, tenant_id, patterns, after in session.execute(
         select(
             WebhookSubscription.id,
-            WebhookSubscription.uuid,
             WebhookSubscription.tenant_id,
-            WebhookSubscription.enabled,
             WebhookSubscription.events,
             WebhookSubscription.after_event_id,
         )
-        .where(WebhookSubscription.tenant_id.in_({e.tenant_id for e in events}))
+        .where(
+            WebhookSubscription.tenant_id.in_({e.tenant_id for e in events}),
+            WebhookSubscription.enabled,
+        )
         .order_by(WebhookSubscription.id)
     ):
-        by_tenant[tenant_id].append((sub_id, sub_uuid, enabled, patterns, after))
-    tests = _test_targets(queue, [event.id for event in events if event.type == TEST_EVENT])
+        by_tenant[tenant_id].append((sub_id, patterns, after))
     pairs = [
         (event, sub_id)
         for event in events
-        for sub_id, sub_uuid, enabled, patterns, after in by_tenant.get(event.tenant_id, ())
-        if (
-            # a test for a disabled subscription waits for it as its other deliveries do
-            tests[event.id][0] == sub_uuid
-            if event.id in tests
-            else enabled and event.id > after and matches(patterns, event.type)
-        )
+        for sub_id, patterns, after in by_tenant.get(event.tenant_id, ())
+        if event.id > after and matches(patterns, event.type)
     ]
     if pairs:
         # Keys drawn in event order: a subscription's deliveries go out in key order.
@@ -129,7 +122,7 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
             [
                 {
                     "id": key,
-                    "uuid": tests[event.id][1] if event.id in tests else new_uuid(),
+                    "uuid": new_uuid(),
                     "tenant_id": event.tenant_id,
                     "subscription_id": sub_id,
                     "event_id": event.id,
@@ -149,19 +142,6 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
         )
     wanted = sorted({event.id for event, _ in pairs})
     return Relayed(wanted, sorted({event.id for event in events} - set(wanted)))
-
-
-def _test_targets(uow: UnitOfWork, event_ids: list[int]) -> dict[int, tuple[UUID, UUID]]:
-    """The subscription each test event is for (``webhook.test`` goes to that one
-    alone) and the key its delivery was promised (``send_test_event``)."""
-    if not event_ids:
-        return {}
-    rows = uow.session.execute(
-        select(OutboxEvent.id, OutboxEvent.data).where(OutboxEvent.id.in_(event_ids))
-    )
-    return {
-        event_id: (UUID(data["webhookId"]), UUID(data["deliveryId"])) for event_id, data in rows
-    }
 
 
 def mark_relayed(uow: UnitOfWork, relayed: Relayed) -> None:

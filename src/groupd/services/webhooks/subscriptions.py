@@ -398,11 +398,11 @@ def _retry(
 def send_test_event(
     uow: UnitOfWork, *, actor: Actor, subscription_id: str, now: datetime
 ) -> DeliveryView:
-    """Queue a ``webhook.test`` event for this subscription alone: the relay gives it
-    to the subscription it names, as the delivery promised here."""
+    """Queue a ``webhook.test`` event for this subscription alone. The event is written
+    relayed (no other subscription sees it); its delivery is given to the queue once the
+    event is committed."""
     actor.require("admin")
     row = _subscription(uow, actor=actor, subscription_id=subscription_id, lock=True)
-    delivery_uuid = new_uuid()
     event_uuid = emit(
         uow,
         tenant_id=actor.tenant_id,
@@ -411,10 +411,38 @@ def send_test_event(
             "actor": actor.username,
             "requestId": actor.request_id or None,
             "webhookId": str(row.uuid),
-            "deliveryId": str(delivery_uuid),
         },
         now=now,
     )
-    return DeliveryView(
-        0, delivery_uuid, event_uuid, TEST_EVENT, "pending", 0, None, None, now, now, None
+    event_id = uow.session.execute(
+        select(OutboxEvent.id).where(OutboxEvent.uuid == event_uuid)
+    ).scalar_one()
+    uow.session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id == event_id)
+        .values(relayed=True)
+        .execution_options(synchronize_session=False)
     )
+    delivery = WebhookDelivery(
+        uuid=new_uuid(),
+        tenant_id=actor.tenant_id,
+        subscription_id=row.id,
+        event_id=event_id,
+        state="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    uow.after_commit(partial(_give, uow.db.queue, delivery, due=row.enabled))
+    return DeliveryView(
+        0, delivery.uuid, event_uuid, TEST_EVENT, "pending", 0, None, None, now, now, None
+    )
+
+
+def _give(queue: Database, delivery: WebhookDelivery, *, due: bool) -> None:
+    """Put one delivery in the queue; its subscription due now if enabled."""
+    with transaction(queue) as uow:
+        uow.session.add(delivery)
+        if due:
+            _due_now(uow, delivery.subscription_id, delivery.tenant_id, delivery.created_at)
+        uow.session.flush()
