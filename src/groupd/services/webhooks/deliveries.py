@@ -12,21 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, delete, exists, null, or_, select, update
+from sqlalchemy import Text, cast, delete, exists, or_, select
 
 from groupd.services import audit
 from groupd.services.common import system_actor
 from groupd.services.webhooks import sealing
+from groupd.store import deliveries as queue_store
 from groupd.store.db import UnitOfWork
 from groupd.store.models import (
     OutboxEvent,
     Tenant,
     WebhookDelivery,
     WebhookSubscription,
-    table_of,
 )
 from groupd.store.models import WebhookSchedule as Schedule
-from groupd.store.prepared import Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,23 +173,6 @@ def claim(queue: UnitOfWork, *, lease: Lease, batch: int, secret_keys: str) -> C
     )
 
 
-_deliveries = table_of(WebhookDelivery)
-# Every success of a batch in one call of the driver (decision 0076): on SQLite this runs
-# under the one write lock that the API's writes wait for.
-_MARK_SUCCEEDED = Prepared(
-    update(_deliveries)
-    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.state == "pending")
-    .values(
-        state="succeeded",
-        attempts=_deliveries.c.attempts + 1,
-        last_status=bindparam("status"),
-        last_error=null(),
-        delivered_at=bindparam("now"),
-        next_attempt_at=null(),
-    )
-)
-
-
 @dataclass(frozen=True, slots=True)
 class GiveUp:
     """A subscription whose delivery failed past the retry policy's end: to be disabled
@@ -226,14 +208,7 @@ def record_outcomes(
     for outcome in outcomes:
         if outcome.ok:
             by_status.setdefault(outcome.status, []).append(outcome.delivery_id)
-    _MARK_SUCCEEDED.execute_many(
-        queue,
-        [
-            {"delivery_id": delivery_id, "status": status, "now": now}
-            for status, ids in by_status.items()
-            for delivery_id in ids
-        ],
-    )
+    queue_store.mark_succeeded(queue, by_status, now=now)
     failed = next((outcome for outcome in outcomes if not outcome.ok), None)
     give_up: GiveUp | None = None
     if failed is not None:

@@ -11,10 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, exists, select, text, update
+from sqlalchemy import delete, exists, select, text, update
 
 from groupd.services.common import new_uuid
 from groupd.services.webhooks.catalogue import matches
+from groupd.store import deliveries as queue_store
 from groupd.store.db import UnitOfWork
 from groupd.store.ids import allocate_ids
 from groupd.store.models import (
@@ -25,38 +26,9 @@ from groupd.store.models import (
     table_of,
 )
 from groupd.store.outbox import try_lock_relay
-from groupd.store.prepared import Prepared
-from groupd.store.types import UTCDateTime, UuidKey
 
 # The partial index's own term, so SQLite uses it (a bound ``relayed = 0`` would not).
 _UNRELAYED = text("NOT outbox_events.relayed")
-
-
-# An event is given to a subscription once: a relay that stopped between giving its
-# events out (the queue) and marking them relayed (the outbox) gives them again, and the
-# copies are dropped here. Through the driver in one call (decision 0076).
-_GIVE = Prepared(
-    text(
-        "INSERT INTO webhook_deliveries (id, uuid, tenant_id, subscription_id, event_id,"
-        " state, attempts, next_attempt_at, created_at)"
-        " VALUES (:id, :uuid, :tenant_id, :subscription_id, :event_id, 'pending', 0,"
-        " :next_attempt_at, :created_at)"
-        " ON CONFLICT (subscription_id, event_id) DO NOTHING"
-    ).bindparams(
-        bindparam("uuid", type_=UuidKey),
-        bindparam("next_attempt_at", type_=UTCDateTime),
-        bindparam("created_at", type_=UTCDateTime),
-    )
-)
-# A subscription given deliveries is due now, unless it was due already.
-_SCHEDULE = Prepared(
-    text(
-        "INSERT INTO webhook_schedules (subscription_id, tenant_id, due_at)"
-        " VALUES (:subscription_id, :tenant_id, :due_at)"
-        " ON CONFLICT (subscription_id) DO UPDATE"
-        " SET due_at = coalesce(webhook_schedules.due_at, excluded.due_at)"
-    ).bindparams(bindparam("due_at", type_=UTCDateTime))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +89,7 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
     if pairs:
         # Keys drawn in event order: a subscription's deliveries go out in key order.
         keys = allocate_ids(queue, "webhook_deliveries", len(pairs))
-        _GIVE.execute_many(
+        queue_store.give(
             queue,
             [
                 {
@@ -133,13 +105,7 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
             ],
         )
         tenant_of = {sub_id: event.tenant_id for event, sub_id in pairs}
-        _SCHEDULE.execute_many(
-            queue,
-            [
-                {"subscription_id": sub_id, "tenant_id": tenant_of[sub_id], "due_at": now}
-                for sub_id in sorted(tenant_of)
-            ],
-        )
+        queue_store.schedule(queue, sorted(tenant_of.items()), now=now)
     wanted = sorted({event.id for event, _ in pairs})
     return Relayed(wanted, sorted({event.id for event in events} - set(wanted)))
 
