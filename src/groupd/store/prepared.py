@@ -115,17 +115,22 @@ class Prepared:
     def _run(self, uow: UnitOfWork, params: dict[str, Any]) -> Any:
         compiled = self.compiled_for(uow.dialect)
         arguments = self._arguments(compiled, params)
-        return self._send(uow, compiled, arguments, shown=arguments), compiled
+        return self._send(uow, compiled, arguments, many=False, shown=arguments), compiled
 
     @staticmethod
-    def _send(uow: UnitOfWork, compiled: _Compiled, arguments: Any, *, shown: Any) -> Any:
-        """The statement on the unit's DB-API cursor; the cursor, or the driver's error as
-        SQLAlchemy's (``shown``: the parameters named)."""
+    def _send(
+        uow: UnitOfWork, compiled: _Compiled, arguments: Any, *, many: bool, shown: Any
+    ) -> Any:
+        """The statement on the unit's DB-API cursor (``executemany`` when ``many``); the
+        cursor, or the driver's error as SQLAlchemy's (``shown``: the parameters named)."""
         cursor = uow.raw_cursor()
         for watch in uow.db.statement_watchers:
             watch(compiled.sql)
         try:
-            cursor.execute(compiled.sql, arguments)
+            if many:
+                cursor.executemany(compiled.sql, arguments)
+            else:
+                cursor.execute(compiled.sql, arguments)
         except uow.dialect.loaded_dbapi.Error as error:
             cursor.close()
             raise uow.translate_error(error, compiled.sql, shown) from error
@@ -169,6 +174,15 @@ class Prepared:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    def execute_many(self, uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
+        """Run a statement that returns no rows once for each of ``rows``, in one call
+        of the driver (a bulk insert without SQLAlchemy's per-row execution context)."""
+        if not rows:
+            return
+        compiled = self.compiled_for(uow.dialect)
+        arguments = [self._arguments(compiled, params) for params in rows]
+        self._send(uow, compiled, arguments, many=True, shown=arguments[0]).close()
 
 
 def _convert(row: Sequence[Any], processors: tuple[Processor | None, ...]) -> tuple[Any, ...]:
