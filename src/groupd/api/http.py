@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import Headers
@@ -44,7 +42,7 @@ from groupd.errors import (
 )
 from groupd.services import accounts
 from groupd.services.common import Actor
-from groupd.store.db import UnitOfWork, request_deadline
+from groupd.store.db import UnitOfWork, request_deadline, retry_transient
 
 if TYPE_CHECKING:
     from groupd.api.context import AppContext
@@ -413,28 +411,6 @@ def _field_of(error: msgspec.ValidationError) -> str | None:
     named = _NAMED.search(message)
     parts = [part for part in (at.group(1) if at else "", named.group(1) if named else "") if part]
     return ".".join(parts) or None
-
-
-TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
-TRANSIENT_ATTEMPTS = 3
-
-
-def retry_transient(work: Callable[[], T]) -> T:
-    """Run ``work`` (a whole unit of work) again when PostgreSQL chose it as the victim of
-    a deadlock or a serialization failure, or lost its connection: it rolled back whole,
-    so a retry is safe."""
-    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-        try:
-            return work()
-        except OperationalError as error:
-            sqlstate = getattr(error.orig, "sqlstate", None)
-            # A dropped connection (a database restart) is invalidated by the pool; the
-            # retry gets a fresh one. This is why the pool does not ping on checkout.
-            transient = sqlstate in TRANSIENT_SQLSTATES or error.connection_invalidated
-            if not transient or attempt == TRANSIENT_ATTEMPTS:
-                raise
-            time.sleep(random.uniform(0.01, 0.05) * attempt)
-    raise AssertionError("unreachable")
 
 
 def refuse_nul(value: str, *, where: str) -> None:

@@ -8,7 +8,9 @@ that bounds a request's statements ``groupd.store.driver``'s.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +19,11 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection, SingletonThreadPool
 
+from groupd.errors import Unavailable
 from groupd.settings import Settings
 from groupd.store.driver import (
     AUTOCOMMIT,
@@ -503,7 +507,38 @@ class UnitOfWork:
         self._committed = True
         work, self._after_commit = self._after_commit, []
         for step in work:
-            step()
+            # Its own unit, retried as any unit is; never the committed one again (the
+            # boundary's retry would run the change a second time).
+            try:
+                retry_transient(step)
+            except Exception as error:
+                log.exception("a step after a commit failed")
+                raise Unavailable(
+                    "the change is made, but the webhook queue could not follow it; try again",
+                    code="after_commit_failed",
+                ) from error
+
+
+TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+TRANSIENT_ATTEMPTS = 3
+
+
+def retry_transient(work: Callable[[], T]) -> T:
+    """Run ``work`` (a whole unit of work) again when PostgreSQL chose it as the victim of
+    a deadlock or a serialization failure, or lost its connection: it rolled back whole,
+    so a retry is safe."""
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            return work()
+        except OperationalError as error:
+            sqlstate = getattr(error.orig, "sqlstate", None)
+            # A dropped connection (a database restart) is invalidated by the pool; the
+            # retry gets a fresh one. This is why the pool does not ping on checkout.
+            transient = sqlstate in TRANSIENT_SQLSTATES or error.connection_invalidated
+            if not transient or attempt == TRANSIENT_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -74,16 +74,20 @@ def give(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     uow.session.execute(_GIVE_POSTGRES, {name: [row[name] for row in rows] for name in _GIVEN})
 
 
-def schedule(uow: UnitOfWork, due: Iterable[tuple[int, int]], *, now: datetime) -> None:
-    """Make each (subscription, tenant) of ``due`` due now, unless it was due already."""
+def schedule(
+    uow: UnitOfWork, due: Iterable[tuple[int, int]], *, now: datetime, earlier: bool = True
+) -> None:
+    """Make each (subscription, tenant) of ``due`` due now; ``earlier``: unless it was
+    due already (a retry's later time, say, stays)."""
     values = [{"subscription_id": sub, "tenant_id": tenant, "due_at": now} for sub, tenant in due]
     if not values:
         return
     upsert = _dialect(uow).insert(_schedules).values(values)
+    due_at = upsert.excluded.due_at
     uow.session.execute(
         upsert.on_conflict_do_update(
             index_elements=["subscription_id"],
-            set_={"due_at": func.coalesce(_schedules.c.due_at, upsert.excluded.due_at)},
+            set_={"due_at": func.coalesce(_schedules.c.due_at, due_at) if earlier else due_at},
         )
     )
 

@@ -287,14 +287,16 @@ def disable(uow: UnitOfWork, give_up: GiveUp, *, now: datetime) -> None:
 
 
 def forget(queue: UnitOfWork, subscription_id: int) -> None:
-    """Remove what the queue holds of a subscription that is gone."""
-    queue.session.execute(
-        delete(WebhookDelivery)
-        .where(WebhookDelivery.subscription_id == subscription_id)
-        .execution_options(synchronize_session=False)
-    )
+    """Remove what the queue holds of a subscription that is gone. The schedule first:
+    every writer of a subscription's deliveries locks its schedule before them
+    (``record_outcomes``), so none waits for another in the opposite order."""
     queue.session.execute(
         delete(Schedule)
         .where(Schedule.subscription_id == subscription_id)
+        .execution_options(synchronize_session=False)
+    )
+    queue.session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id)
         .execution_options(synchronize_session=False)
     )

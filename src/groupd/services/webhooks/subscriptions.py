@@ -24,11 +24,11 @@ from groupd.services.common import (
 from groupd.services.webhooks import addresses, deliveries, sealing
 from groupd.services.webhooks.catalogue import TEST_EVENT, check_patterns
 from groupd.services.webhooks.outbox import emit
+from groupd.store import deliveries as queue_store
 from groupd.store.db import Database, UnitOfWork, transaction
 from groupd.store.models import (
     OutboxEvent,
     WebhookDelivery,
-    WebhookSchedule,
     WebhookSubscription,
 )
 
@@ -278,14 +278,7 @@ def _resume(queue: Database, subscription_id: int, tenant_id: int, now: datetime
 
 
 def _due_now(queue: UnitOfWork, subscription_id: int, tenant_id: int, now: datetime) -> None:
-    schedule = queue.session.get(WebhookSchedule, subscription_id)
-    if schedule is None:
-        queue.session.add(
-            WebhookSchedule(subscription_id=subscription_id, tenant_id=tenant_id, due_at=now)
-        )
-    else:
-        schedule.due_at = now
-    queue.session.flush()
+    queue_store.schedule(queue, [(subscription_id, tenant_id)], now=now, earlier=False)
 
 
 def _forget(queue: Database, subscription_id: int) -> None:
@@ -386,13 +379,13 @@ def _retry(
     queue: Database, delivery_key: int, subscription_id: int, tenant_id: int, now: datetime
 ) -> None:
     with transaction(queue) as uow:
+        _due_now(uow, subscription_id, tenant_id, now)  # the schedule first (``forget``)
         uow.session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_key)
             .values(state="pending", next_attempt_at=now, first_attempt_at=None)
             .execution_options(synchronize_session=False)
         )
-        _due_now(uow, subscription_id, tenant_id, now)
 
 
 def send_test_event(
