@@ -136,7 +136,7 @@ def webhooks_deliver(
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    dispatcher = Dispatcher(Database.from_settings(settings), settings)
+    dispatcher = Dispatcher(Database.from_settings(settings, serves_requests=False), settings)
     stopping = False
 
     def stop(*_: Any) -> None:

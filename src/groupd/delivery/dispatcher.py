@@ -95,9 +95,12 @@ class Dispatcher:
                 self._stop.wait(self.settings.webhook_poll_seconds)
 
     def _loop(self) -> None:
+        saturated = False
         while not self._stop.is_set():
             try:
-                saturated = self.deliver_once() >= self.settings.webhook_batch
+                # Straight to the lease after a full batch: something is likely due still.
+                tried = self.deliver_once(look_first=not saturated)
+                saturated = tried >= self.settings.webhook_batch
             except Exception:  # a bug or a lost database: log it, keep delivering
                 log.exception("webhook delivery iteration failed")
                 saturated = False
@@ -137,13 +140,15 @@ class Dispatcher:
             relay.mark_relayed(uow, relayed)
         return len(relayed)
 
-    def deliver_once(self) -> int:
-        """Send one due subscription's next deliveries; how many were tried."""
+    def deliver_once(self, *, look_first: bool = True) -> int:
+        """Send one due subscription's next deliveries; how many were tried.
+        ``look_first``: read whether anything is due before the write that leases it."""
         now = self.clock()
         queue = self.db.queue
-        with queue.unit_of_work(write=False) as uow:
-            if not deliveries.has_due(uow, now=now):
-                return 0
+        if look_first:
+            with queue.unit_of_work(write=False) as uow:
+                if not deliveries.has_due(uow, now=now):
+                    return 0
         settings = self.settings
         with transaction(queue) as uow:
             lease = deliveries.lease_next(

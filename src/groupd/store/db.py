@@ -243,12 +243,19 @@ class Database:
         return WalFolds(self.checkpoint, sqlite=self.is_sqlite)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
+    def from_settings(cls, settings: Settings, *, serves_requests: bool = True) -> Database:
+        """``serves_requests``: PostgreSQL sessions start with the request's time budget
+        as their statement timeout, so a request's unit needs no statement to set it. A
+        process that serves none (webhook delivery) would pay a ``SET`` to lift it in
+        every unit instead: its sessions start without one."""
+
         def engine(per_thread: bool = False) -> Engine:
             return create_db_engine(
                 settings.database_url,
                 pool_size=settings.database_pool_size,
-                request_budget_seconds=settings.request_time_budget_seconds,
+                request_budget_seconds=(
+                    settings.request_time_budget_seconds if serves_requests else None
+                ),
                 sqlite_cache_mib=settings.sqlite_cache_mib,
                 sqlite_page_size=settings.sqlite_page_size,
                 per_thread=per_thread,

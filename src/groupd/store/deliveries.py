@@ -114,3 +114,27 @@ def mark_succeeded(
             uow.session.execute(_SUCCEEDED_SQLITE, params)
         else:
             uow.session.execute(_SUCCEEDED_POSTGRES, {"ids": ids, "status": status, "now": now})
+
+
+_RELAYED = "UPDATE outbox_events SET relayed = {true} WHERE id {keys}"
+_UNWANTED = "DELETE FROM outbox_events WHERE id {keys}"
+_KEYS_POSTGRES = "= ANY(CAST(:ids AS bigint[]))"
+_KEYS_SQLITE = "IN (SELECT value FROM json_each(:ids))"
+_MARK_POSTGRES = (
+    text(_RELAYED.format(true="true", keys=_KEYS_POSTGRES)),
+    text(_UNWANTED.format(keys=_KEYS_POSTGRES)),
+)
+_MARK_SQLITE = (
+    text(_RELAYED.format(true="1", keys=_KEYS_SQLITE)),
+    text(_UNWANTED.format(keys=_KEYS_SQLITE)),
+)
+
+
+def mark_relayed(uow: UnitOfWork, *, wanted: list[int], unwanted: list[int]) -> None:
+    """In the outbox: the events given out are relayed, the others removed. The keys as
+    one value, so that the statement's text is the same for every batch."""
+    relayed, removed = _MARK_SQLITE if uow.is_sqlite else _MARK_POSTGRES
+    for statement, ids in ((relayed, wanted), (removed, unwanted)):
+        if ids:
+            keys = orjson.dumps(ids).decode() if uow.is_sqlite else ids
+            uow.session.execute(statement, {"ids": keys})

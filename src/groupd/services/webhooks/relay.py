@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, text, update
+from sqlalchemy import delete, exists, select, text
 
 from groupd.services.common import new_uuid
 from groupd.services.webhooks.catalogue import matches
@@ -23,7 +23,6 @@ from groupd.store.models import (
     WebhookDelivery,
     WebhookSchedule,
     WebhookSubscription,
-    table_of,
 )
 from groupd.store.outbox import try_lock_relay
 
@@ -113,13 +112,7 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
 def mark_relayed(uow: UnitOfWork, relayed: Relayed) -> None:
     """Record in the outbox what ``give_out`` did: the events given out are relayed
     (kept for the deliveries' listings until they are purged), the others removed."""
-    events_table = table_of(OutboxEvent)
-    if relayed.wanted:
-        uow.session.execute(
-            update(events_table).where(events_table.c.id.in_(relayed.wanted)).values(relayed=True)
-        )
-    if relayed.unwanted:
-        uow.session.execute(delete(events_table).where(events_table.c.id.in_(relayed.unwanted)))
+    queue_store.mark_relayed(uow, wanted=relayed.wanted, unwanted=relayed.unwanted)
 
 
 def purge_delivered(queue: UnitOfWork, *, now: datetime, retention_seconds: int) -> int:
