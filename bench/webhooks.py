@@ -5,8 +5,9 @@ events.
    fast local receiver (a bare asyncio protocol, in its own process): ``--events``
    outbox events for each of ``--subscriptions`` subscriptions, from the relay's first
    round until the receiver holds them all. Side by side, the floor: the same number of
-   POSTs of the same size from as many threads, each over one kept-alive httpcore pool,
-   with no database and no signing. Target: at least 1,000 deliveries/s.
+   POSTs of the same size from as many threads, each over one kept-alive ``http.client``
+   connection (the client groupd's sender uses), with no database and no signing.
+   Target: at least 1,000 deliveries/s.
 2. **The API's create throughput** with a subscription delivering every event against
    none: one ``groupd`` server pinned to core 0, with the delivery process it starts
    (moved to core 1, beside ``wrk`` and the receiver), ``wrk`` creating groups for
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import statistics
@@ -35,8 +37,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -202,16 +204,23 @@ def measure_deliveries(db: BenchDatabase, events: int, subscriptions: int) -> di
 
 
 def post_floor(receiver: Server, events: int, threads: int, already: int) -> float:
-    """The same POSTs from bare httpcore pools, one per thread: no database, no signing."""
+    """The same POSTs from bare ``http.client`` connections, one per thread: no
+    database, no signing."""
     body = json.dumps(
         {"type": "group.updated", "timestamp": "2026-12-07T00:00:00Z", "data": {"x": "y" * 80}}
     ).encode()
+    address = urlsplit(receiver.base_url)
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
 
     def post_all() -> None:
-        # The transport groupd's sender uses, one pool per thread.
-        with httpcore.ConnectionPool() as pool:
+        # The client groupd's sender uses (decision 0079), one kept-alive connection each.
+        connection = http.client.HTTPConnection(address.hostname or HOST, address.port)
+        try:
             for _ in range(events):
-                pool.request("POST", f"{receiver.base_url}/hook", content=body)
+                connection.request("POST", "/hook", body=body, headers=headers)
+                connection.getresponse().read()
+        finally:
+            connection.close()
 
     workers = [threading.Thread(target=post_all) for _ in range(threads)]
     began = time.perf_counter()
