@@ -182,11 +182,13 @@ def measure_deliveries(db: BenchDatabase, events: int, subscriptions: int) -> di
                 outbox.emit(uow, tenant_id=1, event_type="group.updated", data=data, now=now)
         total = events * subscriptions
         dispatcher = Dispatcher(database, settings)
+        busy_before = machine_busy_seconds()
         began = time.perf_counter()
         dispatcher.start()
         try:
             wait_received(receiver, total)
             seconds = time.perf_counter() - began
+            busy = machine_busy_seconds() - busy_before
         finally:
             dispatcher.stop()
             dispatcher.close()
@@ -200,7 +202,18 @@ def measure_deliveries(db: BenchDatabase, events: int, subscriptions: int) -> di
         "per_s": round(total / seconds),
         "floor_per_s": round(total / floor_seconds),
         "ratio": round(seconds / floor_seconds, 2),
+        # Everything the machine did meanwhile (this process, the database, the receiver)
+        # per delivery: what delivering takes from whatever else runs on the machine.
+        "machine_cpu_us_per_delivery": round(busy / total * 1e6),
     }
+
+
+def machine_busy_seconds() -> float:
+    """The machine's CPU time spent on anything but idling, since boot (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def post_floor(receiver: Server, events: int, threads: int, already: int) -> float:
