@@ -92,16 +92,39 @@ def schedule(
     )
 
 
-_SUCCEEDED = (
+# Keys go to the database as one value (an array; a JSON list for SQLite's ``json_each``),
+# so that a statement's text is the same for every batch, whatever its size.
+_KEYS = {
+    "postgresql": "= ANY(CAST(:ids AS bigint[]))",
+    "sqlite": "IN (SELECT value FROM json_each(:ids))",
+}
+
+
+def _by_keys(template: str, **types: Any) -> dict[str, Any]:
+    """``template`` (``{keys}`` where the key test goes) for each database."""
+    made = {name: text(template.format(keys=test)) for name, test in _KEYS.items()}
+    made["sqlite"] = made["sqlite"].bindparams(
+        *(bindparam(name, type_=kind) for name, kind in types.items())
+    )
+    return made
+
+
+def _run_by_keys(
+    uow: UnitOfWork, by_database: dict[str, Any], ids: list[int], **params: Any
+) -> None:
+    keys: Any = orjson.dumps(ids).decode() if uow.is_sqlite else ids
+    statement = by_database["sqlite" if uow.is_sqlite else "postgresql"]
+    uow.session.execute(statement, {"ids": keys, **params})
+
+
+_SUCCEEDED = _by_keys(
     "UPDATE webhook_deliveries SET state = 'succeeded', attempts = attempts + 1,"
     " last_status = :status, last_error = NULL, delivered_at = :now, next_attempt_at = NULL"
-    " WHERE state = 'pending' AND id {keys}"
+    " WHERE state = 'pending' AND id {keys}",
+    now=UTCDateTime,
 )
-# The keys as one value, so that the statement's text is the same for every batch.
-_SUCCEEDED_POSTGRES = text(_SUCCEEDED.format(keys="= ANY(CAST(:ids AS bigint[]))"))
-_SUCCEEDED_SQLITE = text(
-    _SUCCEEDED.format(keys="IN (SELECT value FROM json_each(:ids))")
-).bindparams(bindparam("now", type_=UTCDateTime))
+_RELAYED = _by_keys("UPDATE outbox_events SET relayed = TRUE WHERE id {keys}")
+_UNWANTED = _by_keys("DELETE FROM outbox_events WHERE id {keys}")
 
 
 def mark_succeeded(
@@ -109,32 +132,12 @@ def mark_succeeded(
 ) -> None:
     """Mark the deliveries of each answer status succeeded (those still pending)."""
     for status, ids in by_status.items():
-        if uow.is_sqlite:
-            params = {"ids": orjson.dumps(ids).decode(), "status": status, "now": now}
-            uow.session.execute(_SUCCEEDED_SQLITE, params)
-        else:
-            uow.session.execute(_SUCCEEDED_POSTGRES, {"ids": ids, "status": status, "now": now})
-
-
-_RELAYED = "UPDATE outbox_events SET relayed = {true} WHERE id {keys}"
-_UNWANTED = "DELETE FROM outbox_events WHERE id {keys}"
-_KEYS_POSTGRES = "= ANY(CAST(:ids AS bigint[]))"
-_KEYS_SQLITE = "IN (SELECT value FROM json_each(:ids))"
-_MARK_POSTGRES = (
-    text(_RELAYED.format(true="true", keys=_KEYS_POSTGRES)),
-    text(_UNWANTED.format(keys=_KEYS_POSTGRES)),
-)
-_MARK_SQLITE = (
-    text(_RELAYED.format(true="1", keys=_KEYS_SQLITE)),
-    text(_UNWANTED.format(keys=_KEYS_SQLITE)),
-)
+        _run_by_keys(uow, _SUCCEEDED, ids, status=status, now=now)
 
 
 def mark_relayed(uow: UnitOfWork, *, wanted: list[int], unwanted: list[int]) -> None:
-    """In the outbox: the events given out are relayed, the others removed. The keys as
-    one value, so that the statement's text is the same for every batch."""
-    relayed, removed = _MARK_SQLITE if uow.is_sqlite else _MARK_POSTGRES
-    for statement, ids in ((relayed, wanted), (removed, unwanted)):
-        if ids:
-            keys = orjson.dumps(ids).decode() if uow.is_sqlite else ids
-            uow.session.execute(statement, {"ids": keys})
+    """In the outbox: the events given out are relayed, the others removed."""
+    if wanted:
+        _run_by_keys(uow, _RELAYED, wanted)
+    if unwanted:
+        _run_by_keys(uow, _UNWANTED, unwanted)
