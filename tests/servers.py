@@ -22,6 +22,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -286,9 +287,9 @@ class ServerProcess:
                 continue
             if not isinstance(entry, dict) or entry.get("level") not in ("warning", "error"):
                 continue
-            error = str(entry.get("exception") or "").strip().splitlines()[-1:] or [""]
+            error = _error_line(str(entry.get("exception") or ""))
             message = str(entry.get("message", "")).splitlines()[0][:300]
-            seen.setdefault(f"{entry['level']}: {message} {error[0][:200]}", None)
+            seen.setdefault(f"{entry['level']}: {message} {error[:300]}", None)
         shown = list(seen)[:limit]
         more = f"\n... and {len(seen) - limit} more" if len(seen) > limit else ""
         return "\n".join(shown) + more
@@ -309,3 +310,13 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self._reap(signal.SIGKILL)
+
+
+def _error_line(exception: str) -> str:
+    """The line of a logged traceback that names the error ("module.Error: why"), the last
+    such; SQLAlchemy ends its errors with a link that says nothing of the cause."""
+    lines = [line for line in exception.strip().splitlines() if line.strip()]
+    while lines and lines[-1].startswith("(Background on this error"):
+        lines.pop()
+    named = [line for line in lines if re.match(r"^[\w.]+: ", line)]  # "module.Error: why"
+    return (named or lines or [""])[-1]

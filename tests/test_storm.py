@@ -494,6 +494,10 @@ def test_delete_marks_a_child_created_under_a_subtree_moved_in_meanwhile(
     )
     delete.release.set()  # commits as soon as phase 1 returns
     delete.begin()
+    # Pin the interleaving: the delete's first statement must reach Q before the move
+    # commits (on a busy machine it could start after, see M already under Q, and wait for
+    # 'late' before 'holder').
+    wait_blocked(db, delete, move)
     late = Held(db, lambda uow: make(uow, "late", mover)).begin()
     wait_blocked(db, late, move)
     move.release.set()

@@ -90,7 +90,8 @@ class RateLimited(GroupdError):
 
 
 class Unavailable(GroupdError):
-    """The service is in maintenance mode."""
+    """The service cannot do this now and changed nothing: maintenance mode, a busy or
+    unreachable database, a spent time budget. The client may try again later."""
 
     code = "maintenance"
 

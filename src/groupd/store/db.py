@@ -527,13 +527,18 @@ class UnitOfWork:
 
 
 TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
-TRANSIENT_ATTEMPTS = 3
+# A storm of writers on one subtree makes PostgreSQL pick the same unit as a deadlock's
+# victim more than twice in a row now and then (a CI run saw it), so a unit gets six tries,
+# waiting a little longer, at random, before each (the request's deadline bounds them all).
+TRANSIENT_ATTEMPTS = 6
+TRANSIENT_PAUSE_SECONDS = 0.02  # the longest first pause; it doubles with each try
 
 
 def retry_transient(work: Callable[[], T]) -> T:
     """Run ``work`` (a whole unit of work) again when PostgreSQL chose it as the victim of
     a deadlock or a serialization failure, or lost its connection: it rolled back whole,
-    so a retry is safe."""
+    so a retry is safe. When the last try fails too, ``Unavailable`` says so (a 503 to
+    try again later, not an internal error): nothing was changed."""
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
             return work()
@@ -541,10 +546,23 @@ def retry_transient(work: Callable[[], T]) -> T:
             sqlstate = getattr(error.orig, "sqlstate", None)
             # A dropped connection (a database restart) is invalidated by the pool; the
             # retry gets a fresh one. This is why the pool does not ping on checkout.
-            transient = sqlstate in TRANSIENT_SQLSTATES or error.connection_invalidated
-            if not transient or attempt == TRANSIENT_ATTEMPTS:
+            if error.connection_invalidated:
+                if attempt == TRANSIENT_ATTEMPTS:
+                    raise Unavailable(
+                        "the connection to the database was lost on every try; nothing "
+                        "was changed; try again",
+                        code="database_unavailable",
+                    ) from error
+            elif sqlstate in TRANSIENT_SQLSTATES:
+                if attempt == TRANSIENT_ATTEMPTS:
+                    raise Unavailable(
+                        f"the database undid this request {attempt} times to settle a "
+                        "conflict with concurrent changes; nothing was changed; try again",
+                        code="contention",
+                    ) from error
+            else:
                 raise
-            time.sleep(random.uniform(0.01, 0.05) * attempt)
+            time.sleep(random.uniform(0, TRANSIENT_PAUSE_SECONDS * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")
 
 
