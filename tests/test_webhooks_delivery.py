@@ -4,6 +4,7 @@ outages; nothing from a rolled-back change; nothing across tenants."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ from groupd.clock import ManualClock, system_clock
 from groupd.delivery.dispatcher import Dispatcher
 from groupd.services import audit, groups
 from groupd.services.common import system_actor
-from groupd.services.webhooks import addresses, relay, subscriptions
+from groupd.services.webhooks import addresses, outbox, relay, subscriptions
+from groupd.services.webhooks import deliveries as deliveries_service
 from groupd.services.webhooks.catalogue import EVENT_TYPES
 from groupd.settings import Settings
 from groupd.store.db import Database, transaction
@@ -329,6 +331,62 @@ def test_a_slow_subscriber_does_not_hold_up_another(
         assert fast_done < 4.0, f"the fast subscriber waited {fast_done:.1f} s"
     finally:
         slow.stop()
+
+
+def test_a_relay_wakes_one_delivery_thread_per_subscription_at_once(
+    database_url: str,
+    db: Database,
+    acme: TenantFixture,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Polls far apart: only the relay's wake-up can send these within the test. Four
+    # threads, one subscription: one thread wakes (a lease), not four.
+    running = make_settings(
+        database_url,
+        webhook_allowed_networks="127.0.0.0/8",
+        webhook_poll_seconds=60,
+        webhook_delivery_threads=4,
+    )
+    with transaction(db) as uow:
+        subscriptions.create_subscription(
+            uow,
+            actor=system_actor(acme.id),
+            url=receiver.url,
+            events=["*"],
+            policy=subscriptions.Policy(networks=addresses.parse_networks("127.0.0.0/8")),
+            now=system_clock(),
+        )
+    leases: list[str] = []
+    lease_next = deliveries_service.lease_next
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        leases.append(threading.current_thread().name)
+        return lease_next(*args, **kwargs)
+
+    monkeypatch.setattr(deliveries_service, "lease_next", counted)
+    dispatcher = Dispatcher(db, running)
+    dispatcher.start()
+    try:
+        time.sleep(0.5)  # each thread has looked once, found nothing due, and waits
+        assert leases == []
+        with transaction(db) as uow:
+            for index in range(3):
+                outbox.emit(
+                    uow,
+                    tenant_id=acme.id,
+                    event_type="group.updated",
+                    data={"n": index},
+                    now=system_clock(),
+                )
+        assert dispatcher.relay_once() == 3
+        receiver.wait_for(3, timeout=10)
+        time.sleep(0.3)  # any other woken thread would have tried its lease by now
+        assert len(leases) == 1, leases
+    finally:
+        dispatcher.stop()
+        dispatcher.close()
+    assert_invariants(db)
 
 
 def test_two_processes_share_the_deliveries_each_subscription_in_order(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -149,6 +150,26 @@ def test_a_batch_goes_over_one_kept_alive_connection_signed(sender: Sender) -> N
                 )
             )
             assert Webhook(SECRET).verify(body, headers)["data"]["n"] in range(5)
+    finally:
+        receiver.stop()
+
+
+def _data_segments_received(sock: socket.socket) -> int:
+    """How many TCP segments carrying data the kernel has received on ``sock``
+    (``tcpi_data_segs_in`` of Linux's ``struct tcp_info``, since 4.6)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, 152)[0])
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="TCP_INFO is Linux's")
+def test_each_request_is_one_write_head_and_body_together(sender: Sender) -> None:
+    # http.client writes a request's head and its body apart (two segments: a second
+    # system call here and a second read at the receiver); the sender writes them once.
+    receiver = Scripted(ok)
+    try:
+        assert run(sender, receiver, 5) == [(True, 204)] * 5
+        assert receiver.connections == 1
+        assert _data_segments_received(receiver._open[0]) == 5
     finally:
         receiver.stop()
 

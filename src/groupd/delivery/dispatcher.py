@@ -52,7 +52,11 @@ class Dispatcher:
             resolver=resolver,
         )
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        # Wake-ups owed to the delivery threads: one per subscription a relay gave
+        # deliveries to, so one busy subscription wakes one thread, not every thread
+        # (each woken thread reads and tries a lease: a unit of work or two of CPU).
+        self._due = threading.Condition()
+        self._due_wakeups = 0
         self._threads: list[threading.Thread] = []
         self._last_purge = 0.0
 
@@ -70,7 +74,8 @@ class Dispatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
+        with self._due:
+            self._due.notify_all()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
@@ -89,8 +94,6 @@ class Dispatcher:
             except Exception:  # a bug or a lost database: log it, keep relaying
                 log.exception("webhook relay iteration failed")
                 relayed = 0
-            if relayed:
-                self._wake.set()  # deliveries are due: the senders need not wait
             if relayed < RELAY_BATCH:
                 self._stop.wait(self.settings.webhook_poll_seconds)
 
@@ -108,8 +111,22 @@ class Dispatcher:
             # for a poll interval and sent together, so a busy API pays a few delivery
             # transactions a second, not three per change (decision 0061).
             if not saturated:
-                self._wake.wait(self.settings.webhook_poll_seconds)
-                self._wake.clear()
+                self._wait_until_due()
+
+    def _owe_wakeups(self, subscriptions: int) -> None:
+        with self._due:
+            threads = self.settings.webhook_delivery_threads
+            self._due_wakeups = min(self._due_wakeups + subscriptions, threads)
+            self._due.notify(subscriptions)
+
+    def _wait_until_due(self) -> None:
+        """Until a relay owes this thread a wake-up, or a poll interval passed (retries
+        fall due, other processes relay)."""
+        with self._due:
+            if not self._due_wakeups and not self._stop.is_set():
+                self._due.wait(self.settings.webhook_poll_seconds)
+            if self._due_wakeups:
+                self._due_wakeups -= 1
 
     # work ----------------------------------------------------------------------------
     def run_once(self) -> bool:
@@ -127,7 +144,8 @@ class Dispatcher:
         return rounds
 
     def relay_once(self) -> int:
-        """Relay one batch of events; how many."""
+        """Relay one batch of events, and wake a delivery thread for each subscription
+        given some (they need not wait for their poll); how many events."""
         # A read first: a write unit only when there is work.
         with self.db.unit_of_work(write=False) as uow:
             if not relay.has_unrelayed(uow):
@@ -138,6 +156,8 @@ class Dispatcher:
             return 0
         with transaction(self.db) as uow:
             relay.mark_relayed(uow, relayed)
+        if relayed.subscriptions:
+            self._owe_wakeups(relayed.subscriptions)
         return len(relayed)
 
     def deliver_once(self, *, look_first: bool = True) -> int:

@@ -37,6 +37,7 @@ class Relayed:
 
     wanted: list[int]
     unwanted: list[int]
+    subscriptions: int = 0  # how many subscriptions were given deliveries
 
     def __len__(self) -> int:
         return len(self.wanted) + len(self.unwanted)
@@ -106,7 +107,8 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
         tenant_of = {sub_id: event.tenant_id for event, sub_id in pairs}
         queue_store.schedule(queue, sorted(tenant_of.items()), now=now)
     wanted = sorted({event.id for event, _ in pairs})
-    return Relayed(wanted, sorted({event.id for event in events} - set(wanted)))
+    unwanted = sorted({event.id for event in events} - set(wanted))
+    return Relayed(wanted, unwanted, len({sub_id for _, sub_id in pairs}))
 
 
 def mark_relayed(uow: UnitOfWork, relayed: Relayed) -> None:
