@@ -113,7 +113,10 @@ class Settings(BaseSettings):
     webhook_delivery_process: bool = True
     webhook_delivery_threads: int = Field(default=4, ge=1, le=64)
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
-    webhook_batch: int = Field(default=100, ge=1, le=10_000)
+    # Deliveries one claim sends in order over one connection. Every claim costs a few
+    # units of work (a look, a lease, a read, the record), so larger batches cost less
+    # CPU per delivery: 500 took a quarter off against 100 (docs/benchmarks.md).
+    webhook_batch: int = Field(default=500, ge=1, le=10_000)
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_response_max_bytes: int = Field(default=4096, ge=0)
