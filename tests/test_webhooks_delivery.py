@@ -357,19 +357,37 @@ def test_a_relay_wakes_one_delivery_thread_per_subscription_at_once(
             policy=subscriptions.Policy(networks=addresses.parse_networks("127.0.0.0/8")),
             now=system_clock(),
         )
+    looks: list[str] = []
     leases: list[str] = []
-    lease_next = deliveries_service.lease_next
+    has_due, lease_next = deliveries_service.has_due, deliveries_service.lease_next
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
+    def looked(*args: Any, **kwargs: Any) -> Any:
+        looks.append(threading.current_thread().name)
+        return has_due(*args, **kwargs)
+
+    def leased(*args: Any, **kwargs: Any) -> Any:
         leases.append(threading.current_thread().name)
         return lease_next(*args, **kwargs)
 
-    monkeypatch.setattr(deliveries_service, "lease_next", counted)
+    has_unrelayed = relay.has_unrelayed
+
+    def relay_looked(*args: Any, **kwargs: Any) -> Any:
+        looks.append(threading.current_thread().name)
+        return has_unrelayed(*args, **kwargs)
+
     dispatcher = Dispatcher(db, running)
+    while dispatcher.relay_once():  # what the set-up emitted, before the subscription
+        pass
+    monkeypatch.setattr(deliveries_service, "has_due", looked)
+    monkeypatch.setattr(deliveries_service, "lease_next", leased)
+    monkeypatch.setattr(relay, "has_unrelayed", relay_looked)
     dispatcher.start()
     try:
-        time.sleep(0.5)  # each thread has looked once, found nothing due, and waits
-        assert leases == []
+        # Each delivery thread and the relay look once, find nothing, and wait.
+        deadline = time.monotonic() + 10
+        while len(set(looks)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(set(looks)) == 5 and leases == [], (looks, leases)
         with transaction(db) as uow:
             for index in range(3):
                 outbox.emit(
@@ -381,7 +399,7 @@ def test_a_relay_wakes_one_delivery_thread_per_subscription_at_once(
                 )
         assert dispatcher.relay_once() == 3
         receiver.wait_for(3, timeout=10)
-        time.sleep(0.3)  # any other woken thread would have tried its lease by now
+        time.sleep(0.5)  # any other woken thread would have tried its lease by now
         assert len(leases) == 1, leases
     finally:
         dispatcher.stop()

@@ -123,8 +123,11 @@ class Dispatcher:
         """Until a relay owes this thread a wake-up, or a poll interval passed (retries
         fall due, other processes relay)."""
         with self._due:
-            if not self._due_wakeups and not self._stop.is_set():
-                self._due.wait(self.settings.webhook_poll_seconds)
+            # A thread woken for a wake-up another took first waits on.
+            self._due.wait_for(
+                lambda: self._due_wakeups > 0 or self._stop.is_set(),
+                timeout=self.settings.webhook_poll_seconds,
+            )
             if self._due_wakeups:
                 self._due_wakeups -= 1
 
