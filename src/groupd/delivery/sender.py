@@ -87,7 +87,7 @@ class _Route:
 class _OneWrite(http.client.HTTPConnection):
     """Writes a request's head and body with one system call. ``http.client`` writes
     them apart (``send`` twice): on loopback that second write, and the second read and
-    wakeup it costs the receiver, were a quarter of a delivery's CPU."""
+    wakeup it costs the receiver, were a quarter of a request's CPU (decision 0080)."""
 
     _hold_head = False
     _held: bytes | None = None

@@ -527,9 +527,10 @@ class UnitOfWork:
 
 
 TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
-# A storm of writers on one subtree makes PostgreSQL pick the same unit as a deadlock's
-# victim more than twice in a row now and then (a CI run saw it), so a unit gets six tries,
-# waiting a little longer, at random, before each (the request's deadline bounds them all).
+# A storm of writers on one subtree can make PostgreSQL pick the same unit as a deadlock's
+# victim three times running (the likely cause of a 500 in a CI run), so a unit gets six
+# tries, waiting a little longer, at random, before each (the deadline bounds them all).
+# Decision 0081.
 TRANSIENT_ATTEMPTS = 6
 TRANSIENT_PAUSE_SECONDS = 0.02  # the longest first pause; it doubles with each try
 
