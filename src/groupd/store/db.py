@@ -548,21 +548,18 @@ def retry_transient(work: Callable[[], T]) -> T:
             # A dropped connection (a database restart) is invalidated by the pool; the
             # retry gets a fresh one. This is why the pool does not ping on checkout.
             if error.connection_invalidated:
-                if attempt == TRANSIENT_ATTEMPTS:
-                    raise Unavailable(
-                        "the connection to the database was lost on every try; nothing "
-                        "was changed; try again",
-                        code="database_unavailable",
-                    ) from error
+                why = "the connection to the database was lost on every try"
+                code = "database_unavailable"
             elif sqlstate in TRANSIENT_SQLSTATES:
-                if attempt == TRANSIENT_ATTEMPTS:
-                    raise Unavailable(
-                        f"the database undid this request {attempt} times to settle a "
-                        "conflict with concurrent changes; nothing was changed; try again",
-                        code="contention",
-                    ) from error
+                why = (
+                    f"the database undid this request {attempt} times to settle a "
+                    "conflict with concurrent changes"
+                )
+                code = "contention"
             else:
                 raise
+            if attempt == TRANSIENT_ATTEMPTS:
+                raise Unavailable(f"{why}; nothing was changed; try again", code=code) from error
             time.sleep(random.uniform(0, TRANSIENT_PAUSE_SECONDS * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")
 

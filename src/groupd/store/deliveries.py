@@ -15,16 +15,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import Integer, bindparam, func, null, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from groupd.store.db import UnitOfWork
-from groupd.store.models import WebhookSchedule, table_of
+from groupd.store.keys import in_keys
+from groupd.store.models import WebhookDelivery, WebhookSchedule, table_of
 from groupd.store.prepared import Prepared
 from groupd.store.types import UTCDateTime, UuidKey
 
 _schedules = table_of(WebhookSchedule)
+_deliveries = table_of(WebhookDelivery)
 
 
 def _dialect(uow: UnitOfWork) -> Any:
@@ -92,39 +93,20 @@ def schedule(
     )
 
 
-# Keys go to the database as one value (an array; a JSON list for SQLite's ``json_each``),
-# so that a statement's text is the same for every batch, whatever its size.
-_KEYS = {
-    "postgresql": "= ANY(CAST(:ids AS bigint[]))",
-    "sqlite": "IN (SELECT value FROM json_each(:ids))",
-}
-
-
-def _by_keys(template: str, **types: Any) -> dict[str, Any]:
-    """``template`` (``{keys}`` where the key test goes) for each database."""
-    made = {name: text(template.format(keys=test)) for name, test in _KEYS.items()}
-    made["sqlite"] = made["sqlite"].bindparams(
-        *(bindparam(name, type_=kind) for name, kind in types.items())
+# The keys as one parameter (``in_keys``), so that the statement is the same for every
+# batch, whatever its size, and runs on the driver's cursor.
+_SUCCEEDED = Prepared(
+    update(_deliveries)
+    .where(text("state = 'pending'"), in_keys(_deliveries.c.id, "ids"))
+    .values(
+        state="succeeded",
+        attempts=_deliveries.c.attempts + 1,
+        last_status=bindparam("status", type_=Integer()),
+        last_error=null(),
+        delivered_at=bindparam("now", type_=UTCDateTime()),
+        next_attempt_at=null(),
     )
-    return made
-
-
-def _run_by_keys(
-    uow: UnitOfWork, by_database: dict[str, Any], ids: list[int], **params: Any
-) -> None:
-    keys: Any = orjson.dumps(ids).decode() if uow.is_sqlite else ids
-    statement = by_database["sqlite" if uow.is_sqlite else "postgresql"]
-    uow.session.execute(statement, {"ids": keys, **params})
-
-
-_SUCCEEDED = _by_keys(
-    "UPDATE webhook_deliveries SET state = 'succeeded', attempts = attempts + 1,"
-    " last_status = :status, last_error = NULL, delivered_at = :now, next_attempt_at = NULL"
-    " WHERE state = 'pending' AND id {keys}",
-    now=UTCDateTime,
 )
-_RELAYED = _by_keys("UPDATE outbox_events SET relayed = TRUE WHERE id {keys}")
-_UNWANTED = _by_keys("DELETE FROM outbox_events WHERE id {keys}")
 
 
 def mark_succeeded(
@@ -132,12 +114,4 @@ def mark_succeeded(
 ) -> None:
     """Mark the deliveries of each answer status succeeded (those still pending)."""
     for status, ids in by_status.items():
-        _run_by_keys(uow, _SUCCEEDED, ids, status=status, now=now)
-
-
-def mark_relayed(uow: UnitOfWork, *, wanted: list[int], unwanted: list[int]) -> None:
-    """In the outbox: the events given out are relayed, the others removed."""
-    if wanted:
-        _run_by_keys(uow, _RELAYED, wanted)
-    if unwanted:
-        _run_by_keys(uow, _UNWANTED, unwanted)
+        _SUCCEEDED.execute(uow, {"ids": ids, "status": status, "now": now})

@@ -1,4 +1,5 @@
-"""The outbox relay's one database-specific need: being the only relay at a time.
+"""The outbox relay's statements: being the only relay at a time, and recording what it
+gave out.
 
 Deliveries are numbered in the order the relay gives them out, which is the order their
 subscriber receives them (decision 0061). Two relays at once could number a later
@@ -8,9 +9,11 @@ turn instead of waiting.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import delete, text, update
 
 from groupd.store.db import UnitOfWork
+from groupd.store.keys import in_keys
+from groupd.store.models import OutboxEvent, table_of
 from groupd.store.prepared import Prepared
 
 # Any constant: the key of the one PostgreSQL advisory lock groupd takes.
@@ -28,3 +31,18 @@ def try_lock_relay(uow: UnitOfWork) -> bool:
         return True
     row = _TRY_LOCK.one_or_none(uow, {})
     return bool(row and row[0])
+
+
+_events = table_of(OutboxEvent)
+# The keys as one parameter (``in_keys``): the same statement for every batch.
+_RELAYED = Prepared(update(_events).where(in_keys(_events.c.id, "ids")).values(relayed=True))
+_UNWANTED = Prepared(delete(_events).where(in_keys(_events.c.id, "ids")))
+
+
+def mark_relayed(uow: UnitOfWork, *, wanted: list[int], unwanted: list[int]) -> None:
+    """The events given out are relayed (kept for the deliveries' listings until they are
+    purged), the others removed."""
+    if wanted:
+        _RELAYED.execute(uow, {"ids": wanted})
+    if unwanted:
+        _UNWANTED.execute(uow, {"ids": unwanted})

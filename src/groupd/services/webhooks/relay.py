@@ -16,6 +16,7 @@ from sqlalchemy import delete, exists, select, text
 from groupd.services.common import new_uuid
 from groupd.services.webhooks.catalogue import matches
 from groupd.store import deliveries as queue_store
+from groupd.store import outbox as outbox_store
 from groupd.store.db import UnitOfWork
 from groupd.store.ids import allocate_ids
 from groupd.store.models import (
@@ -24,7 +25,6 @@ from groupd.store.models import (
     WebhookSchedule,
     WebhookSubscription,
 )
-from groupd.store.outbox import try_lock_relay
 
 # The partial index's own term, so SQLite uses it (a bound ``relayed = 0`` would not).
 _UNRELAYED = text("NOT outbox_events.relayed")
@@ -54,7 +54,7 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
     """Give up to ``limit`` events, oldest first, to their subscriptions, as deliveries
     in the queue (a unit of ``Database.queue``); None when another relay holds the turn.
     ``mark_relayed`` then records it in the outbox, after this unit commits."""
-    if not try_lock_relay(queue):
+    if not outbox_store.try_lock_relay(queue):
         return None
     session = queue.session
     events = session.execute(
@@ -114,7 +114,7 @@ def give_out(queue: UnitOfWork, *, now: datetime, limit: int = 500) -> Relayed |
 def mark_relayed(uow: UnitOfWork, relayed: Relayed) -> None:
     """Record in the outbox what ``give_out`` did: the events given out are relayed
     (kept for the deliveries' listings until they are purged), the others removed."""
-    queue_store.mark_relayed(uow, wanted=relayed.wanted, unwanted=relayed.unwanted)
+    outbox_store.mark_relayed(uow, wanted=relayed.wanted, unwanted=relayed.unwanted)
 
 
 def purge_delivered(queue: UnitOfWork, *, now: datetime, retention_seconds: int) -> int:
